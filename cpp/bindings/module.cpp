@@ -1,0 +1,243 @@
+// The only file that includes pybind11. Inputs arrive already validated and converted by the Python layer
+// (python/simdex/_index.py); here shapes are checked again, outputs are allocated as NumPy arrays first, and
+// the GIL is released around all C++ work.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cmath>
+#include <limits>
+#include <stdexcept>
+#include <string>
+#include <system_error>
+
+#include "simdex/dispatch.hpp"
+#include "simdex/index.hpp"
+#include "simdex/thread_pool.hpp"
+
+namespace py = pybind11;
+using namespace simdex;
+
+#define SIMDEX_STR2(x) #x
+#define SIMDEX_STR(x) SIMDEX_STR2(x)
+
+namespace {
+
+using F32Array = py::array_t<float, py::array::c_style | py::array::forcecast>;
+using I64Array = py::array_t<std::int64_t, py::array::c_style | py::array::forcecast>;
+
+std::size_t rows_of(const F32Array& x, std::size_t dim, const char* what) {
+    if (x.ndim() != 2)
+        throw std::invalid_argument(std::string(what) + ": expected a 2-D array, got " + std::to_string(x.ndim()) + "-D");
+    if (static_cast<std::size_t>(x.shape(1)) != dim)
+        throw std::invalid_argument(std::string(what) + ": expected " + std::to_string(dim) + " columns, got " +
+                                    std::to_string(x.shape(1)));
+    return static_cast<std::size_t>(x.shape(0));
+}
+
+// Polls Python's signal handlers from a thread that has released the GIL (Ctrl-C during a long search).
+bool python_interrupted() {
+    py::gil_scoped_acquire gil;
+    return PyErr_CheckSignals() != 0;
+}
+
+template <class F>
+auto with_interrupts(F&& f) -> decltype(f()) {
+    try {
+        return f();
+    } catch (const Interrupted&) {
+        throw py::error_already_set();  // carries the KeyboardInterrupt that PyErr_CheckSignals raised
+    }
+}
+
+const KernelTable& table_arg(const std::string& isa) {
+    return isa.empty() ? active_kernels() : kernels_for(parse_isa(isa));
+}
+
+py::list isa_list(const std::vector<Isa>& isas) {
+    py::list out;
+    for (Isa i : isas) out.append(isa_name(i));
+    return out;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+    m.doc() = "simdex C++ core: SIMD kernels, exact search, top-k";
+    // File-system errors become OSError with errno set, like Python's own I/O.
+    py::register_exception_translator([](std::exception_ptr p) {
+        try {
+            if (p) std::rethrow_exception(p);
+        } catch (const std::system_error& e) {
+            PyErr_SetObject(PyExc_OSError, py::make_tuple(e.code().value(), e.what()).ptr());
+        }
+    });
+    m.attr("__version__") = SIMDEX_STR(VERSION_INFO);
+
+    m.def(
+        "simd_info",
+        [] {
+            py::dict d;
+            d["compiled"] = isa_list(compiled_isas());
+            d["supported"] = isa_list(supported_isas());
+            d["active"] = isa_name(active_kernels().isa);
+            d["note"] = dispatch_note();
+            return d;
+        },
+        "SIMD levels compiled into this build, supported by this CPU, and active now.");
+    m.def(
+        "set_simd", [](const std::string& isa) { set_active_isa(parse_isa(isa)); }, py::arg("isa"),
+        "Selects the SIMD level used from now on (for tests and benchmarks).");
+    m.def("get_num_threads", [] { return num_threads(); }, "Threads used by heavy calls.");
+    m.def(
+        "set_num_threads", [](std::size_t n) { set_num_threads(n); }, py::arg("n"),
+        "Sets the threads used by heavy calls; 0 means all cores this process may use.");
+
+    // Kernel entry points, for tests that compare every level with the scalar reference.
+    m.def(
+        "dot_f32",
+        [](F32Array a, F32Array b, const std::string& isa) {
+            if (a.ndim() != 1 || b.ndim() != 1 || a.shape(0) != b.shape(0))
+                throw std::invalid_argument("dot_f32: expected two 1-D arrays of the same length");
+            const KernelTable& kt = table_arg(isa);
+            py::gil_scoped_release release;
+            return kt.dot_f32(a.data(), b.data(), static_cast<std::size_t>(a.shape(0)));
+        },
+        py::arg("a"), py::arg("b"), py::arg("isa") = "");
+    m.def(
+        "dot_rows_f32",
+        [](F32Array q, F32Array x, const std::string& isa) {
+            if (q.ndim() != 1) throw std::invalid_argument("dot_rows_f32: q must be 1-D");
+            const std::size_t d = static_cast<std::size_t>(q.shape(0)), n = rows_of(x, d, "x");
+            const KernelTable& kt = table_arg(isa);
+            py::array_t<float> out(static_cast<py::ssize_t>(n));
+            float* o = out.mutable_data();
+            py::gil_scoped_release release;
+            kt.dot_rows_f32(q.data(), x.data(), n, d, o);
+            return out;
+        },
+        py::arg("q"), py::arg("x"), py::arg("isa") = "");
+    m.def(
+        "gemm_scores_f32",
+        [](F32Array q, F32Array x, const std::string& isa) {
+            // Full (nq x n) score matrix through the packed micro-kernel, with the depth split like search does.
+            if (q.ndim() != 2) throw std::invalid_argument("gemm_scores_f32: q must be 2-D");
+            const std::size_t d = static_cast<std::size_t>(q.shape(1)), nq = static_cast<std::size_t>(q.shape(0));
+            const std::size_t n = rows_of(x, d, "x");
+            const KernelTable& kt = table_arg(isa);
+            const std::size_t mr = kt.gemm_mr, nr = kt.gemm_nr, qp = (nq + mr - 1) / mr, xp = (n + nr - 1) / nr;
+            py::array_t<float> out({static_cast<py::ssize_t>(nq), static_cast<py::ssize_t>(n)});
+            float* o = out.mutable_data();
+            py::gil_scoped_release release;
+            FloatBuffer a(qp * mr * d), b(xp * nr * d), c(qp * mr * xp * nr);
+            kernels::pack_panels(q.data(), nq, d, mr, a.data());
+            kernels::pack_panels(x.data(), n, d, nr, b.data());
+            const std::size_t ldc = xp * nr, kc_step = 64;
+            for (std::size_t k0 = 0; k0 < d; k0 += kc_step)
+                for (std::size_t i = 0; i < qp; ++i)
+                    for (std::size_t j = 0; j < xp; ++j)
+                        kt.gemm_f32(std::min(kc_step, d - k0), a.data() + i * mr * d + k0 * mr,
+                                    b.data() + j * nr * d + k0 * nr, c.data() + i * mr * ldc + j * nr, ldc, k0 > 0);
+            for (std::size_t i = 0; i < nq; ++i)
+                for (std::size_t j = 0; j < n; ++j) o[i * n + j] = c[i * ldc + j];
+            return out;
+        },
+        py::arg("q"), py::arg("x"), py::arg("isa") = "");
+    m.def(
+        "select_ge_f32",
+        [](F32Array s, float t, const std::string& isa) {
+            if (s.ndim() != 1) throw std::invalid_argument("select_ge_f32: s must be 1-D");
+            const std::size_t n = static_cast<std::size_t>(s.shape(0));
+            const KernelTable& kt = table_arg(isa);
+            std::vector<std::uint32_t> idx(n);
+            std::size_t count;
+            {
+                py::gil_scoped_release release;
+                count = kt.select_ge_f32(s.data(), n, t, idx.data());
+            }
+            py::array_t<std::int64_t> out(static_cast<py::ssize_t>(count));
+            for (std::size_t i = 0; i < count; ++i) out.mutable_data()[i] = idx[i];
+            return out;
+        },
+        py::arg("s"), py::arg("t"), py::arg("isa") = "");
+
+    py::class_<FlatIndex>(m, "FlatIndex")
+        .def(py::init([](std::size_t dim, const std::string& metric) {
+                 return std::make_unique<FlatIndex>(dim, parse_metric(metric));
+             }),
+             py::arg("dim"), py::arg("metric") = "cosine")
+        .def_property_readonly("dim", &FlatIndex::dim)
+        .def_property_readonly("metric", [](const FlatIndex& self) { return metric_name(self.metric()); })
+        .def_property_readonly("next_id", &FlatIndex::next_id)
+        .def("__len__", &FlatIndex::size)
+        .def(
+            "add",
+            [](FlatIndex& self, F32Array x, std::optional<I64Array> ids) {
+                const std::size_t n = rows_of(x, self.dim(), "vectors");
+                if (ids && (ids->ndim() != 1 || static_cast<std::size_t>(ids->shape(0)) != n))
+                    throw std::invalid_argument("ids: expected a 1-D array of " + std::to_string(n) + " ids");
+                const std::int64_t* id = ids ? ids->data() : nullptr;
+                py::gil_scoped_release release;
+                self.add(x.data(), n, id);
+            },
+            py::arg("vectors"), py::arg("ids") = py::none())
+        .def(
+            "remove",
+            [](FlatIndex& self, I64Array ids) {
+                if (ids.ndim() != 1) throw std::invalid_argument("ids: expected a 1-D array");
+                py::gil_scoped_release release;
+                return self.remove(ids.data(), static_cast<std::size_t>(ids.shape(0)));
+            },
+            py::arg("ids"))
+        .def("reset", &FlatIndex::reset, py::call_guard<py::gil_scoped_release>())
+        .def(
+            "search",
+            [](const FlatIndex& self, F32Array q, std::size_t k, float min_score, std::optional<I64Array> filter) {
+                const std::size_t nq = rows_of(q, self.dim(), "queries");
+                if (k == 0) throw std::invalid_argument("k must be positive, got 0");
+                py::array_t<float> scores({static_cast<py::ssize_t>(nq), static_cast<py::ssize_t>(k)});
+                py::array_t<std::int64_t> ids({static_cast<py::ssize_t>(nq), static_cast<py::ssize_t>(k)});
+                SearchParams p;
+                p.k = k;
+                p.min_score = min_score;
+                if (filter) {
+                    if (filter->ndim() != 1) throw std::invalid_argument("filter: expected a 1-D array of ids");
+                    p.has_filter = true;
+                    p.filter = filter->data();
+                    p.filter_size = static_cast<std::size_t>(filter->shape(0));
+                }
+                p.interrupt = python_interrupted;
+                float* s = scores.mutable_data();
+                std::int64_t* i = ids.mutable_data();
+                with_interrupts([&] {
+                    py::gil_scoped_release release;
+                    self.search(q.data(), nq, p, s, i);
+                });
+                return py::make_tuple(scores, ids);
+            },
+            py::arg("queries"), py::arg("k"), py::arg("min_score") = -std::numeric_limits<float>::infinity(),
+            py::arg("filter") = py::none())
+        .def("ids",
+             [](const FlatIndex& self) {
+                 std::vector<std::int64_t> v = self.ids();
+                 py::array_t<std::int64_t> out(static_cast<py::ssize_t>(v.size()));
+                 std::copy(v.begin(), v.end(), out.mutable_data());
+                 return out;
+             })
+        .def("contains", &FlatIndex::contains, py::arg("id"))
+        .def(
+            "reconstruct",
+            [](const FlatIndex& self, I64Array ids) {
+                if (ids.ndim() != 1) throw std::invalid_argument("ids: expected a 1-D array");
+                py::array_t<float> out({static_cast<py::ssize_t>(ids.shape(0)), static_cast<py::ssize_t>(self.dim())});
+                float* o = out.mutable_data();
+                py::gil_scoped_release release;
+                self.reconstruct(ids.data(), static_cast<std::size_t>(ids.shape(0)), o);
+                return out;
+            },
+            py::arg("ids"))
+        .def("memory_usage", &FlatIndex::memory_usage)
+        .def_property("metadata", &FlatIndex::metadata, &FlatIndex::set_metadata)
+        .def("save", &FlatIndex::save, py::arg("path"), py::call_guard<py::gil_scoped_release>())
+        .def_static("load", &FlatIndex::load, py::arg("path"), py::call_guard<py::gil_scoped_release>());
+}

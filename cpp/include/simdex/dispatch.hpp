@@ -1,0 +1,34 @@
+// Run-time kernel selection: one table per ISA, the active one chosen once (CPUID + XGETBV on x86),
+// optionally lowered by SIMDEX_SIMD, then read-only unless a test or benchmark calls set_active_isa.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "simdex/kernels.hpp"
+
+namespace simdex {
+
+struct KernelTable {
+    Isa isa;
+    const char* name;
+    kernels::DotF32Fn dot_f32;
+    kernels::DotRowsF32Fn dot_rows_f32;
+    kernels::GemmF32Fn gemm_f32;
+    std::size_t gemm_mr;
+    std::size_t gemm_nr;
+    kernels::SelectGeF32Fn select_ge_f32;
+};
+
+const char* isa_name(Isa isa) noexcept;
+Isa parse_isa(const std::string& name);  // std::invalid_argument on an unknown name
+
+std::vector<Isa> compiled_isas();   // built into this binary
+std::vector<Isa> supported_isas();  // compiled and runnable on this CPU (and OS), best last
+bool is_supported(Isa isa);
+
+const KernelTable& active_kernels();         // the table searches use
+const KernelTable& kernels_for(Isa isa);     // std::invalid_argument if not supported here
+void set_active_isa(Isa isa);                // std::invalid_argument if not supported here
+std::string dispatch_note();                 // why the active level differs from the best one, or ""
+
+}  // namespace simdex

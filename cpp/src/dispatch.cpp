@@ -1,0 +1,176 @@
+#include "simdex/dispatch.hpp"
+
+#include <atomic>
+#include <cstdlib>
+#include <stdexcept>
+
+#if defined(__x86_64__) || defined(_M_X64)
+#include <cpuid.h>
+#define SIMDEX_X86 1
+#endif
+#if defined(__APPLE__)
+#include <sys/sysctl.h>
+#endif
+
+namespace simdex {
+namespace {
+
+using namespace kernels;
+
+const KernelTable kScalarTable{Isa::scalar, "scalar", dot_f32_scalar, dot_rows_f32_scalar, gemm_f32_scalar,
+                               kScalarMr, kScalarNr, select_ge_f32_scalar};
+#ifdef SIMDEX_COMPILED_AVX2
+const KernelTable kAvx2Table{Isa::avx2, "avx2", dot_f32_avx2, dot_rows_f32_avx2, gemm_f32_avx2,
+                             kAvx2Mr, kAvx2Nr, select_ge_f32_avx2};
+#endif
+#ifdef SIMDEX_COMPILED_AVX512
+const KernelTable kAvx512Table{Isa::avx512, "avx512", dot_f32_avx512, dot_rows_f32_avx512, gemm_f32_avx512,
+                               kAvx512Mr, kAvx512Nr, select_ge_f32_avx512};
+#endif
+#ifdef SIMDEX_COMPILED_NEON
+const KernelTable kNeonTable{Isa::neon, "neon", dot_f32_neon, dot_rows_f32_neon, gemm_f32_neon,
+                             kNeonMr, kNeonNr, select_ge_f32_neon};
+#endif
+
+const KernelTable* table_of(Isa isa) {
+    switch (isa) {
+        case Isa::scalar: return &kScalarTable;
+#ifdef SIMDEX_COMPILED_AVX2
+        case Isa::avx2: return &kAvx2Table;
+#endif
+#ifdef SIMDEX_COMPILED_AVX512
+        case Isa::avx512: return &kAvx512Table;
+#endif
+#ifdef SIMDEX_COMPILED_NEON
+        case Isa::neon: return &kNeonTable;
+#endif
+        default: return nullptr;
+    }
+}
+
+#ifdef SIMDEX_X86
+unsigned long long xgetbv0() {
+    unsigned eax = 0, edx = 0;
+    __asm__ volatile("xgetbv" : "=a"(eax), "=d"(edx) : "c"(0));
+    return (static_cast<unsigned long long>(edx) << 32) | eax;
+}
+
+struct X86Features {
+    bool avx2 = false, avx512 = false;
+};
+
+X86Features detect_x86() {
+    X86Features f;
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return f;
+    const bool fma = c & (1u << 12), osxsave = c & (1u << 27), avx = c & (1u << 28);
+    if (!(osxsave && avx)) return f;
+    const unsigned long long xcr0 = xgetbv0();
+    const bool ymm_os = (xcr0 & 0x6) == 0x6;   // XMM and YMM state enabled by the OS
+    bool zmm_os = (xcr0 & 0xE6) == 0xE6;       // plus opmask, ZMM_Hi256, Hi16_ZMM
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return f;
+    f.avx2 = ymm_os && fma && (b & (1u << 5));
+    const bool avx512_bits = (b & (1u << 16)) && (b & (1u << 17)) && (b & (1u << 30)) && (b & (1u << 31));
+#if defined(__APPLE__)
+    // macOS enables AVX-512 state lazily, so XCR0 can read "off" before the first use; ask the kernel instead.
+    int on = 0;
+    size_t len = sizeof(on);
+    if (sysctlbyname("hw.optional.avx512f", &on, &len, nullptr, 0) == 0) zmm_os = on != 0 && ymm_os;
+#endif
+    f.avx512 = f.avx2 && zmm_os && avx512_bits;
+    return f;
+}
+#endif
+
+bool cpu_supports(Isa isa) {
+    switch (isa) {
+        case Isa::scalar: return true;
+#ifdef SIMDEX_X86
+        case Isa::avx2: { static const X86Features f = detect_x86(); return f.avx2; }
+        case Isa::avx512: { static const X86Features f = detect_x86(); return f.avx512; }
+#endif
+#if defined(__aarch64__) || defined(_M_ARM64)
+        case Isa::neon: return true;  // Advanced SIMD is part of the AArch64 baseline
+#endif
+        default: return false;
+    }
+}
+
+std::string g_note;
+
+const KernelTable* initial_table() {
+    const std::vector<Isa> ok = supported_isas();
+    Isa best = ok.back();
+    const char* env = std::getenv("SIMDEX_SIMD");
+    if (env && *env) {
+        try {
+            const Isa want = parse_isa(env);
+            if (is_supported(want)) {
+                best = want;
+                g_note = std::string("SIMDEX_SIMD=") + env + " selected it";
+            } else {
+                g_note = std::string("SIMDEX_SIMD=") + env + " is not supported here; using " + isa_name(best);
+            }
+        } catch (const std::invalid_argument&) {
+            g_note = std::string("SIMDEX_SIMD=") + env + " is not a known level; using " + isa_name(best);
+        }
+    }
+    return table_of(best);
+}
+
+std::atomic<const KernelTable*>& active_slot() {
+    static std::atomic<const KernelTable*> slot{initial_table()};
+    return slot;
+}
+
+}  // namespace
+
+const char* isa_name(Isa isa) noexcept {
+    switch (isa) {
+        case Isa::scalar: return "scalar";
+        case Isa::avx2: return "avx2";
+        case Isa::avx512: return "avx512";
+        case Isa::neon: return "neon";
+    }
+    return "unknown";
+}
+
+Isa parse_isa(const std::string& name) {
+    for (Isa isa : {Isa::scalar, Isa::avx2, Isa::avx512, Isa::neon})
+        if (name == isa_name(isa)) return isa;
+    throw std::invalid_argument("unknown SIMD level '" + name + "': expected one of scalar, avx2, avx512, neon");
+}
+
+std::vector<Isa> compiled_isas() {
+    std::vector<Isa> out;
+    for (Isa isa : {Isa::scalar, Isa::avx2, Isa::avx512, Isa::neon})
+        if (table_of(isa)) out.push_back(isa);
+    return out;
+}
+
+std::vector<Isa> supported_isas() {
+    std::vector<Isa> out;
+    for (Isa isa : compiled_isas())
+        if (cpu_supports(isa)) out.push_back(isa);
+    return out;
+}
+
+bool is_supported(Isa isa) { return table_of(isa) && cpu_supports(isa); }
+
+const KernelTable& kernels_for(Isa isa) {
+    if (!is_supported(isa))
+        throw std::invalid_argument(std::string("SIMD level '") + isa_name(isa) +
+                                    "' is not available on this machine or in this build");
+    return *table_of(isa);
+}
+
+const KernelTable& active_kernels() { return *active_slot().load(std::memory_order_acquire); }
+
+void set_active_isa(Isa isa) { active_slot().store(&kernels_for(isa), std::memory_order_release); }
+
+std::string dispatch_note() {
+    active_slot();  // make sure the environment has been read
+    return g_note;
+}
+
+}  // namespace simdex

@@ -1,0 +1,61 @@
+"""simdex: exact vector search with a C++/SIMD core.
+
+    >>> import numpy as np, simdex
+    >>> index = simdex.Index(384)                      # cosine by default
+    >>> ids = index.add(np.random.rand(1000, 384))
+    >>> scores, ids = index.search(np.random.rand(384), k=5)
+"""
+
+from __future__ import annotations
+
+import warnings
+
+from . import _core
+from ._core import get_num_threads, set_num_threads
+from ._index import Index, SearchResult, load
+from .faiss_compat import IndexFlatCosine, IndexFlatIP, read_index, write_index
+
+__version__ = _core.__version__
+
+__all__ = [
+    "Index",
+    "IndexFlatCosine",
+    "IndexFlatIP",
+    "SearchResult",
+    "get_num_threads",
+    "load",
+    "read_index",
+    "set_num_threads",
+    "simd_info",
+    "simd_override",
+    "write_index",
+]
+
+
+def simd_info() -> dict:
+    """SIMD levels: ``compiled`` into this build, ``supported`` on this CPU, and ``active`` now."""
+    return _core.simd_info()
+
+
+class simd_override:
+    """Context manager that runs its body with another SIMD level (tests and benchmarks).
+
+    >>> with simdex.simd_override("scalar"):
+    ...     index.search(q, 10)
+    """
+
+    def __init__(self, isa: str) -> None:
+        self.isa = isa
+
+    def __enter__(self) -> "simd_override":
+        self._previous = _core.simd_info()["active"]
+        _core.set_simd(self.isa)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        _core.set_simd(self._previous)
+
+
+_note = _core.simd_info()["note"]
+if "not" in _note:
+    warnings.warn(_note, RuntimeWarning, stacklevel=2)

@@ -1,0 +1,161 @@
+"""The exact-search index: `simdex.Index`, `simdex.load`."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, NamedTuple, Optional
+
+import numpy as np
+
+from . import _core
+from ._validate import as_dim, as_ids, as_k, as_matrix, as_min_score
+
+METRICS = ("cosine", "ip")
+
+
+class SearchResult(NamedTuple):
+    """Search output: `scores` float32 (nq, k) best first, `ids` int64 (nq, k); padding is (-inf, -1)."""
+
+    scores: np.ndarray
+    ids: np.ndarray
+
+
+class Index:
+    """Exact nearest-neighbour index over float32 vectors, scored by inner product.
+
+    Args:
+        dim: vector dimension.
+        metric: ``"cosine"`` normalizes vectors to unit length on add and on query, so the score is the cosine
+            similarity (zero vectors stay zero and score 0); ``"ip"`` scores the raw inner product.
+
+    Every stored vector has a non-negative int64 id that stays the same across removals and save/load.
+    Search scans everything with SIMD kernels chosen at run time (see :func:`simdex.simd_info`), keeps a
+    per-query top-k while it scans, uses all cores (:func:`simdex.set_num_threads`) and releases the GIL.
+    Ties in score go to the lower id.
+    """
+
+    def __init__(self, dim: int, metric: str = "cosine") -> None:
+        dim = as_dim(dim)
+        if metric not in METRICS:
+            raise ValueError(f"metric: expected one of {METRICS}, got {metric!r}")
+        self._core = _core.FlatIndex(dim, metric)
+
+    @classmethod
+    def _from_core(cls, core: Any) -> "Index":
+        self = cls.__new__(cls)
+        self._core = core
+        return self
+
+    # -- properties -------------------------------------------------------------------------------------
+    @property
+    def dim(self) -> int:
+        """Vector dimension."""
+        return self._core.dim
+
+    @property
+    def metric(self) -> str:
+        """``"cosine"`` or ``"ip"``."""
+        return self._core.metric
+
+    def __len__(self) -> int:
+        return len(self._core)
+
+    def __repr__(self) -> str:
+        return f"simdex.Index(dim={self.dim}, metric={self.metric!r}, size={len(self)})"
+
+    def ids(self) -> np.ndarray:
+        """The stored ids (int64), in storage order."""
+        return self._core.ids()
+
+    def __contains__(self, id_: int) -> bool:
+        return bool(self._core.contains(int(id_)))
+
+    def memory_usage(self) -> int:
+        """Bytes held by the index: vectors, ids and the id lookup table."""
+        return int(self._core.memory_usage())
+
+    @property
+    def metadata(self) -> dict:
+        """JSON-serialisable facts saved with the index (a copy; assign to change)."""
+        text = self._core.metadata
+        return json.loads(text) if text else {}
+
+    @metadata.setter
+    def metadata(self, value: dict) -> None:
+        self._core.metadata = json.dumps(value, sort_keys=True)
+
+    @property
+    def fingerprint(self) -> Optional[dict]:
+        """The embedding model's fingerprint this index was filled with, or None."""
+        return self.metadata.get("fingerprint")
+
+    # -- mutation ---------------------------------------------------------------------------------------
+    def add(self, vectors: Any, ids: Any = None) -> np.ndarray:
+        """Adds vectors and returns their ids.
+
+        Args:
+            vectors: float32 or float64 array of shape (n, dim) or (dim,), any memory order. A C-contiguous
+                float32 array is passed to the core without a copy; anything else is converted once.
+            ids: int64 ids, one per vector (non-negative, not already present). Default: consecutive ids
+                from the largest id ever added + 1.
+
+        Raises:
+            TypeError: non-floating vectors or non-integer ids.
+            ValueError: wrong shape or dim, NaN or Inf, a duplicate or negative id. Nothing is added then.
+        """
+        x = as_matrix(vectors, self.dim, "vectors")
+        if ids is None:
+            start = self._core.next_id
+            self._core.add(x, None)
+            return np.arange(start, start + x.shape[0], dtype=np.int64)
+        id_arr = as_ids(ids, "ids", n=x.shape[0])
+        self._core.add(x, id_arr)
+        return id_arr
+
+    def remove(self, ids: Any) -> int:
+        """Removes the given ids (absent ones are ignored) and returns how many were removed."""
+        return int(self._core.remove(as_ids(ids, "ids")))
+
+    def reset(self) -> None:
+        """Removes every vector; ids start again from 0."""
+        self._core.reset()
+
+    def reconstruct(self, ids: Any) -> np.ndarray:
+        """The stored vectors (normalized under cosine) for the given ids, float32 (n, dim)."""
+        return self._core.reconstruct(as_ids(ids, "ids"))
+
+    # -- search -----------------------------------------------------------------------------------------
+    def search(self, queries: Any, k: int = 10, *, filter: Any = None, min_score: Optional[float] = None) -> SearchResult:
+        """Finds the k best-scoring vectors for each query.
+
+        Args:
+            queries: float array of shape (nq, dim) or (dim,).
+            k: results per query. When fewer than k vectors qualify, the rest is padded with id -1 and
+                score -inf (so ``k > len(index)`` is fine).
+            filter: optional allow-list of ids; only those can be returned. It is applied inside the scan, so
+                each query still gets up to k allowed results.
+            min_score: optional floor; results scoring below it are dropped (padded as above).
+
+        Returns:
+            SearchResult(scores float32 (nq, k), ids int64 (nq, k)), best first, ties to the lower id.
+        """
+        q = as_matrix(queries, self.dim, "queries")
+        k = as_k(k)
+        floor = as_min_score(min_score)
+        allow = None if filter is None else as_ids(filter, "filter")
+        scores, ids = self._core.search(q, k, floor, allow)
+        return SearchResult(scores, ids)
+
+    # -- persistence ------------------------------------------------------------------------------------
+    def save(self, path: "str | os.PathLike[str]") -> None:
+        """Writes the index to path atomically: a crash leaves the old file or the new one, never a mix."""
+        self._core.save(os.fspath(path))
+
+
+def load(path: "str | os.PathLike[str]") -> Index:
+    """Reads an index written by :meth:`Index.save`."""
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        raise ValueError(f"{path} is a directory, not an index file")
+    return Index._from_core(_core.FlatIndex.load(path))

@@ -1,0 +1,95 @@
+"""Input checks shared by the Python API: one place that turns array-likes into what the core expects,
+or raises an error that says what was expected and what arrived."""
+
+from __future__ import annotations
+
+import operator
+from typing import Any
+
+import numpy as np
+
+_INT64_MAX = np.iinfo(np.int64).max
+
+
+def as_matrix(x: Any, dim: int, name: str = "vectors") -> np.ndarray:
+    """Returns x as a C-contiguous float32 (n, dim) array (no copy when it already is one)."""
+    if isinstance(x, np.ndarray):
+        arr = x
+    else:
+        try:
+            arr = np.asarray(x)
+        except (ValueError, TypeError) as e:
+            raise ValueError(f"{name}: expected a numeric array of shape (n, {dim}); could not convert: {e}") from None
+    kind = arr.dtype.kind
+    if kind != "f":
+        what = {"c": "complex", "b": "bool", "i": "integer", "u": "integer", "O": "object", "U": "string",
+                "S": "bytes"}.get(kind, "non-numeric")
+        raise TypeError(f"{name}: expected a float32 or float64 array, got {what} dtype {arr.dtype}")
+    if arr.ndim == 1:
+        arr = arr.reshape(1, -1)
+    elif arr.ndim != 2:
+        raise ValueError(f"{name}: expected shape (n, {dim}) or ({dim},), got a {arr.ndim}-D array of shape {arr.shape}")
+    if arr.shape[1] != dim:
+        raise ValueError(f"{name}: expected {dim} columns (the index dim), got shape {arr.shape}")
+    if arr.shape[0] == 0:
+        raise ValueError(f"{name}: expected at least one row, got an empty array of shape {arr.shape}")
+    return np.ascontiguousarray(arr, dtype=np.float32)
+
+
+def as_ids(ids: Any, name: str = "ids", n: int | None = None) -> np.ndarray:
+    """Returns ids as a C-contiguous int64 1-D array; n, when given, is the required length."""
+    if isinstance(ids, (int, np.integer)) and not isinstance(ids, bool):
+        ids = [ids]
+    try:
+        arr = np.asarray(ids)
+    except (ValueError, TypeError, OverflowError) as e:
+        raise ValueError(f"{name}: expected int64 ids; could not convert: {e}") from None
+    if arr.dtype.kind == "O" and arr.size:
+        # Python ints beyond int64 arrive as objects.
+        if all(isinstance(v, int) and not isinstance(v, bool) for v in arr.ravel()):
+            raise ValueError(f"{name}: ids must fit in int64 (0 .. {_INT64_MAX}); got a value outside it")
+    if arr.size == 0 and arr.dtype.kind == "f":
+        arr = arr.astype(np.int64)  # np.asarray([]) is float64
+    if arr.dtype.kind not in "iu":
+        raise TypeError(f"{name}: expected integer ids, got dtype {arr.dtype}")
+    if arr.dtype.kind == "u" and arr.size and arr.max() > _INT64_MAX:
+        raise ValueError(f"{name}: ids must fit in int64; got {arr.max()}")
+    if arr.ndim != 1:
+        raise ValueError(f"{name}: expected a 1-D sequence of ids, got shape {arr.shape}")
+    if n is not None and arr.shape[0] != n:
+        raise ValueError(f"{name}: expected {n} ids (one per vector), got {arr.shape[0]}")
+    return np.ascontiguousarray(arr, dtype=np.int64)
+
+
+def as_k(k: Any) -> int:
+    """Returns k as a positive Python int."""
+    if isinstance(k, bool):
+        raise TypeError("k: expected a positive integer, got a bool")
+    try:
+        k = operator.index(k)
+    except TypeError:
+        raise TypeError(f"k: expected a positive integer, got {type(k).__name__}") from None
+    if k <= 0:
+        raise ValueError(f"k: expected a positive integer, got {k}")
+    return k
+
+
+def as_dim(dim: Any) -> int:
+    if isinstance(dim, bool):
+        raise TypeError("dim: expected a positive integer, got a bool")
+    try:
+        dim = operator.index(dim)
+    except TypeError:
+        raise TypeError(f"dim: expected a positive integer, got {type(dim).__name__}") from None
+    if dim <= 0:
+        raise ValueError(f"dim: expected a positive integer, got {dim}")
+    return dim
+
+
+def as_min_score(min_score: Any) -> float:
+    if min_score is None:
+        return float("-inf")
+    value = float(min_score)
+    if np.isnan(value):
+        raise ValueError("min_score: expected a number or None, got NaN")
+    return value
