@@ -13,6 +13,7 @@
 
 #include "simdex/dispatch.hpp"
 #include "simdex/index.hpp"
+#include "simdex/project.hpp"
 #include "simdex/thread_pool.hpp"
 
 namespace py = pybind11;
@@ -25,6 +26,17 @@ namespace {
 
 using F32Array = py::array_t<float, py::array::c_style | py::array::forcecast>;
 using I64Array = py::array_t<std::int64_t, py::array::c_style | py::array::forcecast>;
+using F64Array = py::array_t<double, py::array::c_style | py::array::forcecast>;
+
+py::array_t<double> square_f64(std::size_t d) {
+    return py::array_t<double>({static_cast<py::ssize_t>(d), static_cast<py::ssize_t>(d)});
+}
+
+void check_size(const py::array& a, std::size_t want, const char* what) {
+    if (static_cast<std::size_t>(a.size()) != want)
+        throw std::invalid_argument(std::string(what) + ": expected " + std::to_string(want) + " values, got " +
+                                    std::to_string(a.size()));
+}
 
 std::size_t rows_of(const F32Array& x, std::size_t dim, const char* what) {
     if (x.ndim() != 2)
@@ -160,6 +172,90 @@ PYBIND11_MODULE(_core, m) {
             return out;
         },
         py::arg("s"), py::arg("t"), py::arg("isa") = "");
+
+    py::class_<MomentAccumulator>(m, "MomentAccumulator",
+                                  "Count, mean and scatter of float32 rows, accumulated over batches in double.")
+        .def(py::init<std::size_t>(), py::arg("dim"))
+        .def_property_readonly("dim", &MomentAccumulator::dim)
+        .def_property_readonly("count", &MomentAccumulator::count)
+        .def(
+            "add",
+            [](MomentAccumulator& self, F32Array x) {
+                const std::size_t n = rows_of(x, self.dim(), "x");
+                with_interrupts([&] {
+                    py::gil_scoped_release release;
+                    self.add(x.data(), n, python_interrupted);
+                });
+            },
+            py::arg("x"))
+        .def("reset", &MomentAccumulator::reset)
+        .def("mean",
+             [](const MomentAccumulator& self) {
+                 py::array_t<double> out(static_cast<py::ssize_t>(self.dim()));
+                 self.mean(out.mutable_data());
+                 return out;
+             })
+        .def("scatter",
+             [](const MomentAccumulator& self) {
+                 auto out = square_f64(self.dim());
+                 double* o = out.mutable_data();
+                 py::gil_scoped_release release;
+                 self.scatter(o);
+                 return out;
+             })
+        .def("second_moment",
+             [](const MomentAccumulator& self) {
+                 auto out = square_f64(self.dim());
+                 double* o = out.mutable_data();
+                 py::gil_scoped_release release;
+                 self.second_moment(o);
+                 return out;
+             })
+        .def("get_state",
+             [](const MomentAccumulator& self) {
+                 const std::size_t d = self.dim();
+                 py::array_t<float> shift(static_cast<py::ssize_t>(d));
+                 py::array_t<double> sum(static_cast<py::ssize_t>(d));
+                 auto scatter = square_f64(d);
+                 std::copy(self.shift().begin(), self.shift().end(), shift.mutable_data());
+                 std::copy(self.shifted_sum().begin(), self.shifted_sum().end(), sum.mutable_data());
+                 std::copy(self.shifted_scatter().begin(), self.shifted_scatter().end(), scatter.mutable_data());
+                 return py::make_tuple(self.count(), shift, sum, scatter);
+             })
+        .def(
+            "set_state",
+            [](MomentAccumulator& self, std::size_t count, F32Array shift, F64Array sum, F64Array scatter) {
+                const std::size_t d = self.dim();
+                check_size(shift, d, "shift");
+                check_size(sum, d, "sum");
+                check_size(scatter, d * d, "scatter");
+                self.restore(count, shift.data(), sum.data(), scatter.data());
+            },
+            py::arg("count"), py::arg("shift"), py::arg("sum"), py::arg("scatter"));
+
+    py::class_<LinearProjection>(m, "LinearProjection", "y = x W^T - bias on the blocked SIMD GEMM.")
+        .def(py::init([](F32Array w, std::optional<F32Array> bias) {
+                 if (w.ndim() != 2) throw std::invalid_argument("matrix: expected a 2-D array");
+                 const std::size_t out = static_cast<std::size_t>(w.shape(0)), in = static_cast<std::size_t>(w.shape(1));
+                 if (bias) check_size(*bias, out, "bias");
+                 return std::make_unique<LinearProjection>(w.data(), out, in, bias ? bias->data() : nullptr);
+             }),
+             py::arg("matrix"), py::arg("bias") = py::none())
+        .def_property_readonly("in_dim", &LinearProjection::in_dim)
+        .def_property_readonly("out_dim", &LinearProjection::out_dim)
+        .def(
+            "apply",
+            [](const LinearProjection& self, F32Array x) {
+                const std::size_t n = rows_of(x, self.in_dim(), "x");
+                py::array_t<float> y({static_cast<py::ssize_t>(n), static_cast<py::ssize_t>(self.out_dim())});
+                float* o = y.mutable_data();
+                with_interrupts([&] {
+                    py::gil_scoped_release release;
+                    self.apply(x.data(), n, o, python_interrupted);
+                });
+                return y;
+            },
+            py::arg("x"));
 
     py::class_<FlatIndex>(m, "FlatIndex")
         .def(py::init([](std::size_t dim, const std::string& metric) {
