@@ -51,6 +51,8 @@ def test_load_queries_merges_repeated_queries():
     ("int8+rescore", Variant("int8+rescore", "int8", rescore=4)),
     ("int8+rescore8", Variant("int8+rescore8", "int8", rescore=8)),
     ("pca256", Variant("pca256", "float32", "pca", 256)), ("rp192+int8", Variant("rp192+int8", "int8", "rp", 192)),
+    ("float32+bm25", Variant("float32+bm25", keyword_limit=200)),
+    ("int8+rescore+bm25100", Variant("int8+rescore+bm25100", "int8", rescore=4, keyword_limit=100)),
 ])
 def test_variant_names(name, expect):
     assert Variant.parse(name) == expect

@@ -99,29 +99,32 @@ def load_queries(queries: Any) -> Tuple[List[str], List[List[str]]]:
 
 
 # -- variants ------------------------------------------------------------------------------------------------
-_VARIANT = re.compile(r"^(?:(pca|rp)(\d+)\+?)?(float32|int8)?(\+rescore(\d+)?)?$")
+_VARIANT = re.compile(r"^(?:(pca|rp)(\d+)\+?)?(float32|int8)?(\+rescore(\d+)?)?(\+bm25(\d+)?)?$")
 
 
 @dataclass
 class Variant:
-    """An index configuration named like "float32", "int8", "int8+rescore", "pca256", "rp192+int8"."""
+    """An index configuration named like "float32", "int8", "int8+rescore", "pca256", "rp192+int8", or any of
+    them with "+bm25" (hybrid: the vector search ranks only the top-200 BM25 keyword matches; "+bm25N" for N)."""
 
     name: str
     dtype: str = "float32"
     reduce: Optional[str] = None      # "pca" or "rp"
     out_dim: Optional[int] = None
     rescore: Optional[int] = None
+    keyword_limit: Optional[int] = None
 
     @classmethod
     def parse(cls, name: str) -> "Variant":
         m = _VARIANT.match(name.replace(" ", ""))
         if not m or not name:
             raise ValueError(f"variant {name!r}: expected e.g. float32, int8, int8+rescore, pca256, rp192+int8")
-        reduce, dim, dtype, rescore, factor = m.groups()
+        reduce, dim, dtype, rescore, factor, bm25, limit = m.groups()
         if rescore and dtype != "int8":
             raise ValueError(f"variant {name!r}: rescoring needs int8")
         return cls(name, dtype or "float32", reduce, int(dim) if dim else None,
-                   (int(factor) if factor else 4) if rescore else None)
+                   (int(factor) if factor else 4) if rescore else None,
+                   (int(limit) if limit else 200) if bm25 else None)
 
     def build(self, dim: int):
         import simdex
@@ -226,6 +229,7 @@ def evaluate(corpus: Any, queries: Any, models: Sequence[Any] = ("all-MiniLM-L6-
         An :class:`EvalResult`; ``.table()``, ``.to_json()``, ``.plot()``.
     """
     from .diagnostics import CorpusStats, diagnose
+    from .hybrid import KeywordIndex
 
     doc_ids, texts, _ = load_corpus(corpus)
     q_texts, relevant = load_queries(queries)
@@ -235,6 +239,8 @@ def evaluate(corpus: Any, queries: Any, models: Sequence[Any] = ("all-MiniLM-L6-
         if missing:
             raise ValueError(f"query {q!r}: relevant document(s) {missing[:3]} not in the corpus")
     parsed = [Variant.parse(v) for v in variants]
+    keywords = (KeywordIndex.from_records(range(len(texts)), texts)
+                if any(v.keyword_limit for v in parsed) else None)
     result = EvalResult()
     for model in models:
         encoder = _encoder(model)
@@ -258,8 +264,10 @@ def evaluate(corpus: Any, queries: Any, models: Sequence[Any] = ("all-MiniLM-L6-
             add_s = time.perf_counter() - t
             ranked, lat, best = [], [], []
             kw = variant.search_kwargs()
-            for qv in q_mat:
+            for q_text, qv in zip(q_texts, q_mat):
                 t = time.perf_counter()
+                if variant.keyword_limit:
+                    kw["filter"] = keywords.allow_list(q_text, variant.keyword_limit)
                 scores, ids = index.search(qv, k, **kw)
                 lat.append(time.perf_counter() - t)
                 ranked.append([doc_ids[i] for i in ids[0] if i >= 0])
