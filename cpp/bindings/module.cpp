@@ -429,6 +429,47 @@ PYBIND11_MODULE(_core, m) {
                 py::gil_scoped_release release;
                 self.set_metadata(std::move(text));
             })
+        .def(
+            "extra_sections",
+            [](const FlatIndex& self) {
+                std::vector<ExtraSection> v;
+                {
+                    py::gil_scoped_release release;
+                    v = self.extra_sections();
+                }
+                py::list out;
+                for (const ExtraSection& e : v)
+                    out.append(py::make_tuple(e.name, format::dtype_name(e.dtype), e.rows, e.cols, e.required,
+                                              py::bytes(reinterpret_cast<const char*>(e.data.data()), e.data.size())));
+                return out;
+            },
+            "Sections kept with the index for the Python layer: (name, dtype, rows, cols, required, bytes) tuples.")
+        .def(
+            "set_extra_sections",
+            [](FlatIndex& self, const py::list& items) {
+                std::vector<ExtraSection> v;
+                for (const py::handle& item : items) {
+                    auto t = item.cast<py::tuple>();
+                    if (t.size() != 6)
+                        throw std::invalid_argument("expected (name, dtype, rows, cols, required, bytes) tuples");
+                    ExtraSection e;
+                    e.name = t[0].cast<std::string>();
+                    const std::string dtype = t[1].cast<std::string>();
+                    if (dtype == "bytes") e.dtype = format::DType::bytes;
+                    else if (dtype == "float32") e.dtype = format::DType::f32;
+                    else if (dtype == "float64") e.dtype = format::DType::f64;
+                    else throw std::invalid_argument("section dtype: expected bytes, float32 or float64, got " + dtype);
+                    e.rows = t[2].cast<std::uint64_t>();
+                    e.cols = t[3].cast<std::uint64_t>();
+                    e.required = t[4].cast<bool>();
+                    const std::string data = t[5].cast<std::string>();
+                    e.data.assign(data.begin(), data.end());
+                    v.push_back(std::move(e));
+                }
+                py::gil_scoped_release release;
+                self.set_extra_sections(std::move(v));
+            },
+            py::arg("sections"))
         .def("save", &FlatIndex::save, py::arg("path"), py::call_guard<py::gil_scoped_release>())
         .def(
             "to_bytes",

@@ -55,7 +55,7 @@ FlatIndex::FlatIndex(std::size_t dim, Metric metric) : dim_(dim), metric_(metric
 FlatIndex::FlatIndex(FlatIndex&& o) noexcept
     : dim_(o.dim_), metric_(o.metric_), data_(std::move(o.data_)), base_(std::move(o.base_)),
       base_rows_(o.base_rows_), ids_(std::move(o.ids_)), slot_of_(std::move(o.slot_of_)), next_id_(o.next_id_),
-      metadata_(std::move(o.metadata_)) {}
+      metadata_(std::move(o.metadata_)), extras_(std::move(o.extras_)) {}
 
 bool FlatIndex::mapped() const {
     std::shared_lock<RwLock> lock(mu_);
@@ -230,7 +230,9 @@ std::size_t FlatIndex::memory_usage() const {
     const std::size_t node = sizeof(void*) + sizeof(std::int64_t) + sizeof(std::size_t) + sizeof(std::size_t);
     // A file read into memory counts whole; a mapping is the page cache's, not this index's.
     const std::size_t image = base_ && !base_->mapped() ? base_->size() : 0;
-    return image + data_.capacity() * sizeof(float) + ids_.capacity() * sizeof(std::int64_t) +
+    std::size_t extras = 0;
+    for (const ExtraSection& e : extras_) extras += e.data.capacity();
+    return image + extras + data_.capacity() * sizeof(float) + ids_.capacity() * sizeof(std::int64_t) +
            slot_of_.bucket_count() * sizeof(void*) + slot_of_.size() * node + metadata_.capacity();
 }
 

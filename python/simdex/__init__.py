@@ -13,6 +13,7 @@ import warnings
 from . import _core
 from ._core import get_num_threads, set_num_threads
 from ._index import FormatError, Index, SearchResult, load, load_bytes
+from .transform import PCA, RandomProjection
 from .faiss_compat import IndexFlatCosine, IndexFlatIP, read_index, write_index
 
 __version__ = _core.__version__
@@ -22,6 +23,8 @@ __all__ = [
     "Index",
     "IndexFlatCosine",
     "IndexFlatIP",
+    "PCA",
+    "RandomProjection",
     "SearchResult",
     "get_num_threads",
     "load",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from typing import Any, NamedTuple, Optional
 
 import numpy as np
@@ -38,37 +39,71 @@ class Index:
     Thread safety: any number of threads may search at once; ``add``, ``remove`` and ``reset`` each take
     the index exclusively (a search sees a whole batch or none of it), and ``save`` excludes them while it
     writes. Waiting writers are let in ahead of newly arriving searches, so a busy server cannot starve them.
+
+    Dimensionality reduction: with ``transform=simdex.PCA(384)`` (or :class:`simdex.RandomProjection`) the
+    index stores ``out_dim``-dimensional vectors. Vectors and queries keep arriving at ``dim``; under cosine
+    they are normalized at full dimension first, then projected (database rows with ``transform``, queries with
+    ``transform_query``). The transform is trained on the first ``add`` if it is not fitted yet (or explicitly
+    with :meth:`train`) and is saved in the index file. Scores estimate the full-dimension score: for PCA the
+    inner product of the query with each vector's PCA reconstruction, for an orthogonal random projection the
+    reduced inner product scaled by ``dim / out_dim``. ``reconstruct`` returns the stored (reduced) vectors.
     """
 
-    def __init__(self, dim: int, metric: str = "cosine") -> None:
+    def __init__(self, dim: int, metric: str = "cosine", transform: Any = None) -> None:
         dim = as_dim(dim)
         if metric not in METRICS:
             raise ValueError(f"metric: expected one of {METRICS}, got {metric!r}")
-        self._core = _core.FlatIndex(dim, metric)
+        self._dim, self._metric = dim, metric
+        self._transform = _check_transform(transform, dim)
+        self._train_lock = threading.Lock()
+        if self._transform is None:
+            self._core = _core.FlatIndex(dim, metric)
+        else:
+            # The reduced vectors are scored by inner product; normalization happens before projecting.
+            self._core = _core.FlatIndex(self._transform.out_dim, "ip")
+            self._store_transform()
 
     @classmethod
-    def _from_core(cls, core: Any) -> "Index":
+    def _from_core(cls, core: Any, source: str = "<index>") -> "Index":
         self = cls.__new__(cls)
         self._core = core
+        self._train_lock = threading.Lock()
+        sections = {t[0]: t for t in core.extra_sections()}
+        if "transform" in sections:
+            from .transform import _from_sections
+
+            self._transform, self._dim, self._metric = _from_sections(sections, core.dim, source)
+        else:
+            self._transform, self._dim, self._metric = None, core.dim, core.metric
         return self
+
+    def _store_transform(self) -> None:
+        """Puts the transform (fitted or not) into the core's extra sections, so save writes it."""
+        self._core.set_extra_sections(self._transform._sections(self._dim, self._metric))
 
     # -- properties -------------------------------------------------------------------------------------
     @property
     def dim(self) -> int:
-        """Vector dimension."""
-        return self._core.dim
+        """Vector dimension (of the vectors given to add and search, before any transform)."""
+        return self._dim
 
     @property
     def metric(self) -> str:
         """``"cosine"`` or ``"ip"``."""
-        return self._core.metric
+        return self._metric
+
+    @property
+    def transform(self) -> Any:
+        """The dimensionality-reduction pre-transform, or None."""
+        return self._transform
 
     def __len__(self) -> int:
         return len(self._core)
 
     def __repr__(self) -> str:
         mapped = ", mmap=True" if self._core.mapped else ""
-        return f"simdex.Index(dim={self.dim}, metric={self.metric!r}, size={len(self)}{mapped})"
+        extra = f", transform={self._transform!r}" if self._transform is not None else ""
+        return f"simdex.Index(dim={self.dim}, metric={self.metric!r}{extra}, size={len(self)}{mapped})"
 
     def ids(self) -> np.ndarray:
         """The stored ids (int64), in storage order."""
@@ -112,12 +147,60 @@ class Index:
                 ``simdex.load(path, mmap=True)`` (read-only). Nothing is added then.
         """
         x = as_matrix(vectors, self.dim, "vectors")
+        if self._transform is not None:
+            x = self._project(self._normalized(x), train=True)
         if ids is None:
             start = self._core.add(x, None)  # chosen under the index lock, so concurrent adds get distinct ids
             return np.arange(start, start + x.shape[0], dtype=np.int64)
         id_arr = as_ids(ids, "ids", n=x.shape[0])
         self._core.add(x, id_arr)
         return id_arr
+
+    def train(self, sample: Any) -> None:
+        """Fits the index's transform on a representative sample (e.g. a few thousand of the vectors to come).
+
+        Without it, the first ``add`` trains the transform on its own batch. Under cosine the sample is
+        normalized first, like everything the index stores.
+
+        Raises:
+            ValueError: the index has no transform, already holds vectors (they were projected with the current
+                transform), or the sample is unusable (wrong dim, NaN, too few rows for the PCA).
+        """
+        if self._transform is None:
+            raise ValueError("train: this index has no transform to train (pass transform=simdex.PCA(...))")
+        x = as_matrix(sample, self.dim, "sample")
+        with self._train_lock:
+            if len(self._core):
+                raise ValueError(f"train: the index already holds {len(self._core)} vectors projected with the "
+                                 "current transform; train before the first add, or build a new index")
+            self._fit_transform(self._normalized(x))
+
+    def _normalized(self, x: np.ndarray) -> np.ndarray:
+        if self._metric != "cosine":
+            return x
+        norms = np.linalg.norm(x, axis=1, keepdims=True)
+        return x / np.where(norms > 0, norms, 1).astype(np.float32)
+
+    def _fit_transform(self, x: np.ndarray) -> None:
+        from .transform import PCA
+
+        t = self._transform
+        if isinstance(t, PCA) and x.shape[0] < t.out_dim:
+            raise ValueError(f"training {t!r} needs at least {t.out_dim} vectors, got {x.shape[0]}; call "
+                             "index.train(sample) with a larger sample, or add a larger first batch")
+        t.fit(x)
+        self._store_transform()
+
+    def _project(self, x: np.ndarray, train: bool = False, query: bool = False) -> np.ndarray:
+        """Projects x (already normalized under cosine); trains the transform first if asked and needed."""
+        t = self._transform
+        if not t.is_fitted:
+            if not train:
+                raise ValueError(f"{t!r} is not trained yet: add vectors or call index.train(sample) first")
+            with self._train_lock:
+                if not t.is_fitted:
+                    self._fit_transform(x)
+        return t.transform_query(x) if query else t.transform(x)
 
     def remove(self, ids: Any) -> int:
         """Removes the given ids (absent ones are ignored) and returns how many were removed.
@@ -132,7 +215,8 @@ class Index:
         self._core.reset()
 
     def reconstruct(self, ids: Any) -> np.ndarray:
-        """The stored vectors (normalized under cosine) for the given ids, float32 (n, dim)."""
+        """The stored vectors (normalized under cosine) for the given ids, float32 (n, dim); with a transform,
+        the reduced vectors (n, transform.out_dim) as stored."""
         return self._core.reconstruct(as_ids(ids, "ids"))
 
     # -- search -----------------------------------------------------------------------------------------
@@ -154,8 +238,28 @@ class Index:
         k = as_k(k)
         floor = as_min_score(min_score)
         allow = None if filter is None else as_ids(filter, "filter")
-        scores, ids = self._core.search(q, k, floor, allow)
-        return SearchResult(scores, ids)
+        if self._transform is None:
+            scores, ids = self._core.search(q, k, floor, allow)
+            return SearchResult(scores, ids)
+        qn = self._normalized(q)
+        reduced = self._project(qn, query=True)
+        offset = self._transform._query_offset(qn)
+        scale = self._transform._score_scale
+        if offset is None and scale == 1.0:
+            scores, ids = self._core.search(reduced, k, floor, allow)
+            return SearchResult(scores, ids)
+        # Adding a per-query constant and scaling by a positive factor keep each row's order, so the floor can
+        # be applied afterwards: what falls below it is a tail of the row.
+        scores, ids = self._core.search(reduced, k, float("-inf"), allow)
+        found = ids >= 0
+        scores = scores * np.float32(scale)
+        if offset is not None:
+            scores = scores + offset[:, None]
+        scores[~found] = -np.inf
+        if min_score is not None:
+            drop = found & (scores < floor)
+            scores[drop], ids[drop] = -np.inf, -1
+        return SearchResult(scores.astype(np.float32, copy=False), ids)
 
     # -- persistence ------------------------------------------------------------------------------------
     def save(self, path: "str | os.PathLike[str]") -> None:
@@ -173,6 +277,20 @@ class Index:
         self._core.save(os.fspath(path))
 
 
+def _check_transform(transform: Any, dim: int) -> Any:
+    if transform is None:
+        return None
+    from .transform import _LinearTransform
+
+    if not isinstance(transform, _LinearTransform):
+        raise TypeError(f"transform: expected simdex.PCA or simdex.RandomProjection, got {type(transform).__name__}")
+    if transform.out_dim > dim:
+        raise ValueError(f"transform: out_dim {transform.out_dim} is larger than the index dim {dim}")
+    if transform.is_fitted and transform.in_dim != dim:
+        raise ValueError(f"transform: fitted on {transform.in_dim}-dimensional vectors, the index dim is {dim}")
+    return transform
+
+
 def _checked(core: Any, source: str) -> Index:
     # The core checked that metadata is UTF-8; whether it is a JSON object is the Python layer's business.
     text = core.metadata
@@ -183,7 +301,7 @@ def _checked(core: Any, source: str) -> Index:
             raise FormatError(f"{source}: section 'metadata' is not valid JSON ({e})") from None
         if not isinstance(value, dict):
             raise FormatError(f"{source}: section 'metadata' holds a JSON {type(value).__name__}, expected an object")
-    return Index._from_core(core)
+    return Index._from_core(core, source)
 
 
 def load(path: "str | os.PathLike[str]", mmap: bool = False) -> Index:

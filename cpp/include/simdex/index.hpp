@@ -65,6 +65,16 @@ struct SearchParams {
     InterruptFn interrupt;  // polled between blocks of work (Ctrl-C)
 };
 
+// A section the Python layer keeps in the index file beside the vectors (an index pre-transform's parameters and
+// matrices). Only names listed in io.cpp (kExtraSections, docs/format.md) are accepted.
+struct ExtraSection {
+    std::string name;
+    format::DType dtype = format::DType::bytes;
+    std::uint64_t rows = 0, cols = 0;
+    bool required = false;  // an index that cannot be searched correctly without it
+    std::vector<std::uint8_t> data;
+};
+
 class FlatIndex {
   public:
     FlatIndex(std::size_t dim, Metric metric);
@@ -101,6 +111,11 @@ class FlatIndex {
     std::string metadata() const;
     void set_metadata(std::string text);
 
+    // Extra sections saved with the index, replaced as a whole; std::invalid_argument on an unknown name, a
+    // duplicate, or a size that does not match dtype x rows x cols.
+    std::vector<ExtraSection> extra_sections() const;
+    void set_extra_sections(std::vector<ExtraSection> sections);
+
     // Files (io.cpp, docs/format.md). save is atomic and durable; it excludes add/remove/reset for its whole
     // duration (a consistent snapshot) while searches go on. load validates the whole file before using it and
     // throws FormatError for anything malformed. mmap: the rows stay in a read-only mapping of the file (opening
@@ -128,6 +143,7 @@ class FlatIndex {
     std::unordered_map<std::int64_t, std::size_t> slot_of_;
     std::int64_t next_id_ = 0;
     std::string metadata_;
+    std::vector<ExtraSection> extras_;
     mutable RwLock mu_;                // search / save / readers shared; add / remove / reset exclusive
 };
 
