@@ -315,7 +315,7 @@ class PCA(_LinearTransform):
         self._ratio = np.asarray(variance / total if total > 0 else np.zeros_like(variance), dtype=np.float64)
         self._total_variance = total
         self._n_fitted = n
-        w = comps.astype(np.float64)
+        w = self._components.astype(np.float64)  # from the stored float32 values, so a loaded copy is identical
         if self.whiten:
             w = w / np.sqrt(np.maximum(variance, np.finfo(np.float64).tiny))[:, None]
         w32 = np.ascontiguousarray(w, dtype=np.float32)
