@@ -1,8 +1,7 @@
-"""PCA and random projection: against NumPy float64 references, at every SIMD level, through an Index and a file."""
+"""PCA and random projection against NumPy float64 references, at every SIMD level, in an Index and a file."""
 
 import numpy as np
 import pytest
-
 import simdex
 from simdex import _core
 
@@ -10,7 +9,7 @@ LEVELS = simdex.simd_info()["supported"]
 
 
 def anisotropic(rng, n, d, mean=0.5):
-    """Rows with clearly separated variances per direction (a random rotation of decreasing scales) + a mean."""
+    """Rows with clearly separated variances per direction (a rotation of decreasing scales) plus a mean."""
     scales = np.linspace(3.0, 0.1, d)
     rot, _ = np.linalg.qr(rng.standard_normal((d, d)))
     return ((rng.standard_normal((n, d)) * scales) @ rot.T + mean * rng.standard_normal(d)).astype(np.float32)
@@ -31,9 +30,11 @@ def assert_same_up_to_sign(a, b, atol):
     np.testing.assert_allclose(a * signs[:, None], b, atol=atol)
 
 
-# -- the core pieces --------------------------------------------------------------------------------------------
+# -- the core pieces -----------------------------------------------------------------------------------------
 @pytest.mark.parametrize("isa", LEVELS)
-@pytest.mark.parametrize("n,d,out", [(1, 3, 1), (5, 7, 3), (13, 50, 13), (97, 97, 40), (200, 33, 33), (31, 768, 384)])
+@pytest.mark.parametrize(
+    "n,d,out", [(1, 3, 1), (5, 7, 3), (13, 50, 13), (97, 97, 40), (200, 33, 33), (31, 768, 384)]
+)
 def test_projection_matches_matmul(isa, n, d, out, rng):
     x = rng.standard_normal((n, d)).astype(np.float32) + 2.0
     w = rng.standard_normal((out, d)).astype(np.float32)
@@ -49,7 +50,9 @@ def test_projection_matches_matmul(isa, n, d, out, rng):
 
 
 @pytest.mark.parametrize("isa", LEVELS)
-@pytest.mark.parametrize("n,d", [(2, 1), (7, 5), (50, 33), (4500, 20)])  # 4500 rows: several accumulation chunks
+@pytest.mark.parametrize(
+    "n,d", [(2, 1), (7, 5), (50, 33), (4500, 20)]
+)  # 4500 rows: several accumulation chunks
 def test_moments_match_float64(isa, n, d, rng):
     x = rng.standard_normal((n, d)).astype(np.float32) * 2 + 1
     acc = _core.MomentAccumulator(d)
@@ -75,7 +78,7 @@ def test_moments_keep_precision_with_a_large_mean(rng):
     np.testing.assert_allclose(acc.scatter(), ref, rtol=1e-3, atol=1e-3 * np.abs(ref).max())
 
 
-# -- PCA ------------------------------------------------------------------------------------------------------
+# -- PCA -----------------------------------------------------------------------------------------------------
 def test_pca_matches_numpy_float64_reference(rng):
     x = anisotropic(rng, 3000, 24)
     pca = simdex.PCA(10).fit(x)
@@ -135,7 +138,9 @@ def test_pca_centering_variants(rng):
     values, vectors = np.linalg.eigh(x.astype(np.float64).T @ x.astype(np.float64))
     top = vectors[:, np.argsort(values)[::-1][:6]].T
     assert_same_up_to_sign(none.components_.astype(np.float64), top, atol=1e-4)
-    np.testing.assert_allclose(none.transform(x), x @ none.components_.T.astype(np.float64), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        none.transform(x), x @ none.components_.T.astype(np.float64), rtol=1e-4, atol=1e-4
+    )
 
 
 def test_fit_transform_and_whiten(rng):
@@ -153,7 +158,7 @@ def test_fit_discards_the_previous_fit(rng):
     assert pca.in_dim == 6 and pca.n_samples_seen_ == 60 and pca.components_.shape == (3, 6)
 
 
-# -- random projection ----------------------------------------------------------------------------------------
+# -- random projection ---------------------------------------------------------------------------------------
 def test_orthogonal_projection_is_orthonormal_and_seeded(rng):
     x = rng.standard_normal((3, 100)).astype(np.float32)
     rp = simdex.RandomProjection(40, seed=7).fit(x)
@@ -170,8 +175,14 @@ def test_gaussian_and_sparse_projections_preserve_norms_on_average(rng):
     norms = np.sum(x.astype(np.float64) ** 2, axis=1)
     for kind in ("gaussian", "sparse"):
         # Averaged over draws: one sparse matrix's squared norm is off by ~2% (its non-zero count varies).
-        ratios = [np.sum(simdex.RandomProjection(128, kind=kind, seed=s).fit(x).transform(x).astype(np.float64) ** 2,
-                         axis=1) / norms for s in range(6)]
+        ratios = [
+            np.sum(
+                simdex.RandomProjection(128, kind=kind, seed=s).fit(x).transform(x).astype(np.float64) ** 2,
+                axis=1,
+            )
+            / norms
+            for s in range(6)
+        ]
         assert abs(np.mean(ratios) - 1) < 0.03, kind
     w = simdex.RandomProjection(128, kind="sparse", seed=3).fit(x).components_
     density = np.mean(w != 0)
@@ -182,10 +193,10 @@ def test_gaussian_and_sparse_projections_preserve_norms_on_average(rng):
 def test_random_projection_has_no_explained_variance(rng):
     rp = simdex.RandomProjection(4).fit(rng.standard_normal((2, 8)))
     with pytest.raises(AttributeError, match="does not look at the data"):
-        rp.explained_variance_ratio_
+        _ = rp.explained_variance_ratio_
 
 
-# -- bad input ------------------------------------------------------------------------------------------------
+# -- bad input -----------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("make", [simdex.PCA, simdex.RandomProjection])
 def test_bad_out_dim(make, rng):
     with pytest.raises(ValueError, match="out_dim: expected a positive integer, got 0"):
@@ -251,10 +262,10 @@ def test_bad_parameters():
     with pytest.raises(ValueError, match="seed: expected a non-negative integer"):
         simdex.RandomProjection(2, seed=-1)
     with pytest.raises(ValueError, match="at least 2 training rows"):
-        simdex.PCA(1).fit(np.ones((1, 3))).components_
+        _ = simdex.PCA(1).fit(np.ones((1, 3))).components_
 
 
-# -- as an index pre-transform ----------------------------------------------------------------------------------
+# -- as an index pre-transform -------------------------------------------------------------------------------
 def low_rank(rng, n, d, rank):
     """Unit rows that lie in a rank-dimensional subspace (plus nothing else)."""
     x = rng.standard_normal((n, rank)) @ rng.standard_normal((rank, d))
@@ -337,9 +348,15 @@ def test_index_transform_arguments(rng):
         simdex.Index(20, transform="pca")
 
 
-@pytest.mark.parametrize("make", [lambda: simdex.PCA(6), lambda: simdex.PCA(6, whiten=True, center="both"),
-                                  lambda: simdex.RandomProjection(6, kind="sparse", seed=4),
-                                  lambda: simdex.RandomProjection(6)])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: simdex.PCA(6),
+        lambda: simdex.PCA(6, whiten=True, center="both"),
+        lambda: simdex.RandomProjection(6, kind="sparse", seed=4),
+        lambda: simdex.RandomProjection(6),
+    ],
+)
 def test_save_load_round_trip(make, tmp_path, rng):
     x = anisotropic(rng, 300, 24)
     index = simdex.Index(24, transform=make())

@@ -13,6 +13,7 @@ import warnings
 from . import _core
 from ._core import get_num_threads, set_num_threads
 from ._index import FormatError, Index, SearchResult, load, load_bytes
+from .reduction import ReductionReport, reduction_report
 from .transform import PCA, RandomProjection
 from .faiss_compat import IndexFlatCosine, IndexFlatIP, read_index, write_index
 
@@ -25,11 +26,13 @@ __all__ = [
     "IndexFlatIP",
     "PCA",
     "RandomProjection",
+    "ReductionReport",
     "SearchResult",
     "get_num_threads",
     "load",
     "load_bytes",
     "read_index",
+    "reduction_report",
     "set_num_threads",
     "simd_info",
     "simd_override",

@@ -42,11 +42,12 @@ class Index:
 
     Dimensionality reduction: with ``transform=simdex.PCA(384)`` (or :class:`simdex.RandomProjection`) the
     index stores ``out_dim``-dimensional vectors. Vectors and queries keep arriving at ``dim``; under cosine
-    they are normalized at full dimension first, then projected (database rows with ``transform``, queries with
-    ``transform_query``). The transform is trained on the first ``add`` if it is not fitted yet (or explicitly
-    with :meth:`train`) and is saved in the index file. Scores estimate the full-dimension score: for PCA the
-    inner product of the query with each vector's PCA reconstruction, for an orthogonal random projection the
-    reduced inner product scaled by ``dim / out_dim``. ``reconstruct`` returns the stored (reduced) vectors.
+    they are normalized at full dimension first, then projected (database rows with ``transform``, queries
+    with ``transform_query``). The transform is trained on the first ``add`` if it is not fitted yet (or
+    explicitly with :meth:`train`) and is saved in the index file. Scores estimate the full-dimension score:
+    for PCA the inner product of the query with each vector's PCA reconstruction, for an orthogonal random
+    projection the reduced inner product scaled by ``dim / out_dim``. ``reconstruct`` returns the stored
+    (reduced) vectors.
     """
 
     def __init__(self, dim: int, metric: str = "cosine", transform: Any = None) -> None:
@@ -163,16 +164,18 @@ class Index:
         normalized first, like everything the index stores.
 
         Raises:
-            ValueError: the index has no transform, already holds vectors (they were projected with the current
-                transform), or the sample is unusable (wrong dim, NaN, too few rows for the PCA).
+            ValueError: the index has no transform, already holds vectors (they were projected with the
+                current transform), or the sample is unusable (wrong dim, NaN, too few rows for the PCA).
         """
         if self._transform is None:
             raise ValueError("train: this index has no transform to train (pass transform=simdex.PCA(...))")
         x = as_matrix(sample, self.dim, "sample")
         with self._train_lock:
             if len(self._core):
-                raise ValueError(f"train: the index already holds {len(self._core)} vectors projected with the "
-                                 "current transform; train before the first add, or build a new index")
+                raise ValueError(
+                    f"train: the index already holds {len(self._core)} vectors projected with the current "
+                    "transform; train before the first add, or build a new index"
+                )
             self._fit_transform(self._normalized(x))
 
     def _normalized(self, x: np.ndarray) -> np.ndarray:
@@ -283,11 +286,15 @@ def _check_transform(transform: Any, dim: int) -> Any:
     from .transform import _LinearTransform
 
     if not isinstance(transform, _LinearTransform):
-        raise TypeError(f"transform: expected simdex.PCA or simdex.RandomProjection, got {type(transform).__name__}")
+        raise TypeError(
+            f"transform: expected simdex.PCA or simdex.RandomProjection, got {type(transform).__name__}"
+        )
     if transform.out_dim > dim:
         raise ValueError(f"transform: out_dim {transform.out_dim} is larger than the index dim {dim}")
     if transform.is_fitted and transform.in_dim != dim:
-        raise ValueError(f"transform: fitted on {transform.in_dim}-dimensional vectors, the index dim is {dim}")
+        raise ValueError(
+            f"transform: fitted on {transform.in_dim}-dimensional vectors, the index dim is {dim}"
+        )
     return transform
 
 

@@ -1,8 +1,9 @@
-"""Dimensionality reduction: :class:`PCA` and :class:`RandomProjection`, usable alone or as an index pre-transform.
+"""Dimensionality reduction: :class:`PCA` and :class:`RandomProjection`, alone or as an index pre-transform.
 
-Both are linear maps ``y = x W^T - b`` whose product runs in the C++ core (a blocked SIMD matrix product on the
-same micro-kernel as search, all cores, GIL released). PCA accumulates the mean and scatter of its training data
-in C++ over any number of batches (``partial_fit``); only the final ``dim x dim`` eigendecomposition uses NumPy.
+Both are linear maps ``y = x W^T - b`` whose product runs in the C++ core (a blocked SIMD matrix product on
+the same micro-kernel as search, all cores, GIL released). PCA accumulates the mean and scatter of its
+training data in C++ over any number of batches (``partial_fit``); only the final ``dim x dim``
+eigendecomposition uses NumPy.
 
     >>> pca = simdex.PCA(384).fit(vectors)          # or partial_fit batch by batch
     >>> reduced = pca.transform(vectors)            # (n, 384) float32
@@ -49,8 +50,10 @@ def _as_rows(x: Any, name: str, dim: Optional[int]) -> np.ndarray:
         want = f"(n, {dim})" if dim else "(n, dim)"
         raise ValueError(f"{name}: expected a 2-D array of shape {want}, got shape {arr.shape}")
     if dim is not None and arr.shape[1] != dim:
-        raise ValueError(f"{name}: expected {dim} columns (the dimension this transform was fitted on), "
-                         f"got shape {arr.shape}")
+        raise ValueError(
+            f"{name}: expected {dim} columns (the dimension this transform was fitted on), "
+            f"got shape {arr.shape}"
+        )
     if arr.shape[1] == 0:
         raise ValueError(f"{name}: expected at least one column, got shape {arr.shape}")
     return np.ascontiguousarray(arr, dtype=np.float32)
@@ -88,7 +91,7 @@ class _LinearTransform:
         raise NotImplementedError
 
     def transform(self, x: Any) -> np.ndarray:
-        """Projects database vectors: float32 (n, out_dim). ``x`` is float32 or float64 (n, in_dim) or (in_dim,).
+        """Projects database vectors to float32 (n, out_dim); x is a float array (n, in_dim) or (in_dim,).
 
         Raises:
             ValueError: not fitted yet, wrong number of columns, NaN or Inf.
@@ -117,7 +120,9 @@ class _LinearTransform:
 
     def _require_fitted(self, what: str) -> None:
         if not self.is_fitted:
-            raise ValueError(f"{type(self).__name__}.{what}: not fitted yet; call fit(x) or partial_fit(x) first")
+            raise ValueError(
+                f"{type(self).__name__}.{what}: not fitted yet; call fit(x) or partial_fit(x) first"
+            )
 
     @staticmethod
     def _apply(proj: Any, x: np.ndarray, name: str) -> np.ndarray:
@@ -143,8 +148,15 @@ class _LinearTransform:
         kept here because the stored vectors have the reduced dimension and are scored by inner product.
         """
         fitted = self.is_fitted
-        state = {"kind": type(self).__name__, "params": self._params(), "fitted": fitted, "in_dim": index_dim,
-                 "out_dim": self.out_dim, "metric": metric, **(self._extra_state() if fitted else {})}
+        state = {
+            "kind": type(self).__name__,
+            "params": self._params(),
+            "fitted": fitted,
+            "in_dim": index_dim,
+            "out_dim": self.out_dim,
+            "metric": metric,
+            **(self._extra_state() if fitted else {}),
+        }
         text = json.dumps(state, sort_keys=True).encode()
         out: List[Section] = [("transform", "bytes", len(text), 1, True, text)]
         if not fitted:
@@ -193,8 +205,8 @@ class PCA(_LinearTransform):
             - ``"none"``: components from the uncentered second moment ``E[x x^T]``, nothing subtracted.
 
     Attributes:
-        components_: float32 (out_dim, in_dim), orthonormal rows, strongest first; each row's largest-magnitude
-            entry is positive (a fixed sign, so repeated fits agree).
+        components_: float32 (out_dim, in_dim), orthonormal rows, strongest first; each row's
+            largest-magnitude entry is positive (a fixed sign, so repeated fits agree).
         mean_: float64 (in_dim,), the mean of the training data.
         explained_variance_: float64 (out_dim,), variance along each component (the uncentered second moment
             along it under ``center="none"``).
@@ -270,7 +282,9 @@ class PCA(_LinearTransform):
         x = _as_rows(x, "x", self.in_dim)
         if self._acc is None:
             if self.out_dim > x.shape[1]:
-                raise ValueError(f"out_dim: expected at most the input dimension {x.shape[1]}, got {self.out_dim}")
+                raise ValueError(
+                    f"out_dim: expected at most the input dimension {x.shape[1]}, got {self.out_dim}"
+                )
             acc = _core.MomentAccumulator(x.shape[1])
             try:
                 acc.add(x)
@@ -308,14 +322,18 @@ class PCA(_LinearTransform):
         self._set_fitted(comps, self._acc.mean(), values / denom, total / denom, n)
         self._dirty = False
 
-    def _set_fitted(self, comps: np.ndarray, mean: np.ndarray, variance: np.ndarray, total: float, n: int) -> None:
+    def _set_fitted(
+        self, comps: np.ndarray, mean: np.ndarray, variance: np.ndarray, total: float, n: int
+    ) -> None:
         self._components = np.ascontiguousarray(comps, dtype=np.float32)
         self._mean = np.asarray(mean, dtype=np.float64)
         self._variance_ = np.asarray(variance, dtype=np.float64)
         self._ratio = np.asarray(variance / total if total > 0 else np.zeros_like(variance), dtype=np.float64)
         self._total_variance = total
         self._n_fitted = n
-        w = self._components.astype(np.float64)  # from the stored float32 values, so a loaded copy is identical
+        w = self._components.astype(
+            np.float64
+        )  # from the stored float32 values, so a loaded copy is identical
         if self.whiten:
             w = w / np.sqrt(np.maximum(variance, np.finfo(np.float64).tiny))[:, None]
         w32 = np.ascontiguousarray(w, dtype=np.float32)
@@ -378,7 +396,9 @@ class RandomProjection(_LinearTransform):
 
     @property
     def explained_variance_ratio_(self) -> np.ndarray:
-        raise AttributeError("RandomProjection does not look at the data, so it has no explained_variance_ratio_")
+        raise AttributeError(
+            "RandomProjection does not look at the data, so it has no explained_variance_ratio_"
+        )
 
     @property
     def _score_scale(self) -> float:  # type: ignore[override]
@@ -436,7 +456,9 @@ def _from_sections(sections: dict, reduced_dim: int, source: str) -> Tuple[_Line
     if metric not in METRICS:
         raise bad(f"unknown metric {metric!r}")
     if out_dim != reduced_dim or not 0 < out_dim <= in_dim:
-        raise bad(f"the transform maps {in_dim} to {out_dim} dimensions but the stored vectors have {reduced_dim}")
+        raise bad(
+            f"the transform maps {in_dim} to {out_dim} dimensions but the stored vectors have {reduced_dim}"
+        )
     try:
         if kind == "PCA":
             t: _LinearTransform = PCA(**params)
@@ -469,7 +491,9 @@ def _from_sections(sections: dict, reduced_dim: int, source: str) -> Tuple[_Line
     if isinstance(t, PCA):
         variance = array("transform.var", "float64", (1, out_dim))[0]
         t.in_dim = in_dim
-        t._set_fitted(w, mean, variance, float(state.get("total_variance", 0.0)), int(state.get("n_samples_seen", 0)))
+        t._set_fitted(
+            w, mean, variance, float(state.get("total_variance", 0.0)), int(state.get("n_samples_seen", 0))
+        )
     else:
         t._set_matrix(w)
     return t, in_dim, metric
