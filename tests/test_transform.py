@@ -67,6 +67,27 @@ def test_moments_match_float64(isa, n, d, rng):
     np.testing.assert_allclose(acc.second_moment(), x64.T @ x64, rtol=1e-5, atol=1e-4 * n)
 
 
+@pytest.mark.skipif(not _core.amx_bf16_usable(), reason="needs AMX-BF16")
+@pytest.mark.parametrize("n,d", [(1, 1), (5, 3), (33, 40), (700, 97), (1500, 33), (3000, 64)])
+def test_bf16_moments_are_close_to_float64(n, d, rng):
+    # Products of bf16-rounded z = x - shift (shift: the first batch's mean): each within 2^-8 relative, so
+    # |error| <= 2^-8 |z|^T |z| (+ float rounding). The mean stays exact.
+    x = rng.standard_normal((n, d)).astype(np.float32) * 2 + 1
+    acc = _core.MomentAccumulator(d, True)
+    parts = np.array_split(x, 3)
+    for part in parts:
+        acc.add(part)
+    x64 = x.astype(np.float64)
+    mean = x64.mean(0)
+    ref = (x64 - mean).T @ (x64 - mean)
+    first = parts[0] if len(parts[0]) else x
+    z = np.abs(x64 - first.astype(np.float64).mean(0))
+    np.testing.assert_allclose(acc.mean(), mean, rtol=1e-6, atol=1e-6)
+    assert np.all(np.abs(acc.scatter() - ref) <= 2**-8 * (z.T @ z) + 1e-5 * np.abs(ref).max())
+    with simdex.simd_override("avx2"):  # a lowered SIMD level turns AMX off too
+        assert not _core.amx_bf16_usable()
+
+
 def test_moments_keep_precision_with_a_large_mean(rng):
     # Mean 1000, spread 0.01: a naive float32 E[x^2] - mean^2 would lose every digit of the variance.
     x = (1000.0 + 0.01 * rng.standard_normal((3000, 4))).astype(np.float32)
@@ -79,14 +100,15 @@ def test_moments_keep_precision_with_a_large_mean(rng):
 
 
 # -- PCA -----------------------------------------------------------------------------------------------------
-def test_pca_matches_numpy_float64_reference(rng):
+@pytest.mark.parametrize("precision,atol,rtol", [("float32", 1e-4, 1e-5), ("auto", 2e-3, 1e-3)])
+def test_pca_matches_numpy_float64_reference(precision, atol, rtol, rng):
     x = anisotropic(rng, 3000, 24)
-    pca = simdex.PCA(10).fit(x)
+    pca = simdex.PCA(10, precision=precision).fit(x)
     comps, var, ratio, mean = reference_pca(x, 10)
     assert pca.components_.shape == (10, 24) and pca.components_.dtype == np.float32
-    assert_same_up_to_sign(pca.components_.astype(np.float64), comps, atol=1e-4)
-    np.testing.assert_allclose(pca.explained_variance_, var, rtol=1e-5)
-    np.testing.assert_allclose(pca.explained_variance_ratio_, ratio, rtol=1e-5)
+    assert_same_up_to_sign(pca.components_.astype(np.float64), comps, atol=atol)
+    np.testing.assert_allclose(pca.explained_variance_, var, rtol=rtol)
+    np.testing.assert_allclose(pca.explained_variance_ratio_, ratio, rtol=rtol)
     np.testing.assert_allclose(pca.mean_, mean, rtol=1e-6, atol=1e-6)
     assert pca.n_samples_seen_ == 3000
 
@@ -101,8 +123,8 @@ def test_pca_components_are_orthonormal_with_fixed_signs(rng):
 
 def test_partial_fit_over_batches_equals_one_fit(rng):
     x = anisotropic(rng, 5000, 40)
-    whole = simdex.PCA(16).fit(x)
-    parts = simdex.PCA(16)
+    whole = simdex.PCA(16, precision="float32").fit(x)
+    parts = simdex.PCA(16, precision="float32")
     for batch in np.array_split(x, [1, 700, 701, 3000]):  # uneven, including one-row batches
         parts.partial_fit(batch)
     assert parts.n_samples_seen_ == 5000
@@ -134,7 +156,7 @@ def test_pca_centering_variants(rng):
     both = simdex.PCA(6, center="both").fit(x)
     w, mean = both.components_.astype(np.float64), both.mean_
     np.testing.assert_allclose(both.transform_query(q), (q - mean) @ w.T, rtol=1e-4, atol=1e-4)
-    none = simdex.PCA(6, center="none").fit(x)
+    none = simdex.PCA(6, center="none", precision="float32").fit(x)
     values, vectors = np.linalg.eigh(x.astype(np.float64).T @ x.astype(np.float64))
     top = vectors[:, np.argsort(values)[::-1][:6]].T
     assert_same_up_to_sign(none.components_.astype(np.float64), top, atol=1e-4)
@@ -145,7 +167,7 @@ def test_pca_centering_variants(rng):
 
 def test_fit_transform_and_whiten(rng):
     x = anisotropic(rng, 4000, 12)
-    pca = simdex.PCA(5, whiten=True)
+    pca = simdex.PCA(5, whiten=True, precision="float32")
     y = pca.fit_transform(x)
     np.testing.assert_allclose(y, pca.transform(x))
     np.testing.assert_allclose(y.var(axis=0, ddof=1), np.ones(5), rtol=1e-3)
@@ -257,6 +279,8 @@ def test_wrong_dim_and_shape(rng):
 def test_bad_parameters():
     with pytest.raises(ValueError, match="center: expected one of"):
         simdex.PCA(2, center="query")
+    with pytest.raises(ValueError, match="precision: expected one of"):
+        simdex.PCA(2, precision="float16")
     with pytest.raises(ValueError, match="kind: expected one of"):
         simdex.RandomProjection(2, kind="hadamard")
     with pytest.raises(ValueError, match="seed: expected a non-negative integer"):
@@ -278,7 +302,7 @@ def test_index_with_pca_ranks_like_full_search_when_nothing_is_lost(metric, rng)
     q = low_rank(rng, 20, 48, 12)  # different subspace draws, so queries are not in the data's span
     full = simdex.Index(48, metric)
     full.add(x)
-    reduced = simdex.Index(48, metric, transform=simdex.PCA(12))
+    reduced = simdex.Index(48, metric, transform=simdex.PCA(12, precision="float32"))
     reduced.add(x)
     assert reduced.dim == 48 and reduced.metric == metric and reduced.transform.is_fitted
     exact, got = full.search(q, 10), reduced.search(q, 10)

@@ -134,6 +134,8 @@ PYBIND11_MODULE(_core, m) {
     m.def(
         "set_simd", [](const std::string& isa) { set_active_isa(parse_isa(isa)); }, py::arg("isa"),
         "Selects the SIMD level used from now on (for tests and benchmarks).");
+    m.def("amx_bf16_usable", &amx_bf16_usable,
+          "True when PCA can accumulate its covariance with bf16 products on AMX tiles here and now.");
     m.def("get_num_threads", [] { return num_threads(); }, "Threads used by heavy calls.");
     m.def(
         "set_num_threads", [](std::size_t n) { set_num_threads(n); }, py::arg("n"),
@@ -225,8 +227,9 @@ PYBIND11_MODULE(_core, m) {
 
     py::class_<MomentAccumulator>(m, "MomentAccumulator",
                                   "Count, mean and scatter of float32 rows, accumulated over batches in double.")
-        .def(py::init<std::size_t>(), py::arg("dim"))
+        .def(py::init<std::size_t, bool>(), py::arg("dim"), py::arg("bf16") = false)
         .def_property_readonly("dim", &MomentAccumulator::dim)
+        .def_property_readonly("bf16", &MomentAccumulator::bf16)
         .def_property_readonly("count", &MomentAccumulator::count)
         .def(
             "add",

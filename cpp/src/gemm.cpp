@@ -1,6 +1,8 @@
 #include "simdex/gemm.hpp"
 
 #include <algorithm>
+#include <cstdint>
+#include <cstring>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -231,6 +233,85 @@ void syrk_update(const KernelTable& kt, const float* x, std::size_t n, std::size
     }
     for (const auto& sum : sums)
         for (std::size_t j = 0; j < d; ++j) col_sum[j] += sum[j];
+}
+
+namespace {
+
+constexpr std::size_t kBf16Block = 32;      // AMX block edge: 2 x 2 tiles of 16 x 16
+constexpr std::size_t kPairsPerTask = 64;   // bf16 packing: pair rows per task
+constexpr std::size_t kAmxChunkRows = 512;  // bf16: rows packed at a time
+
+}  // namespace
+
+void syrk_update_bf16(const float* x, std::size_t n, std::size_t d, const float* shift, double* s, double* col_sum,
+                      const InterruptFn& interrupt) {
+#ifdef SIMDEX_COMPILED_AMX
+    if (n == 0 || d == 0) return;
+    constexpr std::size_t B = kBf16Block;
+    const std::size_t nb = ceil_div(d, B), dp = nb * B;
+    // Short chunks keep both packed operands (4 * chunk * dp bytes) in L2: AMX reads 64 bytes per cycle.
+    // The fp32 block sums carry across chunks and go into double every kSyrkChunkRows rows.
+    const std::size_t chunk = std::min(ceil_div(n, B) * B, kAmxChunkRows);
+    const std::size_t max_pairs = chunk / 2;
+    FloatBuffer acc(nb * nb * B * B);  // fp32 sums per block, [block][32][32]
+    // Both operands blocked so each tile step reads 2 KB in one contiguous run (strided tile loads from a
+    // row-major layout were latency-bound):
+    //   b: [column block][pair row p][32 columns] words (VNNI: low half row 2p, high half row 2p + 1);
+    //   a: [column block][p / 16][32 columns][16 pairs] words (the same words, transposed per 16-pair step).
+    std::vector<std::uint32_t> b(nb * max_pairs * B), a(nb * max_pairs * B);
+    std::vector<std::pair<std::size_t, std::size_t>> blocks;
+    for (std::size_t bi = 0; bi < nb; ++bi)
+        for (std::size_t bj = bi; bj < nb; ++bj) blocks.emplace_back(bi, bj);
+    const std::size_t workers = num_threads();
+    std::vector<std::vector<double>> sums(workers, std::vector<double>(d, 0.0));
+    std::size_t since_flush = 0;
+
+    for (std::size_t c0 = 0; c0 < n; c0 += chunk) {
+        const std::size_t rows = std::min(chunk, n - c0);
+        const std::size_t pairs = ceil_div(rows, B) * B / 2;  // whole 16-pair tile steps
+        const bool fresh = since_flush == 0;
+        since_flush += rows;
+        const bool flush = since_flush >= kSyrkChunkRows || c0 + rows == n;
+        if (flush) since_flush = 0;
+        const float* xc = x + c0 * d;
+        parallel_for(
+            ceil_div(pairs, kPairsPerTask), workers,
+            [&](std::size_t t, std::size_t w) {
+                double* sum = sums[w].data();
+                const std::size_t p0 = t * kPairsPerTask, p1 = std::min(pairs, p0 + kPairsPerTask);
+                for (std::size_t p = p0; p < p1; ++p) {
+                    // A missing row reads shift itself, so its z is exactly zero.
+                    const float* lo = 2 * p < rows ? xc + 2 * p * d : shift;
+                    const float* hi = 2 * p + 1 < rows ? xc + (2 * p + 1) * d : shift;
+                    kernels::pack_pair_bf16_amx(lo, hi, shift, d, b.data() + p * B, max_pairs * B,
+                                                a.data() + (p / 16) * B * 16 + p % 16, max_pairs * B, sum);
+                }
+            },
+            interrupt);
+        parallel_for(
+            blocks.size(), workers,
+            [&](std::size_t t, std::size_t) {
+                const std::size_t bi = blocks[t].first, bj = blocks[t].second;
+                float* tile = acc.data() + (bi * nb + bj) * B * B;
+                kernels::syrk_block_bf16_amx(a.data() + bi * max_pairs * B, b.data() + bj * max_pairs * B, pairs,
+                                             tile, B, !fresh);
+                if (!flush) return;
+                const std::size_t i0 = bi * B, j0 = bj * B;
+                const std::size_t i1 = std::min(d, i0 + B), j1 = std::min(d, j0 + B);
+                for (std::size_t i = i0; i < i1; ++i) {
+                    const float* src = tile + (i - i0) * B;
+                    double* dst = s + i * d;
+                    for (std::size_t j = std::max(i, j0); j < j1; ++j) dst[j] += static_cast<double>(src[j - j0]);
+                }
+            },
+            interrupt);
+    }
+    for (const auto& sum : sums)
+        for (std::size_t j = 0; j < d; ++j) col_sum[j] += sum[j];
+#else
+    (void)x, (void)n, (void)d, (void)shift, (void)s, (void)col_sum, (void)interrupt;
+    throw std::logic_error("syrk_update_bf16: this build has no AMX kernel");
+#endif
 }
 
 }  // namespace simdex

@@ -18,7 +18,7 @@ void check_finite(const float* x, std::size_t n, std::size_t dim, const char* wh
 
 }  // namespace
 
-MomentAccumulator::MomentAccumulator(std::size_t dim) : dim_(dim) {
+MomentAccumulator::MomentAccumulator(std::size_t dim, bool bf16) : dim_(dim), bf16_(bf16) {
     if (dim == 0) throw std::invalid_argument("MomentAccumulator: dim must be positive, got 0");
     reset();
 }
@@ -41,7 +41,10 @@ void MomentAccumulator::add(const float* x, std::size_t n, const InterruptFn& in
     }
     // Accumulate into copies so a failed or interrupted call leaves the state as it was.
     std::vector<double> sum = sum_, scatter = scatter_;
-    syrk_update(active_kernels(), x, n, dim_, shift.data(), scatter.data(), sum.data(), interrupt);
+    if (bf16_ && amx_bf16_usable())
+        syrk_update_bf16(x, n, dim_, shift.data(), scatter.data(), sum.data(), interrupt);
+    else
+        syrk_update(active_kernels(), x, n, dim_, shift.data(), scatter.data(), sum.data(), interrupt);
     // A NaN or Inf anywhere in x reaches the column sums (finite floats cannot overflow a double sum), so this
     // checks the input without another pass over it.
     for (std::size_t j = 0; j < dim_; ++j)

@@ -21,6 +21,7 @@ import numpy as np
 from . import _core
 
 CENTERING = ("database", "both", "none")
+PRECISIONS = ("auto", "float32")
 PROJECTION_KINDS = ("orthogonal", "gaussian", "sparse")
 
 # A section tuple as _core.FlatIndex.set_extra_sections takes it: (name, dtype, rows, cols, required, bytes).
@@ -203,6 +204,13 @@ class PCA(_LinearTransform):
               ``- mean . P x`` term differs from one database vector to the next: it reorders results (0.84 of
               the exact top-10 on the same data, with renormalization).
             - ``"none"``: components from the uncentered second moment ``E[x x^T]``, nothing subtracted.
+        precision: how the scatter matrix is accumulated. ``"auto"`` (default): on CPUs with AMX-BF16 (Intel
+            Sapphire Rapids and later, Linux) the products use bfloat16 inputs on AMX tiles, exact in fp32 and
+            summed in fp32 per 512 rows, then in double; the mean stays exact. That is several times faster; the
+            scatter's relative error becomes ~1e-4 (each centered input rounded to 8 mantissa bits, averaged
+            over rows), which moves the leading subspace by far less than sampling noise does (on 100K real
+            MiniLM embeddings the 192-d subspaces agree to cosine 0.99999). Elsewhere, and with ``"float32"``,
+            products are float32 on the SIMD GEMM micro-kernel, summed in double every 2048 rows.
 
     Attributes:
         components_: float32 (out_dim, in_dim), orthonormal rows, strongest first; each row's
@@ -214,18 +222,23 @@ class PCA(_LinearTransform):
         n_samples_seen_: rows fitted so far.
     """
 
-    def __init__(self, out_dim: int, whiten: bool = False, center: str = "database") -> None:
+    def __init__(self, out_dim: int, whiten: bool = False, center: str = "database", precision: str = "auto") -> None:
         super().__init__(out_dim)
         if center not in CENTERING:
             raise ValueError(f"center: expected one of {CENTERING}, got {center!r}")
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision: expected one of {PRECISIONS}, got {precision!r}")
         self.whiten = bool(whiten)
         self.center = center
+        self.precision = precision
         self._reset()
 
     def __repr__(self) -> str:
         extra = "" if not self.whiten else ", whiten=True"
         if self.center != "database":
             extra += f", center={self.center!r}"
+        if self.precision != "auto":
+            extra += f", precision={self.precision!r}"
         return f"simdex.PCA({self.out_dim}{extra})"
 
     @property
@@ -234,7 +247,7 @@ class PCA(_LinearTransform):
         return int(self._acc.count) if self._acc is not None else self._n_fitted
 
     def _params(self) -> dict:
-        return {"out_dim": self.out_dim, "whiten": self.whiten, "center": self.center}
+        return {"out_dim": self.out_dim, "whiten": self.whiten, "center": self.center, "precision": self.precision}
 
     def _reset(self) -> None:
         self._acc: Any = None
@@ -285,7 +298,7 @@ class PCA(_LinearTransform):
                 raise ValueError(
                     f"out_dim: expected at most the input dimension {x.shape[1]}, got {self.out_dim}"
                 )
-            acc = _core.MomentAccumulator(x.shape[1])
+            acc = _core.MomentAccumulator(x.shape[1], self.precision == "auto")
             try:
                 acc.add(x)
             except ValueError as e:

@@ -46,4 +46,11 @@ inline constexpr std::size_t kSyrkChunkRows = 2048;
 void syrk_update(const KernelTable& kt, const float* x, std::size_t n, std::size_t d, const float* shift, double* s,
                  double* col_sum, const InterruptFn& interrupt = {});
 
+// syrk_update with bf16 products on AMX tiles (call only when amx_bf16_usable()): z is rounded to bfloat16
+// (8-bit mantissa, round to nearest even) for the products, which are exact in fp32 and summed in fp32 within
+// a chunk, then in double. col_sum stays exact (double sums of the float32 z). About ten times the fp32 speed;
+// the scatter's relative error grows to ~1e-4 (2^-9 per input, averaged over rows).
+void syrk_update_bf16(const float* x, std::size_t n, std::size_t d, const float* shift, double* s, double* col_sum,
+                      const InterruptFn& interrupt = {});
+
 }  // namespace simdex

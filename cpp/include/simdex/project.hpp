@@ -16,7 +16,9 @@ namespace simdex {
 // so the scatter does not lose precision when the mean is large compared to the spread.
 class MomentAccumulator {
   public:
-    explicit MomentAccumulator(std::size_t dim);
+    // bf16: use bf16 products on AMX tiles when amx_bf16_usable() (see syrk_update_bf16), else fp32.
+    explicit MomentAccumulator(std::size_t dim, bool bf16 = false);
+    bool bf16() const noexcept { return bf16_; }
 
     std::size_t dim() const noexcept { return dim_; }
     std::size_t count() const noexcept { return count_; }
@@ -37,6 +39,7 @@ class MomentAccumulator {
 
   private:
     std::size_t dim_;
+    bool bf16_;
     std::size_t count_ = 0;
     std::vector<float> shift_;     // mean of the first batch
     std::vector<double> sum_;      // sum (x - shift)
