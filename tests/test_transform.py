@@ -423,3 +423,19 @@ def test_damaged_transform_section_is_a_format_error(tmp_path, rng):
         simdex.load_bytes(index._core.to_bytes())
     with pytest.raises(ValueError, match="unknown extra section name"):
         index._core.set_extra_sections([("surprise", "bytes", 1, 1, False, b"x")])
+
+
+def test_renormalized_and_scaled_scores(rng):
+    x = anisotropic(rng, 300, 32)
+    for t in (simdex.RandomProjection(8, kind="gaussian"), simdex.PCA(8, center="both")):
+        index = simdex.Index(32, transform=t)  # cosine: the reduced vectors are renormalized
+        index.add(x)
+        got = index.search(x[:5], 1)
+        np.testing.assert_allclose(got.scores[:, 0], 1.0, atol=1e-5)  # each row's reduced cosine with itself
+    rp = simdex.RandomProjection(8)
+    index = simdex.Index(32, "ip", transform=rp)
+    index.add(x)
+    got = index.search(x[:3], 4)
+    reduced = rp.transform(x).astype(np.float64)
+    ref = reduced[:3] @ reduced.T * (32 / 8)  # orthogonal rows shrink inner products by out_dim / dim
+    np.testing.assert_allclose(got.scores, np.take_along_axis(ref, got.ids, axis=1), rtol=1e-4)

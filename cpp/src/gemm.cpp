@@ -217,7 +217,8 @@ void syrk_update(const KernelTable& kt, const float* x, std::size_t n, std::size
                     const std::size_t kc = std::min(kKc, rows - k0);
                     for (std::size_t jp = jp0; jp < jp1; ++jp) {
                         const float* bp = pb.data() + jp * nr * rows + k0 * nr;
-                        for (std::size_t ip = ip0; ip < ip1; ++ip)
+                        // Micro-tiles wholly below the diagonal are never read: skip them.
+                        for (std::size_t ip = ip0; ip < ip1 && ip * mr < (jp + 1) * nr; ++ip)
                             kt.gemm_f32(kc, pa.data() + ip * mr * rows + k0 * mr, bp,
                                         tile.data() + (ip - ip0) * mr * nb + (jp - jp0) * nr, nb, k0 > 0);
                     }

@@ -45,9 +45,10 @@ class Index:
     they are normalized at full dimension first, then projected (database rows with ``transform``, queries
     with ``transform_query``). The transform is trained on the first ``add`` if it is not fitted yet (or
     explicitly with :meth:`train`) and is saved in the index file. Scores estimate the full-dimension score:
-    for PCA the inner product of the query with each vector's PCA reconstruction, for an orthogonal random
-    projection the reduced inner product scaled by ``dim / out_dim``. ``reconstruct`` returns the stored
-    (reduced) vectors.
+    for ``PCA`` (its default ``center="database"``) the inner product of the query with each vector's PCA
+    reconstruction; for random projections and ``PCA(center="both")`` under cosine, the cosine of the
+    reduced vectors (they are renormalized); for an orthogonal random projection under ``"ip"``, the reduced
+    inner product scaled by ``dim / out_dim``. ``reconstruct`` returns the stored (reduced) vectors.
     """
 
     def __init__(self, dim: int, metric: str = "cosine", transform: Any = None) -> None:
@@ -60,8 +61,9 @@ class Index:
         if self._transform is None:
             self._core = _core.FlatIndex(dim, metric)
         else:
-            # The reduced vectors are scored by inner product; normalization happens before projecting.
-            self._core = _core.FlatIndex(self._transform.out_dim, "ip")
+            # Normalization (cosine) happens before projecting; the reduced vectors are renormalized only for the
+            # transforms whose ranking gains from it (see _renormalize), else scored by inner product.
+            self._core = _core.FlatIndex(self._transform.out_dim, "cosine" if self._renormalized() else "ip")
             self._store_transform()
 
     @classmethod
@@ -77,6 +79,9 @@ class Index:
         else:
             self._transform, self._dim, self._metric = None, core.dim, core.metric
         return self
+
+    def _renormalized(self) -> bool:
+        return self._metric == "cosine" and self._transform._renormalize
 
     def _store_transform(self) -> None:
         """Puts the transform (fitted or not) into the core's extra sections, so save writes it."""
@@ -246,8 +251,10 @@ class Index:
             return SearchResult(scores, ids)
         qn = self._normalized(q)
         reduced = self._project(qn, query=True)
-        offset = self._transform._query_offset(qn)
-        scale = self._transform._score_scale
+        if self._renormalized():  # scores are cosines in the reduced space
+            offset, scale = None, 1.0
+        else:
+            offset, scale = self._transform._query_offset(qn), self._transform._score_scale
         if offset is None and scale == 1.0:
             scores, ids = self._core.search(reduced, k, floor, allow)
             return SearchResult(scores, ids)
