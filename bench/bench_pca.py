@@ -5,8 +5,9 @@
 
 The BLAS settings are unset for the whole run so NumPy, scikit-learn and faiss run at their best here.
 
-- PCA fit on 200K x 768 float32 to 384 components: simdex vs scikit-learn ``PCA`` (default solver) and faiss
-  ``PCAMatrix``. simdex's time includes the eigendecomposition (the first access to ``components_``).
+- PCA fit on 200K x 768 float32 to 384 components: simdex (default precision: bf16 products on AMX where the
+  CPU has it; and precision="float32") vs scikit-learn ``PCA`` (default solver) and faiss ``PCAMatrix``.
+  simdex's time includes the eigendecomposition (the first access to ``components_``).
 - transform of 200K x 768 to 384: simdex vs NumPy ``x @ W.T``.
 - recall@10 against exact 768-d search on real all-mpnet-base-v2 embeddings of the dev-pydocs-linuxman set,
   for PCA (each centering) and random projection at 384 / 256 / 192, plus the task Recall@10 from the labels.
@@ -63,6 +64,10 @@ def fit_simdex(x):
     return simdex.PCA(OUT).fit(x).components_
 
 
+def fit_simdex_fp32(x):
+    return simdex.PCA(OUT, precision="float32").fit(x).components_
+
+
 def fit_sklearn(x):
     from sklearn.decomposition import PCA
 
@@ -77,7 +82,7 @@ def fit_faiss(x):
     return pca
 
 
-FITTERS = {"simdex": fit_simdex, "sklearn": fit_sklearn, "faiss": fit_faiss}
+FITTERS = {"simdex": fit_simdex, "simdex-fp32": fit_simdex_fp32, "sklearn": fit_sklearn, "faiss": fit_faiss}
 
 
 @pytest.fixture(scope="module")
@@ -87,8 +92,8 @@ def big():
 
 @pytest.mark.parametrize("engine", list(FITTERS))
 def test_pca_fit(benchmark, big, engine):
-    if engine != "simdex":
-        pytest.importorskip({"sklearn": "sklearn", "faiss": "faiss"}[engine])
+    if engine in ("sklearn", "faiss"):
+        pytest.importorskip(engine)
     benchmark.group = f"pca fit {N_FIT} x {DIM} -> {OUT}"
     benchmark.pedantic(FITTERS[engine], args=(big,), rounds=3, warmup_rounds=1)
 
@@ -202,7 +207,7 @@ def _median_time(fn, runs, warmup=1):
 def main() -> None:
     print(
         f"simdex {simdex.__version__}, SIMD {simdex.simd_info()['active']}, "
-        f"threads {simdex.get_num_threads()}"
+        f"threads {simdex.get_num_threads()}, AMX-BF16 {simdex._core.amx_bf16_usable()}"
     )
     x = anisotropic_rows(N_FIT, DIM)
     runs = int(os.environ.get("SIMDEX_BENCH_RUNS", "3"))
