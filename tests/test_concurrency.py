@@ -13,7 +13,6 @@ import time
 
 import numpy as np
 import pytest
-
 import simdex
 
 
@@ -24,7 +23,7 @@ def rng():
 
 def run_python(code: str, timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
-                          timeout=timeout)
+                          timeout=timeout, check=False)
 
 
 def run_threads(targets, join_timeout=120):
@@ -219,8 +218,8 @@ def stress(seconds, tmp_path, seed=0):
             states = range(before, min(after + 1, ops) + 1)
             if not any(ref.matches(s, ex, ids, scores) for s in states):
                 errors += 1
-    return dict(seconds=round(elapsed, 2), ops=done[0], searches=counts["searches"], queries=len(log),
-                saves=counts["saves"], loads_mapped=counts["loads_mapped"], errors=errors)
+    return {"seconds": round(elapsed, 2), "ops": done[0], "searches": counts["searches"], "queries": len(log),
+            "saves": counts["saves"], "loads_mapped": counts["loads_mapped"], "errors": errors}
 
 
 def test_stress_search_add_remove_save(tmp_path):
@@ -306,7 +305,7 @@ print(codes)
 
 def test_fork_with_busy_threads():
     """Children forked while other threads search (or add) can use the index, or are told it is torn."""
-    out = subprocess.run([sys.executable, "-c", FORK_SCRIPT, "8"], capture_output=True, text=True, timeout=300)
+    out = subprocess.run([sys.executable, "-c", FORK_SCRIPT, "8"], capture_output=True, text=True, timeout=300, check=False)
     assert out.returncode == 0, out.stderr
     codes = eval(out.stdout)  # {"search": [...], "add": [...]}
     assert codes["search"] == [0] * 8  # readers never leave a child stuck

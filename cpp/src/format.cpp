@@ -123,9 +123,10 @@ struct Fd {
     }
 };
 
-// Opens path for reading and checks it is a non-empty regular file; returns its size.
+// Opens path for reading and checks it is a non-empty regular file; returns its size. O_NONBLOCK: opening a
+// named pipe would otherwise wait for a writer (it has no effect on regular files).
 std::uint64_t open_regular(const std::string& path, Fd& f) {
-    f.fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    f.fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (f.fd < 0) throw_errno(errno, "opening " + path);
     struct stat st {};
     if (::fstat(f.fd, &st) != 0) throw_errno(errno, "stat " + path);
