@@ -13,16 +13,25 @@ import warnings
 from . import _core
 from ._core import get_num_threads, set_num_threads
 from ._index import Index, SearchResult, load
+from .docstore import Document, TextSearchResult
+from .encoder import Encoder, FingerprintMismatch  # torch is imported when an Encoder is made
 from .faiss_compat import IndexFlatCosine, IndexFlatIP, read_index, write_index
+from .ingest import IngestReport, ingest
 
 __version__ = _core.__version__
 
 __all__ = [
+    "Document",
+    "Encoder",
+    "FingerprintMismatch",
     "Index",
     "IndexFlatCosine",
     "IndexFlatIP",
+    "IngestReport",
     "SearchResult",
+    "TextSearchResult",
     "get_num_threads",
+    "ingest",
     "load",
     "read_index",
     "set_num_threads",
