@@ -273,6 +273,8 @@ class Index:
             fp = self.fingerprint
             encoder = Encoder(fp["model"]) if fp and fp.get("model") else Encoder()
         if encoder.dim != self.dim:
+            if self.fingerprint is not None:
+                check_fingerprint(self.fingerprint, encoder.fingerprint, "encoder")
             raise ValueError(f"encoder: its vectors have dim {encoder.dim}, the index expects dim {self.dim}")
         self._encoder = encoder
         return encoder
