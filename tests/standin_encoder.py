@@ -14,11 +14,11 @@ from simdex.encoder import Prepared
 class TinyStandInEncoder:
     """A stand-in for `simdex.Encoder`: deterministic hash vectors, no model, no torch."""
 
-    dim = 16
     batch_size = 256
     max_seq_length = 128
 
-    def __init__(self) -> None:
+    def __init__(self, dim: int = 16) -> None:
+        self.dim = dim
         self.computed = 0  # texts turned into vectors so far
 
     @property
@@ -32,7 +32,8 @@ class TinyStandInEncoder:
     def compute(self, prepared: Prepared) -> np.ndarray:
         out = np.empty((prepared.n, self.dim), dtype=np.float32)
         for rows, texts in prepared.batches:
-            raw = b"".join(hashlib.blake2b(t.encode(), digest_size=self.dim).digest() for t in texts)
-            out[rows] = np.frombuffer(raw, dtype=np.uint8).reshape(-1, self.dim).astype(np.float32) - 127.5
+            raw = b"".join(hashlib.blake2b(t.encode(), digest_size=16).digest() for t in texts)
+            codes = np.frombuffer(raw, dtype=np.uint8).reshape(-1, 16).astype(np.float32) - 127.5
+            out[rows] = np.tile(codes, (1, -(-self.dim // 16)))[:, :self.dim]
         self.computed += prepared.n
         return out

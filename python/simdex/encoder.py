@@ -27,7 +27,7 @@ logger = logging.getLogger("simdex")
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 _DEFAULT_ALIASES = {"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"}
 #: Batches the model computes from one length-sorted window; windows are tokenized ahead in a background thread.
-WINDOW_BATCHES = 8
+WINDOW_BATCHES = 16
 #: Windows tokenized ahead of the model (bounded memory: this many + the one being computed).
 PREFETCH = 2
 #: Fingerprint entries that identify the vectors a model makes. The model name (a folder can be moved), dtype and
