@@ -107,55 +107,55 @@ def _standin():
 
 # -- with the model -----------------------------------------------------------------------------------------------
 @pytest.mark.encoder
-def test_ingest_jsonl_then_search_text_returns_documents(encoder, tmp_path):
+def test_ingest_jsonl_then_search_text_returns_documents(minilm, tmp_path):
     corpus = tmp_path / "c.jsonl"
     docs = {"fork": "The fork system call creates a new child process by duplicating the calling process.",
             "mail": "Use the smtplib module to send mail from a Python script.",
             "sort": "The sorted function returns a new sorted list from the items in an iterable."}
     corpus.write_text("".join(json.dumps({"id": k, "text": v, "kind": "doc"}) + "\n" for k, v in docs.items()))
     path = tmp_path / "c.simdex"
-    report = simdex.ingest(corpus, path, encoder=encoder)
+    report = simdex.ingest(corpus, path, encoder=minilm)
     assert (report.documents, report.chunks, report.skipped) == (3, 3, 0)
     index = simdex.load(path)
-    assert index.fingerprint == encoder.fingerprint
-    hit = index.search_text("how to send an email with python", k=2, encoder=encoder)
+    assert index.fingerprint == minilm.fingerprint
+    hit = index.search_text("how to send an email with python", k=2, encoder=minilm)
     assert hit.documents[0].id == "mail" and hit.documents[0].text == docs["mail"]
     assert hit.documents[0].metadata == {"kind": "doc"} and hit.documents[0].source == f"{corpus}:2"
     assert hit.ids.dtype == np.int64 and hit.scores.dtype == np.float32 and len(hit.ids) == 2
-    np.testing.assert_allclose(hit.scores[0], encoder.embed_query("how to send an email with python")
-                               @ encoder.embed_query(docs["mail"]), atol=1e-5)
-    again = simdex.ingest(corpus, path, encoder=encoder)  # the same source again: nothing new
+    np.testing.assert_allclose(hit.scores[0], minilm.embed_query("how to send an email with python")
+                               @ minilm.embed_query(docs["mail"]), atol=1e-5)
+    again = simdex.ingest(corpus, path, encoder=minilm)  # the same source again: nothing new
     assert (again.documents, again.resumed_after, len(simdex.load(path))) == (3, 3, 3)
 
 
 @pytest.mark.encoder
-def test_chunks_map_to_their_documents(encoder):
+def test_chunks_map_to_their_documents(minilm):
     long_doc = " ".join(f"Sentence {i} talks about topic {i % 5} in some detail." for i in range(40))
     index = simdex.Index(384)
     report = simdex.ingest([("long", long_doc), ("short", "A short note about kernel modules.")], index,
-                           encoder=encoder, chunk_tokens=48, overlap=8)
+                           encoder=minilm, chunk_tokens=48, overlap=8)
     assert report.documents == 2 and report.chunks == len(index) > 3 and report.truncated_tokens == 0
     stored = index._docstore.get(index.ids())
     spans = sorted(doc.span for _, doc in stored.values() if doc.id == "long")
     assert len(spans) == report.chunks - 1 and spans[0][0] == 0 and spans[-1][1] == len(long_doc)
     assert all(b[0] < a[1] for a, b in zip(spans, spans[1:]))  # overlapping neighbours
     for cid, (_, doc) in stored.items():  # each vector is the embedding of its chunk
-        np.testing.assert_allclose(index.reconstruct(cid)[0], encoder.embed_query(doc.chunk), atol=1e-4)
+        np.testing.assert_allclose(index.reconstruct(cid)[0], minilm.embed_query(doc.chunk), atol=1e-4)
 
     target = [doc for _, doc in stored.values() if doc.id == "long"][3]
-    best = index.search_text(target.chunk, k=3, encoder=encoder, chunks=True)
+    best = index.search_text(target.chunk, k=3, encoder=minilm, chunks=True)
     assert best.documents[0].span == target.span and best.documents[0].id == "long"
     assert [d.id for d in best.documents].count("long") >= 2  # chunks mode: several chunks of one document
-    per_doc = index.search_text(target.chunk, k=3, encoder=encoder)
+    per_doc = index.search_text(target.chunk, k=3, encoder=minilm)
     assert [d.id for d in per_doc.documents] == ["long", "short"]  # one result per document, best chunk first
     assert per_doc.documents[0].span == target.span
 
 
 @pytest.mark.encoder
-def test_bad_texts_are_skipped_counted_and_never_stop_the_run(encoder, tmp_path):
+def test_bad_texts_are_skipped_counted_and_never_stop_the_run(minilm, tmp_path):
     source = ["good one", "", "   \n", b"\xff\xfeinvalid", "lone \udc80 surrogate", 12, ("k", "keyed text"),
               ("k", "same id again"), "ab " * 2000, "good two"]
-    report = simdex.ingest(source, tmp_path / "b.simdex", encoder=encoder, max_chars=1000)
+    report = simdex.ingest(source, tmp_path / "b.simdex", encoder=minilm, max_chars=1000)
     assert (report.skipped_empty, report.skipped_invalid_utf8, report.skipped_malformed,
             report.skipped_duplicate) == (2, 2, 1, 1)
     assert (report.documents, report.truncated_chars, report.items) == (4, 1, 10)
@@ -167,34 +167,34 @@ def test_bad_texts_are_skipped_counted_and_never_stop_the_run(encoder, tmp_path)
 
 
 @pytest.mark.encoder
-def test_add_texts_keeps_texts_through_save_and_load(encoder, tmp_path):
+def test_add_texts_keeps_texts_through_save_and_load(minilm, tmp_path):
     index = simdex.Index(384)
-    ids = index.add_texts(["the cat sat on the mat", "stock markets fell sharply"], ids=[10, 20], encoder=encoder)
+    ids = index.add_texts(["the cat sat on the mat", "stock markets fell sharply"], ids=[10, 20], encoder=minilm)
     assert ids.tolist() == [10, 20]
     with pytest.raises(ValueError, match=r"texts\[1\]: expected a non-empty text"):
-        index.add_texts(["fine", " "], encoder=encoder)
+        index.add_texts(["fine", " "], encoder=minilm)
     with pytest.raises(ValueError, match="not valid UTF-8"):
-        index.add_texts(["bad \ud800"], encoder=encoder)
+        index.add_texts(["bad \ud800"], encoder=minilm)
     assert len(index) == 2
     index.save(tmp_path / "t.simdex")
     loaded = simdex.load(tmp_path / "t.simdex")
-    hit = loaded.search_text("a kitten on a rug", k=5, encoder=encoder)
+    hit = loaded.search_text("a kitten on a rug", k=5, encoder=minilm)
     assert hit.ids.tolist()[0] == 10 and hit.documents[0].text == "the cat sat on the mat" and len(hit.ids) == 2
-    loaded.add_texts(["a third text"], encoder=encoder)
+    loaded.add_texts(["a third text"], encoder=minilm)
     loaded.save(tmp_path / "t.simdex")
     assert simdex.load(tmp_path / "t.simdex")._docstore.count() == (3, 3)
 
 
 @pytest.mark.encoder
-def test_ingest_into_an_index_of_another_model_is_refused(encoder, tmp_path):
+def test_ingest_into_an_index_of_another_model_is_refused(minilm, tmp_path):
     path = tmp_path / "x.simdex"
     simdex.ingest(["alpha", "beta"], path, encoder=_standin())
     with pytest.raises(simdex.FingerprintMismatch, match="tiny-stand-in"):
-        simdex.ingest(["gamma"], path, encoder=encoder, source_name="second")
+        simdex.ingest(["gamma"], path, encoder=minilm, source_name="second")
     assert len(simdex.load(path)) == 2
 
 
-def _check_complete(index, texts, encoder):
+def _check_complete(index, texts, minilm):
     """Every text stored exactly once, each with one vector, and that vector is the text's embedding."""
     stored = index._docstore.get(index.ids())
     assert len(stored) == len(index) == len(texts)
@@ -202,12 +202,12 @@ def _check_complete(index, texts, encoder):
     assert keys == sorted(k for k, _ in texts)
     sample = sorted(stored)[:: max(1, len(stored) // 20)]
     got = index.reconstruct(sample)
-    want = encoder.embed_batch([stored[c][1].text for c in sample])
+    want = minilm.embed_batch([stored[c][1].text for c in sample])
     np.testing.assert_allclose(got, want, atol=1e-4)
 
 
 @pytest.mark.encoder
-def test_crash_between_index_save_and_store_commit_resumes_exactly(encoder, tmp_path, monkeypatch):
+def test_crash_between_index_save_and_store_commit_resumes_exactly(minilm, tmp_path, monkeypatch):
     texts = [(f"d{i}", f"note {i} on subject {i % 9}") for i in range(60)]
     path = tmp_path / "c.simdex"
     real_commit, calls = DocStore.commit, []
@@ -222,18 +222,18 @@ def test_crash_between_index_save_and_store_commit_resumes_exactly(encoder, tmp_
 
     monkeypatch.setattr(DocStore, "commit", dying_commit)
     with pytest.raises(SimulatedCrash):
-        simdex.ingest(texts, path, encoder=encoder, batch_size=4, checkpoint_every=1)
+        simdex.ingest(texts, path, encoder=minilm, batch_size=4, checkpoint_every=1)
     monkeypatch.setattr(DocStore, "commit", real_commit)
     with sqlite3.connect(docs_path(path)) as db:
         done = json.loads(db.execute("SELECT value FROM state WHERE key = 'progress:iterable'").fetchone()[0])
     assert simdex.load(path).metadata["docstore"]["seq"] == 3 and len(simdex.load(path)) == done["chunks"]
-    report = simdex.ingest(texts, path, encoder=encoder, batch_size=4, checkpoint_every=1)
+    report = simdex.ingest(texts, path, encoder=minilm, batch_size=4, checkpoint_every=1)
     assert report.resumed_after == done["items"] > 0 and report.documents == 60 and report.skipped == 0
-    _check_complete(simdex.load(path), texts, encoder)
+    _check_complete(simdex.load(path), texts, minilm)
 
 
 @pytest.mark.encoder
-def test_resume_after_kill_9(encoder, tmp_path):
+def test_resume_after_kill_9(minilm, tmp_path):
     n = 600
     path = tmp_path / "k.simdex"
     script = textwrap.dedent(f"""
@@ -260,12 +260,12 @@ def test_resume_after_kill_9(encoder, tmp_path):
     assert child.returncode == -signal.SIGKILL, "the ingest ended before it could be killed"
     assert 0 < done < n
     texts = [(f"d{i}", f"item {i}: a short line about subject {i % 13}") for i in range(n)]
-    report = simdex.ingest(texts, path, encoder=encoder, batch_size=8, checkpoint_every=1)
+    report = simdex.ingest(texts, path, encoder=minilm, batch_size=8, checkpoint_every=1)
     assert report.resumed_after >= done and report.documents == n and report.skipped_duplicate == 0
-    _check_complete(simdex.load(path), texts, encoder)
+    _check_complete(simdex.load(path), texts, minilm)
 
 
-# -- bounded memory (a stand-in encoder: the model would take an hour for 200K texts on a CPU) ---------------------
+# -- bounded memory (a stand-in minilm: the model would take an hour for 200K texts on a CPU) ---------------------
 def test_bounded_memory_over_200k_texts(tmp_path):
     script = textwrap.dedent(f"""
         import json, resource, sys

@@ -89,3 +89,15 @@ def test_simd_override_restores_level():
     with simdex.simd_override("scalar"):
         assert simdex.simd_info()["active"] == "scalar"
     assert simdex.simd_info()["active"] == before
+
+
+@pytest.mark.parametrize("isa", LEVELS)
+@pytest.mark.parametrize("n", [1, 5, 16, 17, 33, 64, 70])
+@pytest.mark.parametrize("dim", [1, 7, 8, 15, 16, 17, 33, 384])
+def test_pack_matches_layout(isa, n, dim, rng):
+    x = rng.standard_normal((n, dim), dtype=np.float32)
+    got = _core.pack_nr_f32(x, isa)
+    panels, _, nr = got.shape
+    padded = np.zeros((panels * nr, dim), np.float32)
+    padded[:n] = x
+    np.testing.assert_array_equal(got, padded.reshape(panels, nr, dim).transpose(0, 2, 1))

@@ -12,8 +12,8 @@ import warnings
 
 from . import _core
 from ._core import get_num_threads, set_num_threads
-from ._index import Index, SearchResult, load
-from .docstore import Document, TextSearchResult
+from ._index import FormatError, Index, SearchResult, load, load_bytes
+from .docstore import Document, Hit, TextSearchResult
 from .encoder import Encoder, FingerprintMismatch  # torch is imported when an Encoder is made
 from .faiss_compat import IndexFlatCosine, IndexFlatIP, read_index, write_index
 from .ingest import IngestReport, ingest
@@ -24,6 +24,8 @@ __all__ = [
     "Document",
     "Encoder",
     "FingerprintMismatch",
+    "FormatError",
+    "Hit",
     "Index",
     "IndexFlatCosine",
     "IndexFlatIP",
@@ -33,6 +35,7 @@ __all__ = [
     "get_num_threads",
     "ingest",
     "load",
+    "load_bytes",
     "read_index",
     "set_num_threads",
     "simd_info",

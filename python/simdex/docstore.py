@@ -12,7 +12,7 @@ import json
 import os
 import sqlite3
 from dataclasses import dataclass, field
-from typing import Any, Iterable, NamedTuple, Optional
+from typing import Any, Iterable, Iterator, Optional
 
 import numpy as np
 
@@ -57,13 +57,48 @@ class Document:
         return self.text[self.span[0]:self.span[1]]
 
 
-class TextSearchResult(NamedTuple):
-    """`Index.search_text` output, best first: vector (chunk) `ids` int64, `scores` float32, and `documents`
-    (a `Document` per result, None for a vector stored without text)."""
+@dataclass(frozen=True)
+class Hit:
+    """One `Index.search_text` result: the vector (chunk) `id`, its `score` and its `document` (None for a vector
+    stored without text)."""
+
+    id: int
+    score: float
+    document: Optional[Document]
+
+    @property
+    def doc_id(self) -> Any:
+        """The document's id from its source, or None."""
+        return None if self.document is None else self.document.id
+
+    @property
+    def text(self) -> Optional[str]:
+        """The document's text, or None."""
+        return None if self.document is None else self.document.text
+
+    @property
+    def chunk(self) -> Optional[str]:
+        """The text of the matching chunk, or None."""
+        return None if self.document is None else self.document.chunk
+
+
+@dataclass(frozen=True)
+class TextSearchResult:
+    """`Index.search_text` output, best first: vector (chunk) `ids` int64, `scores` float32, and `documents` (a
+    `Document` per result, None for a vector stored without text). Iterating gives a `Hit` per result."""
 
     ids: np.ndarray
     scores: np.ndarray
     documents: list
+
+    def __len__(self) -> int:
+        return len(self.documents)
+
+    def __getitem__(self, i: int) -> Hit:
+        return Hit(int(self.ids[i]), float(self.scores[i]), self.documents[i])
+
+    def __iter__(self) -> Iterator[Hit]:
+        return (self[i] for i in range(len(self)))
 
 
 class DocStore:
