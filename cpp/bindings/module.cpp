@@ -5,6 +5,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <chrono>
 #include <cmath>
 #include <limits>
 #include <stdexcept>
@@ -164,7 +165,7 @@ PYBIND11_MODULE(_core, m) {
             py::gil_scoped_release release;
             FloatBuffer a(qp * mr * d), b(xp * nr * d), c(qp * mr * xp * nr);
             kernels::pack_panels(q.data(), nq, d, mr, a.data());
-            kernels::pack_panels(x.data(), n, d, nr, b.data());
+            kt.pack_nr_f32(x.data(), n, d, b.data());
             const std::size_t ldc = xp * nr, kc_step = 64;
             for (std::size_t k0 = 0; k0 < d; k0 += kc_step)
                 for (std::size_t i = 0; i < qp; ++i)
@@ -176,6 +177,22 @@ PYBIND11_MODULE(_core, m) {
             return out;
         },
         py::arg("q"), py::arg("x"), py::arg("isa") = "");
+    m.def(
+        "pack_nr_f32",
+        [](F32Array x, const std::string& isa) {
+            // The database-side panel layout of the micro-kernel: (panels, dim, nr), zero-padded rows.
+            if (x.ndim() != 2) throw std::invalid_argument("pack_nr_f32: x must be 2-D");
+            const std::size_t n = static_cast<std::size_t>(x.shape(0)), d = static_cast<std::size_t>(x.shape(1));
+            const KernelTable& kt = table_arg(isa);
+            const std::size_t nr = kt.gemm_nr, panels = (n + nr - 1) / nr;
+            py::array_t<float> out({static_cast<py::ssize_t>(panels), static_cast<py::ssize_t>(d),
+                                    static_cast<py::ssize_t>(nr)});
+            float* o = out.mutable_data();
+            py::gil_scoped_release release;
+            kt.pack_nr_f32(x.data(), n, d, o);
+            return out;
+        },
+        py::arg("x"), py::arg("isa") = "");
     m.def(
         "select_ge_f32",
         [](F32Array s, float t, const std::string& isa) {
@@ -193,6 +210,32 @@ PYBIND11_MODULE(_core, m) {
             return out;
         },
         py::arg("s"), py::arg("t"), py::arg("isa") = "");
+
+    m.def(
+        "read_bandwidth",
+        [](std::size_t nbytes, int repeats) {
+            // Streams a buffer with the active kernel on all threads, like a single-query scan does, and returns
+            // the best bytes/second seen: the floor the benchmarks compare a scan against.
+            const std::size_t n = nbytes / sizeof(float), chunk = std::size_t(1) << 20;
+            FloatBuffer buf(n, 1.0f);
+            const KernelTable& kt = active_kernels();
+            const std::size_t workers = num_threads(), tasks = (n + chunk - 1) / chunk;
+            std::vector<float> sink(workers);
+            double best = 0;
+            py::gil_scoped_release release;
+            for (int r = 0; r < repeats; ++r) {
+                const auto t0 = std::chrono::steady_clock::now();
+                parallel_for(tasks, workers, [&](std::size_t t, std::size_t w) {
+                    const std::size_t b = t * chunk, len = std::min(chunk, n - b);
+                    sink[w] += kt.dot_f32(buf.data() + b, buf.data() + b, len);
+                });
+                const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+                best = std::max(best, static_cast<double>(n * sizeof(float)) / dt);
+            }
+            return best;
+        },
+        py::arg("nbytes") = std::size_t(1) << 30, py::arg("repeats") = 5,
+        "Measured RAM read bandwidth in bytes/s with all threads (a benchmark helper).");
 
     py::class_<FlatIndex>(m, "FlatIndex")
         .def(py::init([](std::size_t dim, const std::string& metric) {

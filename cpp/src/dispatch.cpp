@@ -18,18 +18,18 @@ namespace {
 using namespace kernels;
 
 const KernelTable kScalarTable{Isa::scalar, "scalar", dot_f32_scalar, dot_rows_f32_scalar, gemm_f32_scalar,
-                               kScalarMr, kScalarNr, select_ge_f32_scalar};
+                               kScalarMr, kScalarNr, select_ge_f32_scalar, pack_nr_f32_scalar};
 #ifdef SIMDEX_COMPILED_AVX2
 const KernelTable kAvx2Table{Isa::avx2, "avx2", dot_f32_avx2, dot_rows_f32_avx2, gemm_f32_avx2,
-                             kAvx2Mr, kAvx2Nr, select_ge_f32_avx2};
+                             kAvx2Mr, kAvx2Nr, select_ge_f32_avx2, pack_nr_f32_avx2};
 #endif
 #ifdef SIMDEX_COMPILED_AVX512
 const KernelTable kAvx512Table{Isa::avx512, "avx512", dot_f32_avx512, dot_rows_f32_avx512, gemm_f32_avx512,
-                               kAvx512Mr, kAvx512Nr, select_ge_f32_avx512};
+                               kAvx512Mr, kAvx512Nr, select_ge_f32_avx512, pack_nr_f32_avx512};
 #endif
 #ifdef SIMDEX_COMPILED_NEON
 const KernelTable kNeonTable{Isa::neon, "neon", dot_f32_neon, dot_rows_f32_neon, gemm_f32_neon,
-                             kNeonMr, kNeonNr, select_ge_f32_neon};
+                             kNeonMr, kNeonNr, select_ge_f32_neon, pack_nr_f32_neon};
 #endif
 
 const KernelTable* table_of(Isa isa) {

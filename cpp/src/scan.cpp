@@ -94,7 +94,7 @@ void scan_many(const KernelTable& kt, const ScanView& v, const float* q, std::si
             }
             const std::size_t r0 = t * tile_rows, rows = std::min(tile_rows, v.n - r0);
             const std::size_t db_panels = (rows + nr - 1) / nr, ldc = db_panels * nr;
-            kernels::pack_panels(v.data + r0 * d, rows, d, nr, s.packed_db.data());
+            kt.pack_nr_f32(v.data + r0 * d, rows, d, s.packed_db.data());
             for (std::size_t qp0 = 0; qp0 < q_panels; qp0 += kQueryPanelsPerTile) {
                 const std::size_t qp1 = std::min(q_panels, qp0 + kQueryPanelsPerTile);
                 for (std::size_t k0 = 0; k0 < d; k0 += kKc) {

@@ -17,6 +17,7 @@ struct KernelTable {
     std::size_t gemm_mr;
     std::size_t gemm_nr;
     kernels::SelectGeF32Fn select_ge_f32;
+    kernels::PackF32Fn pack_nr_f32;
 };
 
 const char* isa_name(Isa isa) noexcept;
