@@ -41,6 +41,9 @@ class Index:
     Thread safety: any number of threads may search at once; ``add``, ``remove`` and ``reset`` each take
     the index exclusively (a search sees a whole batch or none of it), and ``save`` excludes them while it
     writes. Waiting writers are let in ahead of newly arriving searches, so a busy server cannot starve them.
+    After ``fork()`` the child can use the index (with its own thread pool), unless another thread of the
+    parent was changing it at that instant: then every call in the child raises RuntimeError rather than
+    read half-changed data. Ctrl-C interrupts a long search with KeyboardInterrupt; the index stays intact.
     """
 
     def __init__(self, dim: int, metric: str = "cosine") -> None:
@@ -81,7 +84,8 @@ class Index:
         return bool(self._core.contains(int(id_)))
 
     def memory_usage(self) -> int:
-        """Bytes held by the index: vectors, ids and the id lookup table."""
+        """Bytes held by the index: vectors, ids and the id lookup table. The vectors of a memory-mapped index
+        are not counted: they are the file's pages in the page cache, shared and reclaimable."""
         return int(self._core.memory_usage())
 
     @property
