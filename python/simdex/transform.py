@@ -62,8 +62,9 @@ def _as_rows(x: Any, name: str, dim: Optional[int]) -> np.ndarray:
 
 def _eigh(m: np.ndarray) -> tuple:
     """np.linalg.eigh on one BLAS thread when threadpoolctl is installed: a d x d problem (d up to a few
-    thousand) gains little from threads, and BLAS threads that spin while LAPACK runs its sequential steps make it
-    several times slower on a busy machine (measured 0.5 s on one thread vs 1.5-4.7 s on two, d = 768)."""
+    thousand) gains little from threads, and BLAS threads that spin while LAPACK runs its sequential steps
+    make it several times slower on a busy machine (measured 0.5 s on one thread vs 1.5-4.7 s on two,
+    d = 768)."""
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:
@@ -227,7 +228,8 @@ class PCA(_LinearTransform):
             faster; the scatter's relative error becomes ~1e-4 (each centered input rounded to 8 mantissa
             bits, averaged over rows), which moves the leading subspace far less than sampling noise does (on
             100K real MiniLM embeddings the 192-d subspaces agree to cosine 0.99999). Elsewhere, and with
-            ``"float32"``, products are float32 on the SIMD GEMM micro-kernel, summed in double every 2048 rows.
+            ``"float32"``, products are float32 on the SIMD GEMM micro-kernel, summed in double every 2048
+            rows.
 
     Attributes:
         components_: float32 (out_dim, in_dim), orthonormal rows, strongest first; each row's
