@@ -444,9 +444,11 @@ def test_renormalized_and_scaled_scores(rng):
 def test_reduction_report(rng):
     x = low_rank(rng, 400, 32, 6)
     q = low_rank(rng, 15, 32, 6)
-    report = simdex.reduction_report(x, q, dims=[16, 6, 64], kinds=["pca", "rp", lambda d: simdex.PCA(d)], repeats=1)
+    kinds = ["pca", "rp", lambda d: simdex.PCA(d)]
+    report = simdex.reduction_report(x, q, dims=[16, 6, 64], kinds=kinds, repeats=1)
     rows = [(r["kind"], r["dim"]) for r in report.rows]
-    assert rows == [("full", 32), ("pca", 16), ("pca", 6), ("rp", 16), ("rp", 6), ("<lambda>", 16), ("<lambda>", 6)]
+    want = [("full", 32), ("pca", 16), ("pca", 6), ("rp", 16), ("rp", 6), ("<lambda>", 16), ("<lambda>", 6)]
+    assert rows == want
     assert report.rows[0]["recall@k"] == 1.0
     pca6 = report.rows[2]
     assert pca6["recall@k"] > 0.95  # the data has rank 6: PCA(6) loses nothing
