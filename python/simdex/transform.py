@@ -221,7 +221,9 @@ class PCA(_LinearTransform):
               sides): queries are centered too. The score becomes ``(q - mean) . P (x - mean)``, whose
               ``- mean . P x`` term differs from one database vector to the next: it reorders results (0.84 of
               the exact top-10 on the same data, with renormalization).
-            - ``"none"``: components from the uncentered second moment ``E[x x^T]``, nothing subtracted.
+            - ``"none"``: the same components, nothing subtracted on either side:
+              ``transform(x) = x @ components_.T``; an index under cosine renormalizes the reduced vectors,
+              so it scores the cosine of the projections.
         precision: how the scatter matrix is accumulated. ``"auto"`` (default): on CPUs with AMX-BF16 (Intel
             Sapphire Rapids and later, Linux) the products take bfloat16 inputs on AMX tiles: exact in fp32,
             summed in fp32 over at most 2048 rows, then in double; the mean stays exact. That is several times
@@ -235,8 +237,7 @@ class PCA(_LinearTransform):
         components_: float32 (out_dim, in_dim), orthonormal rows, strongest first; each row's
             largest-magnitude entry is positive (a fixed sign, so repeated fits agree).
         mean_: float64 (in_dim,), the mean of the training data.
-        explained_variance_: float64 (out_dim,), variance along each component (the uncentered second moment
-            along it under ``center="none"``).
+        explained_variance_: float64 (out_dim,), variance along each component.
         explained_variance_ratio_: float64 (out_dim,), each component's share of the total.
         n_samples_seen_: rows fitted so far.
     """
@@ -342,14 +343,10 @@ class PCA(_LinearTransform):
         if not self._dirty:
             return
         n = int(self._acc.count)
-        if n < 2 and self.center != "none":
+        if n < 2:
             raise ValueError(f"PCA: needs at least 2 training rows to estimate a covariance, got {n}")
-        if self.center == "none":
-            m = self._acc.second_moment()
-            denom = float(n)
-        else:
-            m = self._acc.scatter()
-            denom = float(n - 1)
+        m = self._acc.scatter()
+        denom = float(n - 1)
         values, vectors = _eigh(m)
         order = np.argsort(values)[::-1][: self.out_dim]
         values = np.maximum(values[order], 0.0)
@@ -385,7 +382,8 @@ class PCA(_LinearTransform):
 
     @property
     def _renormalize(self) -> bool:  # type: ignore[override]
-        return self.center == "both"  # the textbook recipe: sklearn PCA or FAISS PCAMatrix, then normalize
+        # "both": the textbook recipe (sklearn PCA / FAISS PCAMatrix, then normalize); "none": reduced cosine
+        return self.center != "database"
 
     def _query_offset(self, q: np.ndarray) -> Optional[np.ndarray]:
         if self.center != "database" or self.whiten:
