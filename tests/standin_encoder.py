@@ -36,4 +36,4 @@ class TinyStandInEncoder:
             codes = np.frombuffer(raw, dtype=np.uint8).reshape(-1, 16).astype(np.float32) - 127.5
             out[rows] = np.tile(codes, (1, -(-self.dim // 16)))[:, :self.dim]
         self.computed += prepared.n
-        return out
+        return out / np.linalg.norm(out, axis=1, keepdims=True)
