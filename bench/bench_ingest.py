@@ -53,7 +53,7 @@ def throughput(corpus: Path, limit: int | None, repeats: int, batch_size: int) -
             assert report.documents == len(texts), report
             return len(texts) / (time.perf_counter() - t)
 
-        run_encode()  # warm-up (first-call allocations)
+        model.encode(texts[:64], batch_size=batch_size)  # warm-up (first-call allocations)
         for r in range(repeats):
             if r % 2 == 0:
                 enc, ing = run_encode(), run_ingest(r)
