@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 
 import numpy as np
-
 from simdex.encoder import Prepared
 
 

@@ -17,8 +17,9 @@ import logging
 import os
 import queue
 import threading
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator, Optional, Sequence, TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -41,14 +42,14 @@ class FingerprintMismatch(ValueError):
     """Vectors or queries from one embedding model met an index filled by another."""
 
 
-def fingerprint_difference(expected: Optional[dict], got: Optional[dict]) -> list:
+def fingerprint_difference(expected: dict | None, got: dict | None) -> list:
     """The identity entries (see `IDENTITY_KEYS`) on which two fingerprints differ, as readable strings."""
     expected, got = expected or {}, got or {}
     return [f"{key}: {expected.get(key)!r} vs {got.get(key)!r}" for key in IDENTITY_KEYS
             if expected.get(key) != got.get(key)]
 
 
-def check_fingerprint(index_fp: Optional[dict], encoder_fp: Optional[dict], what: str) -> None:
+def check_fingerprint(index_fp: dict | None, encoder_fp: dict | None, what: str) -> None:
     """Raises FingerprintMismatch when `encoder_fp` does not describe the model that made `index_fp`."""
     diff = fingerprint_difference(index_fp, encoder_fp)
     if diff:
@@ -65,7 +66,7 @@ def background(items: Iterable[T], depth: int = PREFETCH) -> Iterator[T]:
     Exceptions raised while producing are re-raised in the consumer. Closing the generator stops the thread after
     the item it is producing.
     """
-    q: "queue.Queue[tuple[int, Any]]" = queue.Queue(maxsize=depth)
+    q: queue.Queue[tuple[int, Any]] = queue.Queue(maxsize=depth)
     stop = threading.Event()
 
     def put(entry: tuple) -> bool:
@@ -117,7 +118,7 @@ def _check_texts(texts: Sequence[Any], name: str = "texts") -> None:
             raise TypeError(f"{name}[{i}]: expected str, got {type(t).__name__}")
 
 
-def _resolve_model(model: "str | os.PathLike[str]") -> tuple:
+def _resolve_model(model: str | os.PathLike[str]) -> tuple:
     """(name recorded in the fingerprint, what SentenceTransformer loads)."""
     model = os.fspath(model)
     if os.path.isdir(model):
@@ -150,8 +151,8 @@ class Encoder:
     to embed all of a long text).
     """
 
-    def __init__(self, model: "str | os.PathLike[str]" = DEFAULT_MODEL, device: str = "auto", dtype: Any = "auto",
-                 batch_size: Optional[int] = None) -> None:
+    def __init__(self, model: str | os.PathLike[str] = DEFAULT_MODEL, device: str = "auto", dtype: Any = "auto",
+                 batch_size: int | None = None) -> None:
         try:
             import torch
             from sentence_transformers import SentenceTransformer
@@ -256,7 +257,7 @@ class Encoder:
                 f"dtype={self._fingerprint['dtype']!r}, dim={self.dim})")
 
     # -- the two halves of encoding ---------------------------------------------------------------------
-    def prepare(self, texts: Sequence[str], batch_size: Optional[int] = None) -> Prepared:
+    def prepare(self, texts: Sequence[str], batch_size: int | None = None) -> Prepared:
         """Tokenizes texts into length-sorted batches of `batch_size` (default: the encoder's): the CPU half of
         encoding, safe to run in another thread while `compute` runs."""
         _check_texts(texts)
@@ -296,8 +297,8 @@ class Encoder:
             raise TypeError(f"text: expected str, got {type(text).__name__}")
         return self.compute(self.prepare([text]))[0]
 
-    def embed_batch(self, texts: Sequence[str], *, batch_size: Optional[int] = None,
-                    show_progress_bar: Optional[bool] = None) -> np.ndarray:
+    def embed_batch(self, texts: Sequence[str], *, batch_size: int | None = None,
+                    show_progress_bar: bool | None = None) -> np.ndarray:
         """Embeds a list of texts for throughput: (n, dim) float32, rows in the order of `texts`.
 
         Texts are sorted by length over the whole list (less padding), tokenized in a background thread while the
@@ -328,7 +329,7 @@ class Encoder:
                 bar.update(len(block))
         return out
 
-    def embed_stream(self, texts: Iterable[str], batch_size: Optional[int] = None) -> Iterator[np.ndarray]:
+    def embed_stream(self, texts: Iterable[str], batch_size: int | None = None) -> Iterator[np.ndarray]:
         """Embeds an iterable of any length lazily: yields one (<= batch_size, dim) float32 array per
         `batch_size` consecutive texts, in order.
 
@@ -353,7 +354,7 @@ class Encoder:
         finally:
             prepared.close()
 
-    def _batch_size(self, batch_size: Optional[int]) -> int:
+    def _batch_size(self, batch_size: int | None) -> int:
         if batch_size is None:
             return self.batch_size
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
