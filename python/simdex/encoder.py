@@ -183,11 +183,21 @@ class Encoder:
         st.to(self._device)
         self._model = st
         self._max_seq_length = st.max_seq_length
-        dim = st.get_embedding_dimension() if hasattr(st, "get_embedding_dimension") else None
+        # sentence-transformers 6 names; older releases call them tokenize / get_sentence_embedding_dimension
+        self._tokenize = getattr(st, "preprocess", None) or st.tokenize
+        dim_of = getattr(st, "get_embedding_dimension", None) or st.get_sentence_embedding_dimension
+        dim = dim_of()
         if dim is None:
             dim = int(st.encode(["x"], convert_to_numpy=True).shape[1])
         self._dim = int(dim)
-        pooling = next((m.pooling_mode for m in st.modules() if hasattr(m, "pooling_mode")), None)
+        pooling = None
+        for m in st.modules():
+            if hasattr(m, "pooling_mode"):
+                pooling = m.pooling_mode
+            elif hasattr(m, "get_pooling_mode_str"):
+                pooling = m.get_pooling_mode_str()
+            if pooling is not None:
+                break
         if isinstance(pooling, (tuple, list)):
             pooling = "+".join(pooling)
         import sentence_transformers
@@ -267,7 +277,7 @@ class Encoder:
         pin = self._device.type == "cuda"
         for start in range(0, len(texts), bs):
             rows = order[start:start + bs]
-            features = self._model.preprocess([texts[i] for i in rows])
+            features = self._tokenize([texts[i] for i in rows])
             mask = features.get("attention_mask")
             if mask is not None and self._max_seq_length and mask.shape[1] >= self._max_seq_length:
                 out.truncated += int(mask[:, -1].sum())
