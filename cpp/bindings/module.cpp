@@ -25,6 +25,26 @@ namespace {
 
 using F32Array = py::array_t<float, py::array::c_style | py::array::forcecast>;
 using I64Array = py::array_t<std::int64_t, py::array::c_style | py::array::forcecast>;
+using I8Array = py::array_t<std::int8_t, py::array::c_style>;
+
+// The int8 kernels take codes in [-127, 127]; -128 would break the AVX2 sign trick and the VNNI bias.
+void check_codes(const I8Array& x, const char* what) {
+    const std::int8_t* p = x.data();
+    for (py::ssize_t i = 0; i < x.size(); ++i)
+        if (p[i] == -128)
+            throw std::invalid_argument(std::string(what) + ": int8 codes must be in [-127, 127], got -128 at flat index " +
+                                        std::to_string(i));
+}
+
+std::size_t rows_of_i8(const I8Array& x, std::size_t dim, const char* what) {
+    if (x.ndim() != 2)
+        throw std::invalid_argument(std::string(what) + ": expected a 2-D array, got " + std::to_string(x.ndim()) + "-D");
+    if (static_cast<std::size_t>(x.shape(1)) != dim)
+        throw std::invalid_argument(std::string(what) + ": expected " + std::to_string(dim) + " columns, got " +
+                                    std::to_string(x.shape(1)));
+    check_codes(x, what);
+    return static_cast<std::size_t>(x.shape(0));
+}
 
 std::size_t rows_of(const F32Array& x, std::size_t dim, const char* what) {
     if (x.ndim() != 2)
@@ -81,10 +101,12 @@ PYBIND11_MODULE(_core, m) {
             d["compiled"] = isa_list(compiled_isas());
             d["supported"] = isa_list(supported_isas());
             d["active"] = isa_name(active_kernels().isa);
+            d["int8"] = active_kernels().i8_name;
             d["note"] = dispatch_note();
             return d;
         },
-        "SIMD levels compiled into this build, supported by this CPU, and active now.");
+        "SIMD levels compiled into this build, supported by this CPU, and active now; 'int8' names the int8\n"
+        "kernels the active level runs.");
     m.def(
         "set_simd", [](const std::string& isa) { set_active_isa(parse_isa(isa)); }, py::arg("isa"),
         "Selects the SIMD level used from now on (for tests and benchmarks).");
@@ -160,6 +182,75 @@ PYBIND11_MODULE(_core, m) {
             return out;
         },
         py::arg("s"), py::arg("t"), py::arg("isa") = "");
+
+    m.def(
+        "dot_i8",
+        [](I8Array a, I8Array b, const std::string& isa) {
+            if (a.ndim() != 1 || b.ndim() != 1 || a.shape(0) != b.shape(0))
+                throw std::invalid_argument("dot_i8: expected two 1-D int8 arrays of the same length");
+            check_codes(a, "a");
+            check_codes(b, "b");
+            const KernelTable& kt = table_arg(isa);
+            py::gil_scoped_release release;
+            return kt.dot_i8(a.data(), b.data(), static_cast<std::size_t>(a.shape(0)));
+        },
+        py::arg("a"), py::arg("b"), py::arg("isa") = "");
+    m.def(
+        "dot_rows_i8",
+        [](I8Array q, I8Array x, const std::string& isa) {
+            if (q.ndim() != 1) throw std::invalid_argument("dot_rows_i8: q must be 1-D");
+            check_codes(q, "q");
+            const std::size_t d = static_cast<std::size_t>(q.shape(0)), n = rows_of_i8(x, d, "x");
+            const KernelTable& kt = table_arg(isa);
+            py::array_t<float> out(static_cast<py::ssize_t>(n));
+            float* o = out.mutable_data();
+            py::gil_scoped_release release;
+            kt.dot_rows_i8(q.data(), x.data(), n, d, o);
+            return out;
+        },
+        py::arg("q"), py::arg("x"), py::arg("isa") = "");
+    m.def(
+        "gemm_scores_i8",
+        [](I8Array q, I8Array x, std::size_t kc_step, const std::string& isa) {
+            // Full (nq x n) score matrix through the packed int8 micro-kernel, the depth split in kc_step chunks.
+            if (q.ndim() != 2) throw std::invalid_argument("gemm_scores_i8: q must be 2-D");
+            if (kc_step == 0 || kc_step % 4 != 0)
+                throw std::invalid_argument("gemm_scores_i8: kc_step must be a positive multiple of 4, got " +
+                                            std::to_string(kc_step));
+            check_codes(q, "q");
+            const std::size_t d = static_cast<std::size_t>(q.shape(1)), nq = static_cast<std::size_t>(q.shape(0));
+            const std::size_t n = rows_of_i8(x, d, "x");
+            const KernelTable& kt = table_arg(isa);
+            const std::size_t mr = kt.gemm_i8_mr, nr = kt.gemm_i8_nr, qp = (nq + mr - 1) / mr, xp = (n + nr - 1) / nr;
+            const std::size_t depth = kernels::i8_depth(d);
+            py::array_t<float> out({static_cast<py::ssize_t>(nq), static_cast<py::ssize_t>(n)});
+            float* o = out.mutable_data();
+            py::gil_scoped_release release;
+            std::vector<std::int8_t> a(qp * mr * depth), b(xp * nr * depth);
+            std::vector<float> c(qp * mr * xp * nr);
+            kernels::pack_panels_i8(q.data(), nq, d, mr, false, a.data());
+            kernels::pack_panels_i8(x.data(), n, d, nr, kt.gemm_i8_flip, b.data());
+            const std::size_t ldc = xp * nr;
+            std::vector<std::int32_t> bias(mr);
+            for (std::size_t k0 = 0; k0 < depth; k0 += kc_step) {
+                const std::size_t kc = std::min(kc_step, depth - k0);
+                for (std::size_t i = 0; i < qp; ++i) {
+                    const std::int8_t* ap = a.data() + i * mr * depth + k0 * mr;
+                    for (std::size_t r = 0; r < mr; ++r) {
+                        std::int32_t sum = 0;
+                        for (std::size_t k = 0; k < kc; ++k) sum += ap[(k / 4) * mr * 4 + r * 4 + k % 4];
+                        bias[r] = sum * 128;
+                    }
+                    for (std::size_t j = 0; j < xp; ++j)
+                        kt.gemm_i8(kc, ap, b.data() + j * nr * depth + k0 * nr, bias.data(),
+                                   c.data() + i * mr * ldc + j * nr, ldc, k0 > 0);
+                }
+            }
+            for (std::size_t i = 0; i < nq; ++i)
+                for (std::size_t j = 0; j < n; ++j) o[i * n + j] = c[i * ldc + j];
+            return out;
+        },
+        py::arg("q"), py::arg("x"), py::arg("kc_step") = 64, py::arg("isa") = "");
 
     py::class_<FlatIndex>(m, "FlatIndex")
         .def(py::init([](std::size_t dim, const std::string& metric) {
