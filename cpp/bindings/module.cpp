@@ -5,6 +5,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <chrono>
 #include <cmath>
 #include <limits>
 #include <stdexcept>
@@ -12,6 +13,7 @@
 #include <system_error>
 
 #include "simdex/dispatch.hpp"
+#include "simdex/format.hpp"
 #include "simdex/index.hpp"
 #include "simdex/thread_pool.hpp"
 
@@ -74,6 +76,22 @@ const KernelTable& table_arg(const std::string& isa) {
     return isa.empty() ? active_kernels() : kernels_for(parse_isa(isa));
 }
 
+// A contiguous read-only view of any bytes-like object (bytes, bytearray, memoryview, mmap, NumPy array).
+class ByteView {
+  public:
+    explicit ByteView(const py::object& obj) {
+        if (PyObject_GetBuffer(obj.ptr(), &view_, PyBUF_SIMPLE) != 0) throw py::error_already_set();
+    }
+    ~ByteView() { PyBuffer_Release(&view_); }
+    ByteView(const ByteView&) = delete;
+    ByteView& operator=(const ByteView&) = delete;
+    const void* data() const { return view_.buf; }
+    std::size_t size() const { return static_cast<std::size_t>(view_.len); }
+
+  private:
+    Py_buffer view_{};
+};
+
 py::list isa_list(const std::vector<Isa>& isas) {
     py::list out;
     for (Isa i : isas) out.append(isa_name(i));
@@ -92,7 +110,23 @@ PYBIND11_MODULE(_core, m) {
             PyErr_SetObject(PyExc_OSError, py::make_tuple(e.code().value(), e.what()).ptr());
         }
     });
+    // Defined once here; simdex.FormatError is this class.
+    auto& format_error = py::register_exception<FormatError>(m, "FormatError", PyExc_ValueError);
+    format_error.attr("__module__") = "simdex";
+    format_error.doc() = "An index file (or buffer) that is damaged, truncated, not a simdex index, or from a newer "
+                         "format version. A ValueError; the message says what was expected and what was found.";
     m.attr("__version__") = SIMDEX_STR(VERSION_INFO);
+
+    m.def(
+        "crc32c",
+        [](const py::object& buf, std::uint32_t crc, bool portable) {
+            ByteView v(buf);
+            py::gil_scoped_release release;
+            return portable ? format::crc32c_portable(v.data(), v.size(), crc) : format::crc32c(v.data(), v.size(), crc);
+        },
+        py::arg("data"), py::arg("crc") = 0, py::arg("portable") = false,
+        "CRC32C of a bytes-like object, as index files use it (for tests and tools).");
+    m.def("crc32c_hardware", &format::crc32c_hardware, "True when CRC32C uses the CPU's crc32 instruction.");
 
     m.def(
         "simd_info",
@@ -153,7 +187,7 @@ PYBIND11_MODULE(_core, m) {
             py::gil_scoped_release release;
             FloatBuffer a(qp * mr * d), b(xp * nr * d), c(qp * mr * xp * nr);
             kernels::pack_panels(q.data(), nq, d, mr, a.data());
-            kernels::pack_panels(x.data(), n, d, nr, b.data());
+            kt.pack_nr_f32(x.data(), n, d, b.data());
             const std::size_t ldc = xp * nr, kc_step = 64;
             for (std::size_t k0 = 0; k0 < d; k0 += kc_step)
                 for (std::size_t i = 0; i < qp; ++i)
@@ -165,6 +199,22 @@ PYBIND11_MODULE(_core, m) {
             return out;
         },
         py::arg("q"), py::arg("x"), py::arg("isa") = "");
+    m.def(
+        "pack_nr_f32",
+        [](F32Array x, const std::string& isa) {
+            // The database-side panel layout of the micro-kernel: (panels, dim, nr), zero-padded rows.
+            if (x.ndim() != 2) throw std::invalid_argument("pack_nr_f32: x must be 2-D");
+            const std::size_t n = static_cast<std::size_t>(x.shape(0)), d = static_cast<std::size_t>(x.shape(1));
+            const KernelTable& kt = table_arg(isa);
+            const std::size_t nr = kt.gemm_nr, panels = (n + nr - 1) / nr;
+            py::array_t<float> out({static_cast<py::ssize_t>(panels), static_cast<py::ssize_t>(d),
+                                    static_cast<py::ssize_t>(nr)});
+            float* o = out.mutable_data();
+            py::gil_scoped_release release;
+            kt.pack_nr_f32(x.data(), n, d, o);
+            return out;
+        },
+        py::arg("x"), py::arg("isa") = "");
     m.def(
         "select_ge_f32",
         [](F32Array s, float t, const std::string& isa) {
@@ -251,6 +301,31 @@ PYBIND11_MODULE(_core, m) {
             return out;
         },
         py::arg("q"), py::arg("x"), py::arg("kc_step") = 64, py::arg("isa") = "");
+    m.def(
+        "read_bandwidth",
+        [](std::size_t nbytes, int repeats) {
+            // Streams a buffer with the active kernel on all threads, like a single-query scan does, and returns
+            // the best bytes/second seen: the floor the benchmarks compare a scan against.
+            const std::size_t n = nbytes / sizeof(float), chunk = std::size_t(1) << 20;
+            FloatBuffer buf(n, 1.0f);
+            const KernelTable& kt = active_kernels();
+            const std::size_t workers = num_threads(), tasks = (n + chunk - 1) / chunk;
+            std::vector<float> sink(workers);
+            double best = 0;
+            py::gil_scoped_release release;
+            for (int r = 0; r < repeats; ++r) {
+                const auto t0 = std::chrono::steady_clock::now();
+                parallel_for(tasks, workers, [&](std::size_t t, std::size_t w) {
+                    const std::size_t b = t * chunk, len = std::min(chunk, n - b);
+                    sink[w] += kt.dot_f32(buf.data() + b, buf.data() + b, len);
+                });
+                const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+                best = std::max(best, static_cast<double>(n * sizeof(float)) / dt);
+            }
+            return best;
+        },
+        py::arg("nbytes") = std::size_t(1) << 30, py::arg("repeats") = 5,
+        "Measured RAM read bandwidth in bytes/s with all threads (a benchmark helper).");
 
     py::class_<FlatIndex>(m, "FlatIndex")
         .def(py::init([](std::size_t dim, const std::string& metric) {
@@ -259,8 +334,11 @@ PYBIND11_MODULE(_core, m) {
              py::arg("dim"), py::arg("metric") = "cosine")
         .def_property_readonly("dim", &FlatIndex::dim)
         .def_property_readonly("metric", [](const FlatIndex& self) { return metric_name(self.metric()); })
-        .def_property_readonly("next_id", &FlatIndex::next_id)
-        .def("__len__", &FlatIndex::size)
+        // Everything that takes the index lock releases the GIL first: a search holding the lock may need the GIL
+        // to poll for Ctrl-C, so waiting for the lock with the GIL held could deadlock.
+        .def_property_readonly("next_id", py::cpp_function(&FlatIndex::next_id, py::call_guard<py::gil_scoped_release>()))
+        .def_property_readonly("mapped", py::cpp_function(&FlatIndex::mapped, py::call_guard<py::gil_scoped_release>()))
+        .def("__len__", &FlatIndex::size, py::call_guard<py::gil_scoped_release>())
         .def(
             "add",
             [](FlatIndex& self, F32Array x, std::optional<I64Array> ids) {
@@ -269,7 +347,7 @@ PYBIND11_MODULE(_core, m) {
                     throw std::invalid_argument("ids: expected a 1-D array of " + std::to_string(n) + " ids");
                 const std::int64_t* id = ids ? ids->data() : nullptr;
                 py::gil_scoped_release release;
-                self.add(x.data(), n, id);
+                return self.add(x.data(), n, id);  // the first automatic id
             },
             py::arg("vectors"), py::arg("ids") = py::none())
         .def(
@@ -310,12 +388,16 @@ PYBIND11_MODULE(_core, m) {
             py::arg("filter") = py::none())
         .def("ids",
              [](const FlatIndex& self) {
-                 std::vector<std::int64_t> v = self.ids();
+                 std::vector<std::int64_t> v;
+                 {
+                     py::gil_scoped_release release;
+                     v = self.ids();
+                 }
                  py::array_t<std::int64_t> out(static_cast<py::ssize_t>(v.size()));
                  std::copy(v.begin(), v.end(), out.mutable_data());
                  return out;
              })
-        .def("contains", &FlatIndex::contains, py::arg("id"))
+        .def("contains", &FlatIndex::contains, py::arg("id"), py::call_guard<py::gil_scoped_release>())
         .def(
             "reconstruct",
             [](const FlatIndex& self, I64Array ids) {
@@ -327,8 +409,46 @@ PYBIND11_MODULE(_core, m) {
                 return out;
             },
             py::arg("ids"))
-        .def("memory_usage", &FlatIndex::memory_usage)
-        .def_property("metadata", &FlatIndex::metadata, &FlatIndex::set_metadata)
+        .def("memory_usage", &FlatIndex::memory_usage, py::call_guard<py::gil_scoped_release>())
+        .def_property(
+            "metadata",
+            [](const FlatIndex& self) {
+                std::string text;
+                {
+                    py::gil_scoped_release release;
+                    text = self.metadata();
+                }
+                return text;
+            },
+            [](FlatIndex& self, std::string text) {
+                py::gil_scoped_release release;
+                self.set_metadata(std::move(text));
+            })
         .def("save", &FlatIndex::save, py::arg("path"), py::call_guard<py::gil_scoped_release>())
-        .def_static("load", &FlatIndex::load, py::arg("path"), py::call_guard<py::gil_scoped_release>());
+        .def(
+            "to_bytes",
+            [](const FlatIndex& self) {
+                std::vector<std::uint8_t> b;
+                {
+                    py::gil_scoped_release release;
+                    b = self.to_bytes();
+                }
+                return py::bytes(reinterpret_cast<const char*>(b.data()), b.size());
+            },
+            "The index file's bytes (what save writes), for load_bytes and tests.")
+        .def_static(
+            "load",
+            [](const std::string& path, bool mmap) {
+                py::gil_scoped_release release;
+                return std::make_unique<FlatIndex>(FlatIndex::load(path, mmap));
+            },
+            py::arg("path"), py::arg("mmap") = false)
+        .def_static(
+            "load_bytes",
+            [](const py::object& buf) {
+                ByteView v(buf);
+                py::gil_scoped_release release;  // the exporter cannot resize or free the buffer while viewed
+                return std::make_unique<FlatIndex>(FlatIndex::load_bytes(v.data(), v.size()));
+            },
+            py::arg("buffer"));
 }

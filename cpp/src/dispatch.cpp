@@ -25,40 +25,40 @@ namespace {
 using namespace kernels;
 
 const KernelTable kScalarTable{Isa::scalar, "scalar", dot_f32_scalar, dot_rows_f32_scalar, gemm_f32_scalar,
-                               kScalarMr, kScalarNr, select_ge_f32_scalar,
+                               kScalarMr, kScalarNr, select_ge_f32_scalar, pack_nr_f32_scalar,
                                "scalar", dot_i8_scalar, dot_rows_i8_scalar, gemm_i8_scalar,
                                kScalarI8Mr, kScalarI8Nr, false};
 #ifdef SIMDEX_COMPILED_AVX2
 const KernelTable kAvx2Table{Isa::avx2, "avx2", dot_f32_avx2, dot_rows_f32_avx2, gemm_f32_avx2,
-                             kAvx2Mr, kAvx2Nr, select_ge_f32_avx2,
+                             kAvx2Mr, kAvx2Nr, select_ge_f32_avx2, pack_nr_f32_avx2,
                              "avx2", dot_i8_avx2, dot_rows_i8_avx2, gemm_i8_avx2, kAvx2I8Mr, kAvx2I8Nr, false};
 #endif
 #ifdef SIMDEX_COMPILED_AVX_VNNI
 const KernelTable kAvxVnniTable{Isa::avx_vnni, "avx_vnni", dot_f32_avx2, dot_rows_f32_avx2, gemm_f32_avx2,
-                                kAvx2Mr, kAvx2Nr, select_ge_f32_avx2,
+                                kAvx2Mr, kAvx2Nr, select_ge_f32_avx2, pack_nr_f32_avx2,
                                 "avx_vnni", dot_i8_avx_vnni, dot_rows_i8_avx_vnni, gemm_i8_avx_vnni,
                                 kAvxVnniI8Mr, kAvxVnniI8Nr, true};
 #endif
 #ifdef SIMDEX_COMPILED_AVX512
 // AVX-512 without VNNI (Skylake-SP): float kernels at 512 bits, int8 through the AVX2 sign trick.
 const KernelTable kAvx512Table{Isa::avx512, "avx512", dot_f32_avx512, dot_rows_f32_avx512, gemm_f32_avx512,
-                               kAvx512Mr, kAvx512Nr, select_ge_f32_avx512,
+                               kAvx512Mr, kAvx512Nr, select_ge_f32_avx512, pack_nr_f32_avx512,
                                "avx2", dot_i8_avx2, dot_rows_i8_avx2, gemm_i8_avx2, kAvx2I8Mr, kAvx2I8Nr, false};
 #endif
 #ifdef SIMDEX_COMPILED_AVX512_VNNI
 const KernelTable kAvx512VnniTable{Isa::avx512_vnni, "avx512_vnni", dot_f32_avx512, dot_rows_f32_avx512,
-                                   gemm_f32_avx512, kAvx512Mr, kAvx512Nr, select_ge_f32_avx512,
+                                   gemm_f32_avx512, kAvx512Mr, kAvx512Nr, select_ge_f32_avx512, pack_nr_f32_avx512,
                                    "avx512_vnni", dot_i8_avx512_vnni, dot_rows_i8_avx512_vnni, gemm_i8_avx512_vnni,
                                    kAvx512VnniI8Mr, kAvx512VnniI8Nr, true};
 #endif
 #ifdef SIMDEX_COMPILED_NEON
 const KernelTable kNeonTable{Isa::neon, "neon", dot_f32_neon, dot_rows_f32_neon, gemm_f32_neon,
-                             kNeonMr, kNeonNr, select_ge_f32_neon,
+                             kNeonMr, kNeonNr, select_ge_f32_neon, pack_nr_f32_neon,
                              "neon", dot_i8_neon, dot_rows_i8_neon, gemm_i8_neon, kScalarI8Mr, kScalarI8Nr, false};
 #endif
 #ifdef SIMDEX_COMPILED_NEON_DOTPROD
 const KernelTable kNeonDotprodTable{Isa::neon_dotprod, "neon_dotprod", dot_f32_neon, dot_rows_f32_neon,
-                                    gemm_f32_neon, kNeonMr, kNeonNr, select_ge_f32_neon,
+                                    gemm_f32_neon, kNeonMr, kNeonNr, select_ge_f32_neon, pack_nr_f32_neon,
                                     "neon_dotprod", dot_i8_neon_dotprod, dot_rows_i8_neon_dotprod,
                                     gemm_i8_neon_dotprod, kNeonDotI8Mr, kNeonDotI8Nr, false};
 #endif

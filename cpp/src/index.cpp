@@ -53,16 +53,36 @@ FlatIndex::FlatIndex(std::size_t dim, Metric metric) : dim_(dim), metric_(metric
 }
 
 FlatIndex::FlatIndex(FlatIndex&& o) noexcept
-    : dim_(o.dim_), metric_(o.metric_), data_(std::move(o.data_)), ids_(std::move(o.ids_)),
-      slot_of_(std::move(o.slot_of_)), next_id_(o.next_id_), metadata_(std::move(o.metadata_)) {}
+    : dim_(o.dim_), metric_(o.metric_), data_(std::move(o.data_)), base_(std::move(o.base_)),
+      base_rows_(o.base_rows_), ids_(std::move(o.ids_)), slot_of_(std::move(o.slot_of_)), next_id_(o.next_id_),
+      metadata_(std::move(o.metadata_)) {}
+
+bool FlatIndex::mapped() const {
+    std::shared_lock<RwLock> lock(mu_);
+    return base_ && base_->mapped();
+}
+
+void FlatIndex::make_writable_unlocked(std::size_t extra_rows, const char* what) {
+    if (!base_) return;
+    if (base_->mapped())
+        throw std::invalid_argument(std::string("cannot ") + what + ": this index is memory-mapped read-only from " +
+                                    base_->source() + "; load it with mmap=False to change it");
+    // A file read into memory: its rows become owned, so the image can go.
+    FloatBuffer owned;
+    owned.reserve((ids_.size() + extra_rows) * dim_);
+    owned.assign(base_rows_, base_rows_ + ids_.size() * dim_);
+    data_ = std::move(owned);
+    base_.reset();
+    base_rows_ = nullptr;
+}
 
 std::size_t FlatIndex::size() const {
-    std::shared_lock<std::shared_mutex> lock(mu_);
+    std::shared_lock<RwLock> lock(mu_);
     return ids_.size();
 }
 
 std::int64_t FlatIndex::next_id() const {
-    std::shared_lock<std::shared_mutex> lock(mu_);
+    std::shared_lock<RwLock> lock(mu_);
     return next_id_;
 }
 
@@ -80,15 +100,17 @@ void FlatIndex::check_ids_unlocked(const std::int64_t* ids, std::size_t n) const
     }
 }
 
-void FlatIndex::add(const float* x, std::size_t n, const std::int64_t* ids) {
+std::int64_t FlatIndex::add(const float* x, std::size_t n, const std::int64_t* ids) {
     std::size_t bad = 0;
     if (!all_finite(x, n * dim_, &bad))
         throw std::invalid_argument("vectors must be finite: row " + std::to_string(bad / dim_) + ", column " +
                                     std::to_string(bad % dim_) + " is NaN or Inf; nothing was added");
-    std::unique_lock<std::shared_mutex> lock(mu_);
+    std::unique_lock<RwLock> lock(mu_);
     if (ids) check_ids_unlocked(ids, n);
     if (!ids && next_id_ > std::numeric_limits<std::int64_t>::max() - static_cast<std::int64_t>(n))
         throw std::invalid_argument("automatic ids would overflow int64; pass ids explicitly");
+    make_writable_unlocked(n, "add vectors");
+    const std::int64_t first = next_id_;
     const std::size_t old = ids_.size();
     // Reserve first so a bad_alloc leaves the index as it was.
     data_.reserve((old + n) * dim_);
@@ -102,10 +124,12 @@ void FlatIndex::add(const float* x, std::size_t n, const std::int64_t* ids) {
         slot_of_.emplace(id, old + i);
     }
     for (std::size_t i = old; i < ids_.size(); ++i) next_id_ = std::max(next_id_, ids_[i] + 1);
+    return first;
 }
 
 std::size_t FlatIndex::remove(const std::int64_t* ids, std::size_t n) {
-    std::unique_lock<std::shared_mutex> lock(mu_);
+    std::unique_lock<RwLock> lock(mu_);
+    make_writable_unlocked(0, "remove vectors");
     std::size_t removed = 0;
     for (std::size_t i = 0; i < n; ++i) {
         auto it = slot_of_.find(ids[i]);
@@ -125,7 +149,10 @@ std::size_t FlatIndex::remove(const std::int64_t* ids, std::size_t n) {
 }
 
 void FlatIndex::reset() {
-    std::unique_lock<std::shared_mutex> lock(mu_);
+    std::unique_lock<RwLock> lock(mu_);
+    if (base_ && base_->mapped()) make_writable_unlocked(0, "reset");
+    base_.reset();
+    base_rows_ = nullptr;
     data_ = FloatBuffer();
     ids_.clear();
     ids_.shrink_to_fit();
@@ -147,70 +174,73 @@ void FlatIndex::search(const float* queries, std::size_t nq, const SearchParams&
         normalize_rows(normalized.data(), nq, dim_);
         queries = normalized.data();
     }
-    std::shared_lock<std::shared_mutex> lock(mu_);
-    ScanView all{data_.data(), ids_.data(), ids_.size(), dim_, nullptr};
+    std::shared_lock<RwLock> lock(mu_);
+    const float* rows = rows_unlocked();
+    ScanView all{rows, ids_.data(), ids_.size(), dim_, nullptr};
     if (!p.has_filter) return run_search(kt, all, queries, nq, p, scores, ids);
 
     // Filter: an allow-list of ids becomes a row mask checked inside the scan. When few rows qualify,
     // they are gathered and only they are scored.
-    std::vector<std::size_t> rows;
-    rows.reserve(std::min(p.filter_size, ids_.size()));
+    std::vector<std::size_t> slots;
+    slots.reserve(std::min(p.filter_size, ids_.size()));
     for (std::size_t i = 0; i < p.filter_size; ++i) {
         auto it = slot_of_.find(p.filter[i]);
-        if (it != slot_of_.end()) rows.push_back(it->second);
+        if (it != slot_of_.end()) slots.push_back(it->second);
     }
-    std::sort(rows.begin(), rows.end());
-    rows.erase(std::unique(rows.begin(), rows.end()), rows.end());
-    if (rows.size() * 8 < ids_.size()) {
-        FloatBuffer sub(rows.size() * dim_);
-        std::vector<std::int64_t> sub_ids(rows.size());
-        for (std::size_t i = 0; i < rows.size(); ++i) {
-            std::memcpy(sub.data() + i * dim_, data_.data() + rows[i] * dim_, dim_ * sizeof(float));
-            sub_ids[i] = ids_[rows[i]];
+    std::sort(slots.begin(), slots.end());
+    slots.erase(std::unique(slots.begin(), slots.end()), slots.end());
+    if (slots.size() * 8 < ids_.size()) {
+        FloatBuffer sub(slots.size() * dim_);
+        std::vector<std::int64_t> sub_ids(slots.size());
+        for (std::size_t i = 0; i < slots.size(); ++i) {
+            std::memcpy(sub.data() + i * dim_, rows + slots[i] * dim_, dim_ * sizeof(float));
+            sub_ids[i] = ids_[slots[i]];
         }
-        ScanView v{sub.data(), sub_ids.data(), rows.size(), dim_, nullptr};
+        ScanView v{sub.data(), sub_ids.data(), slots.size(), dim_, nullptr};
         return run_search(kt, v, queries, nq, p, scores, ids);
     }
     std::vector<bool> mask(ids_.size(), false);
-    for (std::size_t r : rows) mask[r] = true;
+    for (std::size_t r : slots) mask[r] = true;
     all.allow = &mask;
     run_search(kt, all, queries, nq, p, scores, ids);
 }
 
 std::vector<std::int64_t> FlatIndex::ids() const {
-    std::shared_lock<std::shared_mutex> lock(mu_);
+    std::shared_lock<RwLock> lock(mu_);
     return ids_;
 }
 
 bool FlatIndex::contains(std::int64_t id) const {
-    std::shared_lock<std::shared_mutex> lock(mu_);
+    std::shared_lock<RwLock> lock(mu_);
     return slot_of_.count(id) != 0;
 }
 
 void FlatIndex::reconstruct(const std::int64_t* ids, std::size_t n, float* out) const {
-    std::shared_lock<std::shared_mutex> lock(mu_);
+    std::shared_lock<RwLock> lock(mu_);
     for (std::size_t i = 0; i < n; ++i) {
         auto it = slot_of_.find(ids[i]);
         if (it == slot_of_.end()) throw std::out_of_range("id " + std::to_string(ids[i]) + " is not in the index");
-        std::memcpy(out + i * dim_, data_.data() + it->second * dim_, dim_ * sizeof(float));
+        std::memcpy(out + i * dim_, rows_unlocked() + it->second * dim_, dim_ * sizeof(float));
     }
 }
 
 std::size_t FlatIndex::memory_usage() const {
-    std::shared_lock<std::shared_mutex> lock(mu_);
+    std::shared_lock<RwLock> lock(mu_);
     // Vectors, the slot -> id array, and the id -> slot hash map (buckets plus one node per entry).
     const std::size_t node = sizeof(void*) + sizeof(std::int64_t) + sizeof(std::size_t) + sizeof(std::size_t);
-    return data_.capacity() * sizeof(float) + ids_.capacity() * sizeof(std::int64_t) +
+    // A file read into memory counts whole; a mapping is the page cache's, not this index's.
+    const std::size_t image = base_ && !base_->mapped() ? base_->size() : 0;
+    return image + data_.capacity() * sizeof(float) + ids_.capacity() * sizeof(std::int64_t) +
            slot_of_.bucket_count() * sizeof(void*) + slot_of_.size() * node + metadata_.capacity();
 }
 
 std::string FlatIndex::metadata() const {
-    std::shared_lock<std::shared_mutex> lock(mu_);
+    std::shared_lock<RwLock> lock(mu_);
     return metadata_;
 }
 
 void FlatIndex::set_metadata(std::string text) {
-    std::unique_lock<std::shared_mutex> lock(mu_);
+    std::unique_lock<RwLock> lock(mu_);
     metadata_ = std::move(text);
 }
 

@@ -1,146 +1,156 @@
-// Index files: FlatIndex::save writes a temp file beside the target, fsyncs it, renames it over the target and
-// fsyncs the folder, so a crash leaves the old file or the new one. load checks every size before allocating.
-#include <cerrno>
+// FlatIndex files: which sections an index writes and what load demands of them (docs/format.md, "Index
+// sections"). The container itself (header, table, checksums, atomic write) is format.cpp.
 #include <cstring>
-#include <fcntl.h>
-#include <limits>
 #include <mutex>
 #include <stdexcept>
 #include <string>
-#include <sys/stat.h>
-#include <system_error>
-#include <unistd.h>
 
+#include "simdex/format.hpp"
 #include "simdex/index.hpp"
 
 namespace simdex {
 namespace {
 
-constexpr char kMagic[8] = {'S', 'I', 'M', 'D', 'E', 'X', '\0', '\1'};
-constexpr std::uint32_t kVersion = 1;
+using format::DType;
 
-[[noreturn]] void throw_errno(const std::string& what) { throw std::system_error(errno, std::generic_category(), what); }
+// Section names of an index file. New kinds of data get new names (and docs/format.md entries); a section
+// without which an index would give wrong results is written as required, so an older simdex refuses it.
+constexpr const char* kIndexSection = "index";
+constexpr const char* kIdsSection = "ids";
+constexpr const char* kVectorsSection = "vectors.f32";
+constexpr const char* kMetadataSection = "metadata";
 
-struct Fd {
-    int fd = -1;
-    ~Fd() {
-        if (fd >= 0) ::close(fd);
-    }
-};
+constexpr std::uint64_t kMaxDim = std::uint64_t(1) << 20;  // as FlatIndex's constructor
 
-void write_all(int fd, const void* p, std::size_t n, const std::string& path) {
-    const char* c = static_cast<const char*>(p);
-    while (n > 0) {
-        const ssize_t w = ::write(fd, c, n);
-        if (w < 0) {
-            if (errno == EINTR) continue;
-            throw_errno("writing " + path);
-        }
-        c += w;
-        n -= static_cast<std::size_t>(w);
-    }
-}
-
-std::string dir_of(const std::string& path) {
-    const auto slash = path.find_last_of('/');
-    if (slash == std::string::npos) return ".";
-    return slash == 0 ? "/" : path.substr(0, slash);
-}
-
-struct Header {
-    char magic[8];
-    std::uint32_t version;
-    std::uint32_t metric;
+// The "index" section: 64 bytes, little-endian.
+struct IndexHeader {
     std::uint64_t dim;
-    std::uint64_t count;
-    std::int64_t next_id;
-    std::uint64_t metadata_bytes;
+    std::uint64_t count;     // rows of "ids" and "vectors.f32"
+    std::int64_t next_id;    // the next automatic id; every stored id is below it
+    std::uint32_t metric;    // 0 cosine (rows stored unit-norm), 1 inner product
+    std::uint32_t flags;     // 0
+    std::uint8_t reserved[32];
 };
+static_assert(sizeof(IndexHeader) == 64, "index section layout");
+
+// Strict UTF-8 (as Python decodes it: no overlong forms, surrogates or code points past U+10FFFF); returns the
+// offset of the first bad byte, or n.
+std::size_t utf8_error(const std::uint8_t* s, std::size_t n) {
+    std::size_t i = 0;
+    while (i < n) {
+        const std::uint8_t c = s[i];
+        std::size_t len;
+        std::uint32_t cp, min;
+        if (c < 0x80) {
+            ++i;
+            continue;
+        } else if ((c & 0xE0) == 0xC0) {
+            len = 2, cp = c & 0x1F, min = 0x80;
+        } else if ((c & 0xF0) == 0xE0) {
+            len = 3, cp = c & 0x0F, min = 0x800;
+        } else if ((c & 0xF8) == 0xF0) {
+            len = 4, cp = c & 0x07, min = 0x10000;
+        } else {
+            return i;
+        }
+        if (len > n - i) return i;
+        for (std::size_t j = 1; j < len; ++j) {
+            if ((s[i + j] & 0xC0) != 0x80) return i;
+            cp = (cp << 6) | (s[i + j] & 0x3F);
+        }
+        if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return i;
+        i += len;
+    }
+    return n;
+}
 
 }  // namespace
 
-void FlatIndex::save(const std::string& path) const {
-    std::shared_lock<std::shared_mutex> lock(mu_);
-    Header h{};
-    std::memcpy(h.magic, kMagic, 8);
-    h.version = kVersion;
-    h.metric = static_cast<std::uint32_t>(metric_);
+format::Writer FlatIndex::writer_unlocked() const {
+    IndexHeader h;
+    std::memset(&h, 0, sizeof h);
     h.dim = dim_;
     h.count = ids_.size();
     h.next_id = next_id_;
-    h.metadata_bytes = metadata_.size();
-
-    const std::string tmp = path + ".tmp." + std::to_string(::getpid());
-    Fd f;
-    f.fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (f.fd < 0) throw_errno("creating " + tmp);
-    try {
-        write_all(f.fd, &h, sizeof h, tmp);
-        write_all(f.fd, ids_.data(), ids_.size() * sizeof(std::int64_t), tmp);
-        write_all(f.fd, data_.data(), ids_.size() * dim_ * sizeof(float), tmp);
-        write_all(f.fd, metadata_.data(), metadata_.size(), tmp);
-        if (::fsync(f.fd) != 0) throw_errno("fsync " + tmp);
-        if (::close(f.fd) != 0) {
-            f.fd = -1;
-            throw_errno("closing " + tmp);
-        }
-        f.fd = -1;
-        if (::rename(tmp.c_str(), path.c_str()) != 0) throw_errno("renaming " + tmp + " to " + path);
-    } catch (...) {
-        ::unlink(tmp.c_str());
-        throw;
-    }
-    Fd dir;
-    dir.fd = ::open(dir_of(path).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dir.fd >= 0) ::fsync(dir.fd);
+    h.metric = metric_ == Metric::cosine ? 0 : 1;
+    format::Writer w;
+    w.add_copy(kIndexSection, &h, sizeof h, true);
+    w.add(kIdsSection, DType::i64, ids_.size(), 1, ids_.data(), true);
+    w.add(kVectorsSection, DType::f32, ids_.size(), dim_, rows_unlocked(), true);
+    w.add_bytes(kMetadataSection, metadata_.data(), metadata_.size(), false);
+    return w;
 }
 
-FlatIndex FlatIndex::load(const std::string& path) {
-    Fd f;
-    f.fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (f.fd < 0) throw_errno("opening " + path);
-    struct stat st {};
-    if (::fstat(f.fd, &st) != 0) throw_errno("stat " + path);
-    if (!S_ISREG(st.st_mode)) throw std::invalid_argument(path + " is not a regular file");
-    const std::uint64_t size = static_cast<std::uint64_t>(st.st_size);
-    auto read_exact = [&](void* p, std::size_t n) {
-        char* c = static_cast<char*>(p);
-        while (n > 0) {
-            const ssize_t r = ::read(f.fd, c, n);
-            if (r < 0 && errno == EINTR) continue;
-            if (r < 0) throw_errno("reading " + path);
-            if (r == 0) throw std::invalid_argument(path + ": file is truncated");
-            c += r;
-            n -= static_cast<std::size_t>(r);
+void FlatIndex::save(const std::string& path) const {
+    std::shared_lock<RwLock> lock(mu_);  // no add/remove while writing; searches go on
+    writer_unlocked().write_file(path);
+}
+
+std::vector<std::uint8_t> FlatIndex::to_bytes() const {
+    std::shared_lock<RwLock> lock(mu_);
+    return writer_unlocked().to_bytes();
+}
+
+FlatIndex FlatIndex::load(const std::string& path, bool mmap) {
+    return from_blob(mmap ? format::map_file(path) : format::read_file(path));
+}
+
+FlatIndex FlatIndex::load_bytes(const void* data, std::size_t size) {
+    return from_blob(format::copy_bytes(data, size));
+}
+
+FlatIndex FlatIndex::from_blob(format::BlobPtr blob) {
+    format::ReadOptions options;
+    options.known = {kIndexSection, kIdsSection, kVectorsSection, kMetadataSection};
+    // Checking the vectors of a mapped file would read all of it; their sizes and bounds are still checked,
+    // and a damaged float can change scores but never memory safety.
+    if (blob->mapped()) options.unverified = {kVectorsSection};
+    const format::Reader r(std::move(blob), options);
+
+    IndexHeader h;
+    std::memcpy(&h, r.get(kIndexSection, DType::bytes, sizeof h, 1).data, sizeof h);
+    if (h.dim == 0 || h.dim > kMaxDim)
+        r.fail("dim " + std::to_string(h.dim) + " is outside 1.." + std::to_string(kMaxDim));
+    if (h.metric > 1) r.fail("unknown metric code " + std::to_string(h.metric) + " (0 cosine, 1 ip)");
+    if (h.flags != 0) r.fail("unknown index flags " + std::to_string(h.flags));
+    if (h.next_id < 0) r.fail("next id " + std::to_string(h.next_id) + " is negative");
+    for (std::uint8_t b : h.reserved)
+        if (b != 0) r.fail("reserved bytes of the index section are set");
+    const format::SectionView& ids = r.get(kIdsSection, DType::i64, h.count, 1);
+    const format::SectionView& vectors = r.get(kVectorsSection, DType::f32, h.count, h.dim);
+
+    FlatIndex index(static_cast<std::size_t>(h.dim), h.metric == 0 ? Metric::cosine : Metric::ip);
+    // Every allocation below is bounded by the file's size: count rows of 8 + 4 * dim bytes are in it.
+    const std::size_t n = static_cast<std::size_t>(h.count);
+    index.ids_.resize(n);
+    if (n) std::memcpy(index.ids_.data(), ids.data, n * sizeof(std::int64_t));
+    index.slot_of_.reserve(n);
+    for (std::size_t i = 0; i < n; ++i) {
+        const std::int64_t id = index.ids_[i];
+        if (id < 0 || id >= h.next_id)
+            r.fail("id " + std::to_string(id) + " at row " + std::to_string(i) + " is outside 0.." +
+                   std::to_string(h.next_id - 1) + " (below the recorded next id)");
+        if (!index.slot_of_.emplace(id, i).second) r.fail("id " + std::to_string(id) + " appears twice");
+    }
+    if (vectors.verified) {
+        // A checksummed section can still hold NaN or Inf if it was written that way on purpose.
+        const float* v = vectors.as<float>();
+        for (std::size_t i = 0; i < n * index.dim_; ++i) {
+            std::uint32_t bits;
+            std::memcpy(&bits, v + i, 4);
+            if ((bits & 0x7f800000u) == 0x7f800000u)
+                r.fail("vector of row " + std::to_string(i / index.dim_) + " holds NaN or Inf");
         }
-    };
-    Header h{};
-    if (size < sizeof h) throw std::invalid_argument(path + ": not a simdex index (file too short)");
-    read_exact(&h, sizeof h);
-    if (std::memcmp(h.magic, kMagic, 8) != 0) throw std::invalid_argument(path + ": not a simdex index (bad magic)");
-    if (h.version != kVersion)
-        throw std::invalid_argument(path + ": unsupported format version " + std::to_string(h.version));
-    if (h.metric > 1) throw std::invalid_argument(path + ": unknown metric code " + std::to_string(h.metric));
-    if (h.dim == 0 || h.dim > (1u << 20)) throw std::invalid_argument(path + ": bad dim " + std::to_string(h.dim));
-    const std::uint64_t avail = size - sizeof h;
-    const std::uint64_t row_bytes = 8 + h.dim * 4;
-    if (h.count > avail / row_bytes || h.metadata_bytes > avail - h.count * row_bytes ||
-        sizeof h + h.count * row_bytes + h.metadata_bytes != size)
-        throw std::invalid_argument(path + ": sizes in the header do not match the file size");
-    FlatIndex index(h.dim, static_cast<Metric>(h.metric));
-    index.ids_.resize(h.count);
-    read_exact(index.ids_.data(), h.count * 8);
-    index.data_.resize(h.count * h.dim);
-    read_exact(index.data_.data(), h.count * h.dim * 4);
-    index.metadata_.resize(h.metadata_bytes);
-    read_exact(index.metadata_.data(), h.metadata_bytes);
-    index.slot_of_.reserve(h.count);
-    for (std::size_t i = 0; i < h.count; ++i) {
-        if (index.ids_[i] < 0 || !index.slot_of_.emplace(index.ids_[i], i).second)
-            throw std::invalid_argument(path + ": negative or duplicate id in file");
-        if (index.ids_[i] >= h.next_id) throw std::invalid_argument(path + ": id beyond next_id in file");
+    }
+    if (const format::SectionView* meta = r.find(kMetadataSection)) {
+        if (meta->dtype != DType::bytes || meta->cols != 1) r.fail("section 'metadata' is not a byte string");
+        const std::size_t bad = utf8_error(meta->data, static_cast<std::size_t>(meta->length));
+        if (bad != meta->length) r.fail("section 'metadata' is not UTF-8 text (byte " + std::to_string(bad) + ")");
+        index.metadata_.assign(reinterpret_cast<const char*>(meta->data), static_cast<std::size_t>(meta->length));
     }
     index.next_id_ = h.next_id;
+    index.base_rows_ = vectors.as<float>();
+    index.base_ = r.blob();
     return index;
 }
 

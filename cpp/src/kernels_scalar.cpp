@@ -36,16 +36,22 @@ std::size_t select_ge_f32_scalar(const float* s, std::size_t n, float t, std::ui
     return count;
 }
 
+void pack_nr_f32_scalar(const float* x, std::size_t rows, std::size_t dim, float* out) noexcept {
+    pack_panels(x, rows, dim, kScalarNr, out);
+}
+
 void pack_panels(const float* x, std::size_t rows, std::size_t dim, std::size_t width, float* out) noexcept {
+    // Writes stay sequential; the reads walk `width` rows side by side, each cache line of them reused for
+    // 16 consecutive k, so the whole panel is transposed from L1.
     for (std::size_t p0 = 0; p0 < rows; p0 += width) {
         const std::size_t live = rows - p0 < width ? rows - p0 : width;
+        const float* src = x + p0 * dim;
         float* panel = out + p0 * dim;
-        for (std::size_t j = 0; j < live; ++j) {
-            const float* row = x + (p0 + j) * dim;
-            for (std::size_t k = 0; k < dim; ++k) panel[k * width + j] = row[k];
+        for (std::size_t k = 0; k < dim; ++k) {
+            float* dst = panel + k * width;
+            for (std::size_t j = 0; j < live; ++j) dst[j] = src[j * dim + k];
+            for (std::size_t j = live; j < width; ++j) dst[j] = 0.0f;
         }
-        for (std::size_t j = live; j < width; ++j)
-            for (std::size_t k = 0; k < dim; ++k) panel[k * width + j] = 0.0f;
     }
 }
 

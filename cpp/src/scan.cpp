@@ -31,7 +31,7 @@ struct F32Scorer {
         kt.dot_rows_f32(q, x, n, dim, out);
     }
     void pack_db(const float* x, std::size_t n, std::size_t dim, float* out) const {
-        kernels::pack_panels(x, n, dim, nr(), out);
+        kt.pack_nr_f32(x, n, dim, out);
     }
     struct Queries {
         Buffer<float> panels;

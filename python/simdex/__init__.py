@@ -12,18 +12,20 @@ import warnings
 
 from . import _core
 from ._core import get_num_threads, set_num_threads
-from ._index import Index, SearchResult, load
+from ._index import FormatError, Index, SearchResult, load, load_bytes
 from .faiss_compat import IndexFlatCosine, IndexFlatIP, read_index, write_index
 
 __version__ = _core.__version__
 
 __all__ = [
+    "FormatError",
     "Index",
     "IndexFlatCosine",
     "IndexFlatIP",
     "SearchResult",
     "get_num_threads",
     "load",
+    "load_bytes",
     "read_index",
     "set_num_threads",
     "simd_info",

@@ -1,4 +1,4 @@
-"""The exact-search index: `simdex.Index`, `simdex.load`."""
+"""The exact-search index: `simdex.Index`, `simdex.load`, `simdex.load_bytes`."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any, NamedTuple, Optional
 import numpy as np
 
 from . import _core
+from ._core import FormatError
 from ._validate import as_dim, as_ids, as_k, as_matrix, as_min_score
 
 METRICS = ("cosine", "ip")
@@ -33,6 +34,10 @@ class Index:
     Search scans everything with SIMD kernels chosen at run time (see :func:`simdex.simd_info`), keeps a
     per-query top-k while it scans, uses all cores (:func:`simdex.set_num_threads`) and releases the GIL.
     Ties in score go to the lower id.
+
+    Thread safety: any number of threads may search at once; ``add``, ``remove`` and ``reset`` each take
+    the index exclusively (a search sees a whole batch or none of it), and ``save`` excludes them while it
+    writes. Waiting writers are let in ahead of newly arriving searches, so a busy server cannot starve them.
     """
 
     def __init__(self, dim: int, metric: str = "cosine") -> None:
@@ -62,7 +67,8 @@ class Index:
         return len(self._core)
 
     def __repr__(self) -> str:
-        return f"simdex.Index(dim={self.dim}, metric={self.metric!r}, size={len(self)})"
+        mapped = ", mmap=True" if self._core.mapped else ""
+        return f"simdex.Index(dim={self.dim}, metric={self.metric!r}, size={len(self)}{mapped})"
 
     def ids(self) -> np.ndarray:
         """The stored ids (int64), in storage order."""
@@ -102,23 +108,27 @@ class Index:
 
         Raises:
             TypeError: non-floating vectors or non-integer ids.
-            ValueError: wrong shape or dim, NaN or Inf, a duplicate or negative id. Nothing is added then.
+            ValueError: wrong shape or dim, NaN or Inf, a duplicate or negative id, or an index opened with
+                ``simdex.load(path, mmap=True)`` (read-only). Nothing is added then.
         """
         x = as_matrix(vectors, self.dim, "vectors")
         if ids is None:
-            start = self._core.next_id
-            self._core.add(x, None)
+            start = self._core.add(x, None)  # chosen under the index lock, so concurrent adds get distinct ids
             return np.arange(start, start + x.shape[0], dtype=np.int64)
         id_arr = as_ids(ids, "ids", n=x.shape[0])
         self._core.add(x, id_arr)
         return id_arr
 
     def remove(self, ids: Any) -> int:
-        """Removes the given ids (absent ones are ignored) and returns how many were removed."""
+        """Removes the given ids (absent ones are ignored) and returns how many were removed.
+
+        Raises:
+            ValueError: the index is memory-mapped (read-only).
+        """
         return int(self._core.remove(as_ids(ids, "ids")))
 
     def reset(self) -> None:
-        """Removes every vector; ids start again from 0."""
+        """Removes every vector; ids start again from 0. ValueError on a memory-mapped index."""
         self._core.reset()
 
     def reconstruct(self, ids: Any) -> np.ndarray:
@@ -149,13 +159,71 @@ class Index:
 
     # -- persistence ------------------------------------------------------------------------------------
     def save(self, path: "str | os.PathLike[str]") -> None:
-        """Writes the index to path atomically: a crash leaves the old file or the new one, never a mix."""
+        """Writes the index to path atomically and durably.
+
+        The file (format: ``docs/format.md``) is written to a temp file in the same folder, fsynced, renamed
+        over path, and the folder is fsynced: a crash at any moment leaves the old file or the new one, never a
+        mix. Saving over the file a mapped index was loaded from is safe. Searches continue during the save;
+        ``add``/``remove`` wait for it.
+
+        Raises:
+            OSError: the file cannot be written (disk full, quota, permissions); path is left as it was and
+                the temp file is removed.
+        """
         self._core.save(os.fspath(path))
 
 
-def load(path: "str | os.PathLike[str]") -> Index:
-    """Reads an index written by :meth:`Index.save`."""
+def _checked(core: Any, source: str) -> Index:
+    # The core checked that metadata is UTF-8; whether it is a JSON object is the Python layer's business.
+    text = core.metadata
+    if text:
+        try:
+            value = json.loads(text)
+        except ValueError as e:
+            raise FormatError(f"{source}: section 'metadata' is not valid JSON ({e})") from None
+        if not isinstance(value, dict):
+            raise FormatError(f"{source}: section 'metadata' holds a JSON {type(value).__name__}, expected an object")
+    return Index._from_core(core)
+
+
+def load(path: "str | os.PathLike[str]", mmap: bool = False) -> Index:
+    """Reads an index written by :meth:`Index.save`.
+
+    Everything is validated before it is used: the header, the section table, every size and offset against
+    the file size (before anything is allocated), the checksum of every section, ids and metadata.
+
+    Args:
+        path: the index file.
+        mmap: map the file instead of reading it. Opening is then instant and the vectors are searched in
+            place from the page cache, so the process's memory holds only ids and their lookup table. The
+            index is read-only (``add``/``remove``/``reset`` raise ValueError; load with ``mmap=False`` to
+            change it). The vectors' checksum is not computed up front (that would read the whole file); their
+            sizes and bounds are checked like everything else, and all other sections are checksummed. The
+            file must not be truncated in place while mapped (``save`` never does that: it replaces the file).
+
+    Returns:
+        The index.
+
+    Raises:
+        simdex.FormatError: (a ValueError) the file is damaged, truncated, empty, a directory, not a simdex
+            index (random bytes, a pickle, a .npy), or from a newer format version.
+        OSError: the file cannot be opened or read (FileNotFoundError, PermissionError, ...).
+    """
     path = os.fspath(path)
-    if os.path.isdir(path):
-        raise ValueError(f"{path} is a directory, not an index file")
-    return Index._from_core(_core.FlatIndex.load(path))
+    return _checked(_core.FlatIndex.load(path, bool(mmap)), path)
+
+
+def load_bytes(buffer: Any) -> Index:
+    """Reads an index from the bytes of an index file, with the same checks as :func:`load`.
+
+    Args:
+        buffer: any bytes-like object (``bytes``, ``bytearray``, ``memoryview``, ``mmap``); it is copied.
+
+    Returns:
+        The index.
+
+    Raises:
+        simdex.FormatError: the bytes are not a valid simdex index file.
+        TypeError: buffer is not a bytes-like object.
+    """
+    return _checked(_core.FlatIndex.load_bytes(buffer), "<bytes>")

@@ -40,20 +40,30 @@ def as_ids(ids: Any, name: str = "ids", n: int | None = None) -> np.ndarray:
     """Returns ids as a C-contiguous int64 1-D array; n, when given, is the required length."""
     if isinstance(ids, (int, np.integer)) and not isinstance(ids, bool):
         ids = [ids]
+    if not isinstance(ids, np.ndarray):
+        try:
+            ids = list(ids)
+        except TypeError:
+            raise TypeError(f"{name}: expected a sequence of integer ids, got {type(ids).__name__}") from None
+        if all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in ids):
+            # Python ints: check the range before NumPy silently picks uint64, float64 or object.
+            if any(v > _INT64_MAX or v < -_INT64_MAX - 1 for v in ids):
+                raise ValueError(f"{name}: ids must fit in int64; got a value outside [-2**63, 2**63)")
+            return _finish_ids(np.array(ids, dtype=np.int64).reshape(-1), name, n)
     try:
         arr = np.asarray(ids)
     except (ValueError, TypeError, OverflowError) as e:
         raise ValueError(f"{name}: expected int64 ids; could not convert: {e}") from None
-    if arr.dtype.kind == "O" and arr.size:
-        # Python ints beyond int64 arrive as objects.
-        if all(isinstance(v, int) and not isinstance(v, bool) for v in arr.ravel()):
-            raise ValueError(f"{name}: ids must fit in int64 (0 .. {_INT64_MAX}); got a value outside it")
     if arr.size == 0 and arr.dtype.kind == "f":
         arr = arr.astype(np.int64)  # np.asarray([]) is float64
     if arr.dtype.kind not in "iu":
         raise TypeError(f"{name}: expected integer ids, got dtype {arr.dtype}")
     if arr.dtype.kind == "u" and arr.size and arr.max() > _INT64_MAX:
         raise ValueError(f"{name}: ids must fit in int64; got {arr.max()}")
+    return _finish_ids(arr, name, n)
+
+
+def _finish_ids(arr: np.ndarray, name: str, n: "int | None") -> np.ndarray:
     if arr.ndim != 1:
         raise ValueError(f"{name}: expected a 1-D sequence of ids, got shape {arr.shape}")
     if n is not None and arr.shape[0] != n:

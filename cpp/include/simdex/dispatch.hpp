@@ -17,6 +17,7 @@ struct KernelTable {
     std::size_t gemm_mr;
     std::size_t gemm_nr;
     kernels::SelectGeF32Fn select_ge_f32;
+    kernels::PackF32Fn pack_nr_f32;
     // int8
     const char* i8_name;  // which int8 kernels this level runs (e.g. "avx2" for the avx512 level)
     kernels::DotI8Fn dot_i8;

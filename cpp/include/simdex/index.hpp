@@ -3,12 +3,14 @@
 #include <cstddef>
 #include <cstdint>
 #include <limits>
+#include <mutex>
 #include <new>
 #include <shared_mutex>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
+#include "simdex/format.hpp"
 #include "simdex/thread_pool.hpp"
 
 namespace simdex {
@@ -33,6 +35,27 @@ struct AlignedAllocator {
 };
 using FloatBuffer = std::vector<float, AlignedAllocator<float>>;
 
+// A reader-writer lock that lets a waiting writer in. glibc's std::shared_mutex prefers readers, so a steady stream
+// of overlapping searches could keep add() waiting forever; here a writer queues on gate_, and readers that arrive
+// after it wait behind it. Not recursive: a thread holding it must not take it again.
+class RwLock {
+  public:
+    void lock() {
+        std::lock_guard<std::mutex> g(gate_);
+        mu_.lock();
+    }
+    void unlock() { mu_.unlock(); }
+    void lock_shared() {
+        std::lock_guard<std::mutex> g(gate_);
+        mu_.lock_shared();
+    }
+    void unlock_shared() { mu_.unlock_shared(); }
+
+  private:
+    std::mutex gate_;
+    std::shared_mutex mu_;
+};
+
 struct SearchParams {
     std::size_t k = 10;
     float min_score = -std::numeric_limits<float>::infinity();  // results below it are dropped
@@ -52,13 +75,17 @@ class FlatIndex {
     std::size_t size() const;
     std::int64_t next_id() const;
 
-    // Validates everything, then adds n rows (normalized under cosine). ids == nullptr: consecutive ids from
-    // the largest id ever added + 1. Throws std::invalid_argument, changing nothing, on a non-finite value, a
-    // negative id, or an id already present (in the index or twice in the batch).
-    void add(const float* x, std::size_t n, const std::int64_t* ids);
+    // Validates everything, then adds n rows (normalized under cosine) in one step: a concurrent search sees all
+    // of them or none. ids == nullptr: consecutive ids from the largest id ever added + 1. Returns the first id
+    // given (for ids == nullptr; chosen under the lock, so concurrent adds cannot mix them up). Throws
+    // std::invalid_argument, changing nothing, on a non-finite value, a negative id, an id already present (in
+    // the index or twice in the batch), or a memory-mapped (read-only) index.
+    std::int64_t add(const float* x, std::size_t n, const std::int64_t* ids);
     // Removes the ids present; returns how many were removed. Other ids keep their vectors.
     std::size_t remove(const std::int64_t* ids, std::size_t n);
     void reset();
+    // True when the rows are read in place from a read-only file mapping (load(path, true)).
+    bool mapped() const;
 
     // scores / ids: nq x k, best first, padded with (-inf, -1).
     void search(const float* queries, std::size_t nq, const SearchParams& params, float* scores,
@@ -74,20 +101,34 @@ class FlatIndex {
     std::string metadata() const;
     void set_metadata(std::string text);
 
+    // Files (io.cpp, docs/format.md). save is atomic and durable; it excludes add/remove/reset for its whole
+    // duration (a consistent snapshot) while searches go on. load validates the whole file before using it and
+    // throws FormatError for anything malformed. mmap: the rows stay in a read-only mapping of the file (opening
+    // is instant; the vectors' checksum is not computed, their sizes and bounds are) and the index is read-only.
     void save(const std::string& path) const;
-    static FlatIndex load(const std::string& path);
+    std::vector<std::uint8_t> to_bytes() const;
+    static FlatIndex load(const std::string& path, bool mmap = false);
+    static FlatIndex load_bytes(const void* data, std::size_t size);
 
   private:
+    static FlatIndex from_blob(format::BlobPtr blob);
+    format::Writer writer_unlocked() const;
     void check_ids_unlocked(const std::int64_t* ids, std::size_t n) const;
+    // The rows: owned data_, or a loaded file image base_ (read-only).
+    const float* rows_unlocked() const noexcept { return base_ ? base_rows_ : data_.data(); }
+    // Before a change: refuses a mapped index; copies a loaded file image into data_ (room for extra_rows more).
+    void make_writable_unlocked(std::size_t extra_rows, const char* what);
 
     std::size_t dim_;
     Metric metric_;
-    FloatBuffer data_;                 // size() rows of dim_ floats
+    FloatBuffer data_;                 // size() rows of dim_ floats, unless base_ holds them
+    format::BlobPtr base_;             // a loaded file (mapped or read) whose vectors section holds the rows
+    const float* base_rows_ = nullptr;
     std::vector<std::int64_t> ids_;    // slot -> id
     std::unordered_map<std::int64_t, std::size_t> slot_of_;
     std::int64_t next_id_ = 0;
     std::string metadata_;
-    mutable std::shared_mutex mu_;     // search / save shared; add / remove / reset exclusive
+    mutable RwLock mu_;                // search / save / readers shared; add / remove / reset exclusive
 };
 
 // Normalizes each row to unit L2 norm in place (rows of norm 0 stay zero).

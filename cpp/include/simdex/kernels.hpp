@@ -21,6 +21,8 @@ using DotRowsF32Fn = void (*)(const float* q, const float* x, std::size_t rows, 
 // with a and b packed panels (see pack_panels) and C row-major with row stride ldc.
 using GemmF32Fn = void (*)(std::size_t kc, const float* a, const float* b, float* c, std::size_t ldc,
                            bool accumulate) noexcept;
+// pack_panels with width = the ISA's gemm nr (the database side of the micro-kernel), SIMD-transposed.
+using PackF32Fn = void (*)(const float* x, std::size_t rows, std::size_t dim, float* out) noexcept;
 // Writes the indices j < n with s[j] >= t to out (ascending) and returns how many there were.
 using SelectGeF32Fn = std::size_t (*)(const float* s, std::size_t n, float t, std::uint32_t* out) noexcept;
 
@@ -63,7 +65,8 @@ SIMDEX_DECLARE_I8_KERNELS(neon_dotprod)
                             float* out) noexcept;                                                        \
     void gemm_f32_##isa(std::size_t kc, const float* a, const float* b, float* c, std::size_t ldc,       \
                         bool accumulate) noexcept;                                                       \
-    std::size_t select_ge_f32_##isa(const float* s, std::size_t n, float t, std::uint32_t* out) noexcept;
+    std::size_t select_ge_f32_##isa(const float* s, std::size_t n, float t, std::uint32_t* out) noexcept;  \
+    void pack_nr_f32_##isa(const float* x, std::size_t rows, std::size_t dim, float* out) noexcept;
 
 SIMDEX_DECLARE_KERNELS(scalar)
 SIMDEX_DECLARE_KERNELS(avx2)

@@ -106,4 +106,50 @@ std::size_t select_ge_f32_avx2(const float* s, std::size_t n, float t, std::uint
     return count;
 }
 
+namespace {
+// In-register transpose of 8 rows x 8 columns.
+inline void transpose8(__m256 r[8]) {
+    __m256 t[8];
+    for (int i = 0; i < 8; i += 2) {
+        t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 8; i += 4) {
+        r[i] = _mm256_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(1, 0, 1, 0));
+        r[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(3, 2, 3, 2));
+        r[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(1, 0, 1, 0));
+        r[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(3, 2, 3, 2));
+    }
+    for (int i = 0; i < 4; ++i) {
+        t[i] = _mm256_permute2f128_ps(r[i], r[i + 4], 0x20);
+        t[i + 4] = _mm256_permute2f128_ps(r[i], r[i + 4], 0x31);
+    }
+    for (int i = 0; i < 8; ++i) r[i] = t[i];
+}
+}  // namespace
+
+void pack_nr_f32_avx2(const float* x, std::size_t rows, std::size_t dim, float* out) noexcept {
+    // Panels of 16 rows, transposed 8 x 8 at a time; the k tail (dim % 8) and missing rows go through the
+    // scalar packer's rules: zeros for missing rows.
+    constexpr std::size_t nr = kAvx2Nr;
+    const std::size_t full = dim & ~std::size_t(7);
+    for (std::size_t p0 = 0; p0 < rows; p0 += nr) {
+        const std::size_t live = rows - p0 < nr ? rows - p0 : nr;
+        float* panel = out + p0 * dim;
+        for (std::size_t k0 = 0; k0 < full; k0 += 8) {
+            for (std::size_t half = 0; half < 2; ++half) {
+                __m256 r[8];
+                for (std::size_t i = 0; i < 8; ++i) {
+                    const std::size_t row = half * 8 + i;
+                    r[i] = row < live ? _mm256_loadu_ps(x + (p0 + row) * dim + k0) : _mm256_setzero_ps();
+                }
+                transpose8(r);
+                for (std::size_t k = 0; k < 8; ++k) _mm256_storeu_ps(panel + (k0 + k) * nr + half * 8, r[k]);
+            }
+        }
+        for (std::size_t k = full; k < dim; ++k)
+            for (std::size_t j = 0; j < nr; ++j) panel[k * nr + j] = j < live ? x[(p0 + j) * dim + k] : 0.0f;
+    }
+}
+
 }  // namespace simdex::kernels

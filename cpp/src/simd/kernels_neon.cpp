@@ -97,4 +97,8 @@ std::size_t select_ge_f32_neon(const float* s, std::size_t n, float t, std::uint
     return count;
 }
 
+void pack_nr_f32_neon(const float* x, std::size_t rows, std::size_t dim, float* out) noexcept {
+    pack_panels(x, rows, dim, kNeonNr, out);
+}
+
 }  // namespace simdex::kernels

@@ -1,0 +1,59 @@
+"""Query diagnostics: how much a query's best result stands out, and flags for queries likely to fail.
+
+A query whose embedding is close to everything (semantic collapse) has a best score that is high in absolute
+terms but ordinary for the corpus. The z-score of the best score against the distribution of that query's
+scores over the whole corpus measures this without scoring every document: for corpus mean mu and
+covariance S, the query's scores have mean q.mu and variance q'Sq.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import List, Optional, Sequence
+
+import numpy as np
+
+MIN_WORDS = 3          # fewer words than this: flagged "short"
+TIE_GAP = 0.02         # best minus k-th score below this: flagged "tied"
+MIN_Z = 3.0            # best score fewer standard deviations above the corpus mean: flagged "unspecific"
+
+
+@dataclass
+class QueryDiagnostics:
+    specificity: float   # z-score of the best score against this query's scores over the corpus
+    gap: float           # best score minus the mean of the other returned scores
+    flags: List[str]     # any of "short", "tied", "unspecific"
+
+
+class CorpusStats:
+    """Mean and covariance of (a sample of) the stored vectors, for query z-scores."""
+
+    def __init__(self, vectors: np.ndarray) -> None:
+        v = np.asarray(vectors, np.float64)
+        if v.ndim != 2 or len(v) < 2:
+            raise ValueError(f"vectors: expected at least 2 rows of shape (n, d), got {v.shape}")
+        self.mean = v.mean(axis=0)
+        self.cov = np.cov(v, rowvar=False)
+
+    def z_scores(self, queries: np.ndarray, best: np.ndarray) -> np.ndarray:
+        q = np.atleast_2d(np.asarray(queries, np.float64))
+        mu = q @ self.mean
+        var = np.einsum("qd,de,qe->q", q, self.cov, q)
+        return (np.asarray(best, np.float64) - mu) / np.sqrt(np.maximum(var, 1e-24))
+
+
+def diagnose(scores: np.ndarray, z: np.ndarray, texts: Optional[Sequence[str]] = None) -> List[QueryDiagnostics]:
+    """Diagnostics for each query row of a search result (scores best first, -inf padding)."""
+    out = []
+    for r, row in enumerate(np.atleast_2d(scores)):
+        live = row[np.isfinite(row)]
+        flags = []
+        if texts is not None and len(texts[r].split()) < MIN_WORDS:
+            flags.append("short")
+        gap = float(live[0] - live[1:].mean()) if len(live) > 1 else float("nan")
+        if len(live) > 1 and live[0] - live[-1] < TIE_GAP:
+            flags.append("tied")
+        if len(live) and z[r] < MIN_Z:
+            flags.append("unspecific")
+        out.append(QueryDiagnostics(float(z[r]) if len(live) else float("nan"), gap, flags))
+    return out

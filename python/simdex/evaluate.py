@@ -1,0 +1,308 @@
+"""Evaluation harness: retrieval quality, latency and storage of models x index variants on labeled data.
+
+    result = simdex.evaluate("corpus.jsonl", "queries.jsonl", models=["all-MiniLM-L6-v2"],
+                             variants=["float32", "int8", "int8+rescore", "pca192"])
+    print(result.table()); result.to_json("eval.json"); result.plot("eval.png")
+
+Documents are embedded once per model and reused by every variant; queries are embedded one at a time (the
+latency a user sees). A query may have several relevant documents.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import math
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+KS = (1, 5, 10)
+
+
+# -- metrics -------------------------------------------------------------------------------------------------
+def recall_at_k(ranked: Sequence[Any], relevant: Iterable[Any], k: int) -> float:
+    """Share of the relevant documents found in the first k results."""
+    rel = set(relevant)
+    if not rel:
+        raise ValueError("relevant: expected at least one relevant document")
+    return len(rel.intersection(list(ranked)[:k])) / len(rel)
+
+
+def mrr_at_k(ranked: Sequence[Any], relevant: Iterable[Any], k: int) -> float:
+    """1 / rank of the first relevant result within the first k, else 0."""
+    rel = set(relevant)
+    for rank, doc in enumerate(list(ranked)[:k], start=1):
+        if doc in rel:
+            return 1.0 / rank
+    return 0.0
+
+
+def ndcg_at_k(ranked: Sequence[Any], relevant: Iterable[Any], k: int) -> float:
+    """Binary-relevance nDCG@k: DCG of the ranking over the DCG of a perfect one."""
+    rel = set(relevant)
+    if not rel:
+        raise ValueError("relevant: expected at least one relevant document")
+    dcg = sum(1.0 / math.log2(rank + 1) for rank, doc in enumerate(list(ranked)[:k], start=1) if doc in rel)
+    ideal = sum(1.0 / math.log2(rank + 1) for rank in range(1, min(len(rel), k) + 1))
+    return dcg / ideal
+
+
+# -- data ----------------------------------------------------------------------------------------------------
+def _read_jsonl(path: Union[str, os.PathLike]) -> List[dict]:
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def load_corpus(corpus: Any, id_field: str = "id", text_field: str = "text") -> Tuple[List[str], List[str], List[dict]]:
+    """(doc ids, texts, records) from a JSONL path, a list of dicts, or a list of (id, text) pairs."""
+    records = _read_jsonl(corpus) if isinstance(corpus, (str, os.PathLike)) else list(corpus)
+    ids, texts, rows = [], [], []
+    for i, r in enumerate(records):
+        if isinstance(r, dict):
+            if id_field not in r or text_field not in r:
+                raise ValueError(f"corpus record {i}: expected fields {id_field!r} and {text_field!r}, got {sorted(r)}")
+            ids.append(str(r[id_field]))
+            texts.append(str(r[text_field]))
+            rows.append(r)
+        else:
+            doc_id, text = r
+            ids.append(str(doc_id))
+            texts.append(str(text))
+            rows.append({"id": str(doc_id), "text": str(text)})
+    if len(set(ids)) != len(ids):
+        raise ValueError("corpus: document ids must be unique")
+    return ids, texts, rows
+
+
+def load_queries(queries: Any) -> Tuple[List[str], List[List[str]]]:
+    """(query texts, relevant doc ids per query). Records are {"query", "doc_id"} or {"query", "doc_ids"};
+    records that repeat a query text add to its relevant set."""
+    records = _read_jsonl(queries) if isinstance(queries, (str, os.PathLike)) else list(queries)
+    order: Dict[str, List[str]] = {}
+    for i, r in enumerate(records):
+        if isinstance(r, dict):
+            if "query" not in r or not ("doc_id" in r or "doc_ids" in r):
+                raise ValueError(f"query record {i}: expected 'query' and 'doc_id' (or 'doc_ids'), got {sorted(r)}")
+            text, rel = r["query"], r.get("doc_ids", [r.get("doc_id")])
+        else:
+            text, rel = r
+            rel = [rel] if isinstance(rel, (str, int)) else list(rel)
+        bucket = order.setdefault(str(text), [])
+        bucket.extend(str(d) for d in rel if str(d) not in bucket)
+    return list(order), list(order.values())
+
+
+# -- variants ------------------------------------------------------------------------------------------------
+_VARIANT = re.compile(r"^(?:(pca|rp)(\d+)\+?)?(float32|int8)?(\+rescore(\d+)?)?(\+bm25(\d+)?)?$")
+
+
+@dataclass
+class Variant:
+    """An index configuration named like "float32", "int8", "int8+rescore", "pca256", "rp192+int8", or any of
+    them with "+bm25" (hybrid: the vector search ranks only the top-200 BM25 keyword matches; "+bm25N" for N)."""
+
+    name: str
+    dtype: str = "float32"
+    reduce: Optional[str] = None      # "pca" or "rp"
+    out_dim: Optional[int] = None
+    rescore: Optional[int] = None
+    keyword_limit: Optional[int] = None
+
+    @classmethod
+    def parse(cls, name: str) -> "Variant":
+        m = _VARIANT.match(name.replace(" ", ""))
+        if not m or not name:
+            raise ValueError(f"variant {name!r}: expected e.g. float32, int8, int8+rescore, pca256, rp192+int8")
+        reduce, dim, dtype, rescore, factor, bm25, limit = m.groups()
+        if rescore and dtype != "int8":
+            raise ValueError(f"variant {name!r}: rescoring needs int8")
+        return cls(name, dtype or "float32", reduce, int(dim) if dim else None,
+                   (int(factor) if factor else 4) if rescore else None,
+                   (int(limit) if limit else 200) if bm25 else None)
+
+    def build(self, dim: int):
+        import simdex
+
+        kwargs: Dict[str, Any] = {}
+        if self.dtype != "float32":
+            kwargs["dtype"] = self.dtype
+        if self.rescore:
+            kwargs["keep_originals"] = True
+        if self.reduce == "pca":
+            kwargs["transform"] = simdex.PCA(self.out_dim)
+        elif self.reduce == "rp":
+            kwargs["transform"] = simdex.RandomProjection(self.out_dim)
+        return simdex.Index(dim, "cosine", **kwargs)
+
+    def search_kwargs(self) -> dict:
+        return {"rescore": self.rescore} if self.rescore else {}
+
+
+# -- the harness ---------------------------------------------------------------------------------------------
+@dataclass
+class EvalResult:
+    """One row per model x variant, plus per-query details for diagnostics."""
+
+    rows: List[Dict[str, Any]] = field(default_factory=list)
+
+    COLUMNS = [
+        ("model", "{}"), ("variant", "{}"), ("dim", "{}"), ("recall@1", "{:.3f}"), ("recall@5", "{:.3f}"),
+        ("recall@10", "{:.3f}"), ("mrr@10", "{:.3f}"), ("ndcg@10", "{:.3f}"), ("bytes/vec", "{:.0f}"),
+        ("index MB", "{:.1f}"), ("enc ms p50", "{:.1f}"), ("enc ms p99", "{:.1f}"), ("search ms p50", "{:.2f}"),
+        ("search ms p99", "{:.2f}"), ("ingest docs/s", "{:.0f}"), ("flagged", "{}"), ("flagged recall@10", "{:.3f}"),
+    ]
+
+    def table(self) -> str:
+        """An aligned plain-text table."""
+        head = [c for c, _ in self.COLUMNS]
+        body = [[fmt.format(r[c]) if r.get(c) is not None else "-" for c, fmt in self.COLUMNS] for r in self.rows]
+        widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, h in enumerate(head)]
+        line = lambda cells: "  ".join(c.rjust(w) if i > 1 else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))  # noqa: E731
+        return "\n".join([line(head), line(["-" * w for w in widths])] + [line(b) for b in body])
+
+    def to_json(self, path: Optional[Union[str, os.PathLike]] = None) -> str:
+        text = json.dumps({"rows": self.rows}, indent=2)
+        if path is not None:
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(text + "\n")
+        return text
+
+    def plot(self, path: Union[str, os.PathLike]) -> str:
+        """Saves a PNG: recall@10 against search latency and against bytes per vector."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+        for ax, key, label in ((axes[0], "search ms p50", "search latency p50 (ms)"),
+                               (axes[1], "bytes/vec", "bytes per vector")):
+            for r in self.rows:
+                ax.scatter(r[key], r["recall@10"], s=40)
+                ax.annotate(f"{r['model'].split('/')[-1]}\n{r['variant']}", (r[key], r["recall@10"]), fontsize=7,
+                            textcoords="offset points", xytext=(4, 4))
+            ax.set_xlabel(label)
+            ax.set_ylabel("recall@10")
+            ax.grid(alpha=0.3)
+        axes[1].set_xscale("log")
+        fig.suptitle("simdex evaluation")
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        return os.fspath(path)
+
+
+def _percentiles(seconds: List[float]) -> Tuple[float, float, float]:
+    ms = np.asarray(seconds) * 1e3
+    return float(ms.mean()), float(np.percentile(ms, 50)), float(np.percentile(ms, 99))
+
+
+def _score(ranked_docs: List[List[str]], relevant: List[List[str]], k: int) -> Dict[str, float]:
+    out = {f"recall@{j}": float(np.mean([recall_at_k(r, rel, j) for r, rel in zip(ranked_docs, relevant)]))
+           for j in KS if j <= k}
+    out[f"mrr@{k}"] = float(np.mean([mrr_at_k(r, rel, k) for r, rel in zip(ranked_docs, relevant)]))
+    out[f"ndcg@{k}"] = float(np.mean([ndcg_at_k(r, rel, k) for r, rel in zip(ranked_docs, relevant)]))
+    return out
+
+
+def evaluate(corpus: Any, queries: Any, models: Sequence[Any] = ("all-MiniLM-L6-v2",),
+             variants: Sequence[str] = ("float32", "int8", "int8+rescore"), k: int = 10,
+             progress: bool = False) -> EvalResult:
+    """Evaluates every model x variant on a labeled set.
+
+    Args:
+        corpus: JSONL path (``{"id", "text"}`` per line; .gz is fine), list of such dicts, or (id, text) pairs.
+        queries: JSONL path (``{"query", "doc_id"}`` or ``{"query", "doc_ids"}``), or list of such dicts.
+        models: model names for :class:`simdex.Encoder`, or encoder objects with ``embed_batch``,
+            ``embed_query`` and ``fingerprint``.
+        variants: index variants (see :class:`Variant`).
+        k: the depth of the ranking metrics.
+        progress: show progress bars while embedding.
+
+    Returns:
+        An :class:`EvalResult`; ``.table()``, ``.to_json()``, ``.plot()``.
+    """
+    from .diagnostics import CorpusStats, diagnose
+    from .hybrid import KeywordIndex
+
+    doc_ids, texts, _ = load_corpus(corpus)
+    q_texts, relevant = load_queries(queries)
+    known = set(doc_ids)
+    for q, rel in zip(q_texts, relevant):
+        missing = [d for d in rel if d not in known]
+        if missing:
+            raise ValueError(f"query {q!r}: relevant document(s) {missing[:3]} not in the corpus")
+    parsed = [Variant.parse(v) for v in variants]
+    keywords = (KeywordIndex.from_records(range(len(texts)), texts)
+                if any(v.keyword_limit for v in parsed) else None)
+    result = EvalResult()
+    for model in models:
+        encoder = _encoder(model)
+        name = encoder.fingerprint.get("model", str(model)) if isinstance(encoder.fingerprint, dict) else str(model)
+        t0 = time.perf_counter()
+        doc_vecs = np.ascontiguousarray(encoder.embed_batch(texts, show_progress=progress), np.float32) \
+            if _accepts_progress(encoder) else np.ascontiguousarray(encoder.embed_batch(texts), np.float32)
+        embed_s = time.perf_counter() - t0
+        q_vecs, enc_lat = [], []
+        for q in q_texts:
+            t = time.perf_counter()
+            q_vecs.append(np.asarray(encoder.embed_query(q), np.float32).reshape(-1))
+            enc_lat.append(time.perf_counter() - t)
+        q_mat = np.stack(q_vecs)
+        dim = doc_vecs.shape[1]
+        stats = CorpusStats(doc_vecs[:: max(1, len(doc_vecs) // 20000)])
+        for variant in parsed:
+            index = variant.build(dim)
+            t = time.perf_counter()
+            index.add(doc_vecs)
+            add_s = time.perf_counter() - t
+            ranked, lat, best = [], [], []
+            kw = variant.search_kwargs()
+            for q_text, qv in zip(q_texts, q_mat):
+                t = time.perf_counter()
+                if variant.keyword_limit:
+                    kw["filter"] = keywords.allow_list(q_text, variant.keyword_limit)
+                scores, ids = index.search(qv, k, **kw)
+                lat.append(time.perf_counter() - t)
+                ranked.append([doc_ids[i] for i in ids[0] if i >= 0])
+                best.append(scores[0])
+            metrics = _score(ranked, relevant, k)
+            diags = diagnose(np.stack(best), stats.z_scores(q_mat, np.stack(best)[:, 0]), q_texts)
+            flagged = [i for i, d in enumerate(diags) if d.flags]
+            enc_mean, enc_p50, enc_p99 = _percentiles(enc_lat)
+            _, s_p50, s_p99 = _percentiles(lat)
+            size = index.memory_usage()
+            result.rows.append({
+                "model": name, "variant": variant.name, "dim": index.dim if variant.out_dim is None else variant.out_dim,
+                **metrics, "bytes/vec": size / len(index), "index MB": size / 1e6,
+                "enc ms mean": enc_mean, "enc ms p50": enc_p50, "enc ms p99": enc_p99,
+                "search ms p50": s_p50, "search ms p99": s_p99,
+                "ingest docs/s": len(texts) / (embed_s + add_s), "queries": len(q_texts), "documents": len(texts),
+                "flagged": len(flagged),
+                "flagged recall@10": (float(np.mean([recall_at_k(ranked[i], relevant[i], k) for i in flagged]))
+                                      if flagged else None),
+            })
+    return result
+
+
+def _encoder(model: Any):
+    if hasattr(model, "embed_batch") and hasattr(model, "embed_query"):
+        return model
+    import simdex
+
+    return simdex.Encoder(model)
+
+
+def _accepts_progress(encoder: Any) -> bool:
+    import inspect
+
+    try:
+        return "show_progress" in inspect.signature(encoder.embed_batch).parameters
+    except (TypeError, ValueError):
+        return False

@@ -1,0 +1,62 @@
+"""CLI smoke tests: every subcommand through main(argv), as a user would type it."""
+
+import json
+
+import numpy as np
+import pytest
+
+import simdex
+from simdex.cli import main
+
+
+def test_cost_reproduces_reference_figure(capsys):
+    assert main(["cost", "--n", "50000000", "--dim", "384", "--dtype", "float32", "--replicas", "1",
+                 "--price", "0.10:0.25"]) == 0
+    out = capsys.readouterr().out
+    assert "76.8 GB" in out and "per month" in out
+    assert main(["cost", "--n", "1000", "--dim", "768", "--dtype", "int8", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["raw_bytes"] == 768_000
+
+
+def test_cost_bad_price_is_a_clear_error(capsys):
+    assert main(["cost", "--n", "10", "--dim", "4", "--price", "cheap"]) == 2
+    assert "LOW:HIGH" in capsys.readouterr().err
+
+
+def test_info_describes_an_index_file(tmp_path, capsys, rng):
+    index = simdex.Index(8)
+    index.add(rng.standard_normal((5, 8)))
+    index.metadata = {"fingerprint": {"model": "m", "dim": 8}}
+    path = tmp_path / "x.simdex"
+    index.save(path)
+    assert main(["info", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "dim=8" in out and "model: m" in out
+
+
+def test_info_on_a_foreign_file_fails_cleanly(tmp_path, capsys):
+    bad = tmp_path / "bad.simdex"
+    bad.write_bytes(b"not an index at all" * 10)
+    assert main(["info", str(bad)]) == 2
+    assert "simdex info" in capsys.readouterr().err
+
+
+@pytest.mark.encoder
+def test_eval_ingest_search_and_demo(tmp_path, capsys, minilm):
+    corpus = tmp_path / "c.jsonl"
+    queries = tmp_path / "q.jsonl"
+    docs = ["The cat sat on the warm mat.", "Python lists can be sorted with sorted().",
+            "Use smtplib to send email from Python.", "Kernel modules are loaded with modprobe."]
+    corpus.write_text("\n".join(json.dumps({"id": f"d{i}", "text": t}) for i, t in enumerate(docs)))
+    queries.write_text("\n".join(json.dumps(q) for q in [{"query": "how to send an email", "doc_id": "d2"},
+                                                          {"query": "sort a list", "doc_id": "d1"}]))
+    assert main(["eval", "--corpus", str(corpus), "--queries", str(queries), "--variants", "float32,float32+bm25",
+                 "--json", str(tmp_path / "r.json"), "--plot", str(tmp_path / "r.png")]) == 0
+    rows = json.loads((tmp_path / "r.json").read_text())["rows"]
+    assert [r["variant"] for r in rows] == ["float32", "float32+bm25"] and rows[0]["recall@10"] == 1.0
+    assert (tmp_path / "r.png").read_bytes()[:4] == b"\x89PNG"
+    idx = tmp_path / "docs.simdex"
+    assert main(["ingest", str(corpus), str(idx)]) == 0
+    capsys.readouterr()
+    assert main(["search", str(idx), "send email with python", "-k", "2"]) == 0
+    assert "smtplib" in capsys.readouterr().out.splitlines()[0]

@@ -1,0 +1,117 @@
+"""Ranking metrics on hand-computed cases, the data loaders, variants, and the harness end to end."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+import simdex
+from simdex.evaluate import Variant, evaluate, load_queries, mrr_at_k, ndcg_at_k, recall_at_k
+
+
+def test_metrics_single_relevant():
+    ranked = ["a", "b", "c", "d"]
+    assert recall_at_k(ranked, ["c"], 2) == 0 and recall_at_k(ranked, ["c"], 3) == 1
+    assert mrr_at_k(ranked, ["c"], 10) == pytest.approx(1 / 3)
+    assert ndcg_at_k(ranked, ["c"], 10) == pytest.approx(1 / math.log2(4))
+
+
+def test_metrics_several_relevant():
+    ranked = ["x", "a", "y", "b", "z"]
+    rel = ["a", "b", "c"]
+    assert recall_at_k(ranked, rel, 5) == pytest.approx(2 / 3)
+    assert mrr_at_k(ranked, rel, 5) == pytest.approx(1 / 2)
+    dcg = 1 / math.log2(3) + 1 / math.log2(5)
+    idcg = 1 + 1 / math.log2(3) + 1 / math.log2(4)
+    assert ndcg_at_k(ranked, rel, 5) == pytest.approx(dcg / idcg)
+
+
+def test_metrics_no_hit_and_short_rankings():
+    assert recall_at_k(["a"], ["b"], 10) == 0 and mrr_at_k([], ["b"], 10) == 0 and ndcg_at_k([], ["b"], 10) == 0
+    with pytest.raises(ValueError, match="relevant"):
+        recall_at_k(["a"], [], 10)
+
+
+def test_metrics_follow_the_given_order_for_ties():
+    # The index breaks score ties by id; the metrics take the ranking as given.
+    assert mrr_at_k(["d1", "d2"], ["d2"], 10) == 0.5
+
+
+def test_load_queries_merges_repeated_queries():
+    texts, rel = load_queries([{"query": "q1", "doc_id": "a"}, {"query": "q2", "doc_id": "b"},
+                               {"query": "q1", "doc_id": "c"}, {"query": "q3", "doc_ids": ["d", "e"]}])
+    assert texts == ["q1", "q2", "q3"] and rel == [["a", "c"], ["b"], ["d", "e"]]
+    with pytest.raises(ValueError, match="doc_id"):
+        load_queries([{"text": "q"}])
+
+
+@pytest.mark.parametrize("name,expect", [
+    ("float32", Variant("float32")), ("int8", Variant("int8", "int8")),
+    ("int8+rescore", Variant("int8+rescore", "int8", rescore=4)),
+    ("int8+rescore8", Variant("int8+rescore8", "int8", rescore=8)),
+    ("pca256", Variant("pca256", "float32", "pca", 256)), ("rp192+int8", Variant("rp192+int8", "int8", "rp", 192)),
+    ("float32+bm25", Variant("float32+bm25", keyword_limit=200)),
+    ("int8+rescore+bm25100", Variant("int8+rescore+bm25100", "int8", rescore=4, keyword_limit=100)),
+])
+def test_variant_names(name, expect):
+    assert Variant.parse(name) == expect
+
+
+@pytest.mark.parametrize("bad", ["", "float16", "float32+rescore", "pca"])
+def test_bad_variant_names(bad):
+    with pytest.raises(ValueError, match="variant"):
+        Variant.parse(bad)
+
+
+class LookupEncoder:
+    """A stand-in encoder for harness tests: fixed vectors per text, no model."""
+
+    def __init__(self, table):
+        self.table = table
+        self.fingerprint = {"model": "lookup"}
+
+    def embed_batch(self, texts):
+        return np.stack([self.table[t] for t in texts])
+
+    def embed_query(self, text):
+        return self.table[text]
+
+
+def test_harness_against_numpy_reference(tmp_path, rng):
+    docs = [f"doc {i}" for i in range(300)]
+    vecs = rng.standard_normal((300, 16)).astype(np.float32)
+    table = dict(zip(docs, vecs))
+    queries = []
+    for j in range(60):
+        text = f"query number {j}"
+        target = rng.integers(300)
+        table[text] = vecs[target] + 0.9 * rng.standard_normal(16).astype(np.float32)
+        queries.append({"query": text, "doc_id": str(target)})
+    corpus = [{"id": str(i), "text": t} for i, t in enumerate(docs)]
+    res = evaluate(corpus, queries, models=[LookupEncoder(table)], variants=["float32"], k=10)
+    row = res.rows[0]
+    # Independent reference: NumPy brute force over normalized vectors.
+    d = vecs / np.linalg.norm(vecs, axis=1, keepdims=True)
+    hits, rr = [], []
+    for q in queries:
+        v = table[q["query"]] / np.linalg.norm(table[q["query"]])
+        order = np.argsort(-(d @ v), kind="stable")[:10]
+        pos = np.flatnonzero(order == int(q["doc_id"]))
+        hits.append(len(pos) > 0)
+        rr.append(1 / (pos[0] + 1) if len(pos) else 0)
+    assert row["recall@10"] == pytest.approx(np.mean(hits), abs=1e-9)
+    assert row["mrr@10"] == pytest.approx(np.mean(rr), abs=1e-9)
+    assert row["dim"] == 16 and row["queries"] == 60 and row["bytes/vec"] >= 64
+    table_text = res.table()
+    assert "recall@10" in table_text and "lookup" in table_text
+    assert json.loads(res.to_json(tmp_path / "r.json"))["rows"][0]["variant"] == "float32"
+    pytest.importorskip("matplotlib")
+    png = res.plot(tmp_path / "r.png")
+    assert open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_unknown_relevant_document_is_reported():
+    enc = LookupEncoder({"a": np.ones(4, np.float32), "q": np.ones(4, np.float32)})
+    with pytest.raises(ValueError, match="not in the corpus"):
+        evaluate([("a", "a")], [{"query": "q", "doc_id": "zzz"}], models=[enc], variants=["float32"])
