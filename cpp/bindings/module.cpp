@@ -328,12 +328,47 @@ PYBIND11_MODULE(_core, m) {
         "Measured RAM read bandwidth in bytes/s with all threads (a benchmark helper).");
 
     py::class_<FlatIndex>(m, "FlatIndex")
-        .def(py::init([](std::size_t dim, const std::string& metric) {
-                 return std::make_unique<FlatIndex>(dim, parse_metric(metric));
+        .def(py::init([](std::size_t dim, const std::string& metric, const std::string& dtype, bool keep_originals) {
+                 return std::make_unique<FlatIndex>(dim, parse_metric(metric), parse_dtype(dtype), keep_originals);
              }),
-             py::arg("dim"), py::arg("metric") = "cosine")
+             py::arg("dim"), py::arg("metric") = "cosine", py::arg("dtype") = "float32",
+             py::arg("keep_originals") = false)
         .def_property_readonly("dim", &FlatIndex::dim)
         .def_property_readonly("metric", [](const FlatIndex& self) { return metric_name(self.metric()); })
+        .def_property_readonly("dtype", [](const FlatIndex& self) { return dtype_name(self.dtype()); })
+        .def_property_readonly("keeps_originals", &FlatIndex::keeps_originals)
+        .def_property_readonly("trained", py::cpp_function(&FlatIndex::trained, py::call_guard<py::gil_scoped_release>()))
+        .def(
+            "train",
+            [](FlatIndex& self, F32Array x) {
+                const std::size_t n = rows_of(x, self.dim(), "training vectors");
+                py::gil_scoped_release release;
+                self.train(x.data(), n);
+            },
+            py::arg("vectors"))
+        .def("calibration",
+             [](const FlatIndex& self) {
+                 std::vector<float> c;
+                 {
+                     py::gil_scoped_release release;
+                     c = self.calibration();
+                 }
+                 py::array_t<float> out({py::ssize_t(2), static_cast<py::ssize_t>(self.dim())});
+                 std::copy(c.begin(), c.end(), out.mutable_data());
+                 return out;
+             },
+             "int8 calibration as a (2, dim) float32 array: offsets, then steps.")
+        .def(
+            "codes",
+            [](const FlatIndex& self, I64Array ids) {
+                if (ids.ndim() != 1) throw std::invalid_argument("ids: expected a 1-D array");
+                py::array_t<std::int8_t> out({static_cast<py::ssize_t>(ids.shape(0)), static_cast<py::ssize_t>(self.dim())});
+                std::int8_t* o = out.mutable_data();
+                py::gil_scoped_release release;
+                self.codes(ids.data(), static_cast<std::size_t>(ids.shape(0)), o);
+                return out;
+            },
+            py::arg("ids"))
         // Everything that takes the index lock releases the GIL first: a search holding the lock may need the GIL
         // to poll for Ctrl-C, so waiting for the lock with the GIL held could deadlock.
         .def_property_readonly("next_id", py::cpp_function(&FlatIndex::next_id, py::call_guard<py::gil_scoped_release>()))
@@ -361,7 +396,8 @@ PYBIND11_MODULE(_core, m) {
         .def("reset", &FlatIndex::reset, py::call_guard<py::gil_scoped_release>())
         .def(
             "search",
-            [](const FlatIndex& self, F32Array q, std::size_t k, float min_score, std::optional<I64Array> filter) {
+            [](const FlatIndex& self, F32Array q, std::size_t k, float min_score, std::optional<I64Array> filter,
+               std::size_t rescore) {
                 const std::size_t nq = rows_of(q, self.dim(), "queries");
                 if (k == 0) throw std::invalid_argument("k must be positive, got 0");
                 py::array_t<float> scores({static_cast<py::ssize_t>(nq), static_cast<py::ssize_t>(k)});
@@ -369,6 +405,7 @@ PYBIND11_MODULE(_core, m) {
                 SearchParams p;
                 p.k = k;
                 p.min_score = min_score;
+                p.rescore = rescore;
                 if (filter) {
                     if (filter->ndim() != 1) throw std::invalid_argument("filter: expected a 1-D array of ids");
                     p.has_filter = true;
@@ -385,7 +422,7 @@ PYBIND11_MODULE(_core, m) {
                 return py::make_tuple(scores, ids);
             },
             py::arg("queries"), py::arg("k"), py::arg("min_score") = -std::numeric_limits<float>::infinity(),
-            py::arg("filter") = py::none())
+            py::arg("filter") = py::none(), py::arg("rescore") = 0)
         .def("ids",
              [](const FlatIndex& self) {
                  std::vector<std::int64_t> v;
@@ -410,6 +447,21 @@ PYBIND11_MODULE(_core, m) {
             },
             py::arg("ids"))
         .def("memory_usage", &FlatIndex::memory_usage, py::call_guard<py::gil_scoped_release>())
+        .def("memory_breakdown",
+             [](const FlatIndex& self) {
+                 MemoryUsage m;
+                 {
+                     py::gil_scoped_release release;
+                     m = self.memory_breakdown();
+                 }
+                 py::dict d;
+                 d["vectors"] = m.vectors;
+                 d["calibration"] = m.calibration;
+                 d["ids"] = m.ids;
+                 d["metadata"] = m.metadata;
+                 d["file_image"] = m.file_image;
+                 return d;
+             })
         .def_property(
             "metadata",
             [](const FlatIndex& self) {
