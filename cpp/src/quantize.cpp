@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <stdexcept>
 #include <string>
 
@@ -9,12 +10,14 @@ namespace simdex {
 namespace {
 
 constexpr std::size_t kMaxTrainRows = 131072;  // rows sampled (evenly) from a larger training set
-constexpr std::size_t kColumnBlock = 16;       // columns gathered per pass over the rows (one cache line)
 
-// rint of v clamped to the symmetric code range (clamping first keeps the conversion defined).
-inline std::int8_t to_code(float v) noexcept {
+// rint (ties to even) of v clamped to the symmetric code range. Clamping first keeps the conversion defined; adding
+// and subtracting 1.5 * 2^23 rounds a float below 2^22 in magnitude to an integer in the current (nearest-even)
+// mode, without a libm call, so the loops vectorize at the baseline ISA. Same result as numpy.rint.
+inline float round_code(float v) noexcept {
+    constexpr float kMagic = 12582912.0f;
     v = std::min(std::max(v, -127.0f), 127.0f);
-    return static_cast<std::int8_t>(std::nearbyint(v));
+    return (v + kMagic) - kMagic;
 }
 
 }  // namespace
@@ -22,44 +25,68 @@ inline std::int8_t to_code(float v) noexcept {
 void Quantizer::train(const float* x, std::size_t n) {
     if (n == 0) throw std::invalid_argument("training needs at least one vector, got 0");
     const std::size_t m = std::min(n, kMaxTrainRows);
-    std::vector<std::size_t> rows(m);
-    for (std::size_t i = 0; i < m; ++i) rows[i] = m == n ? i : i * n / m;
-    const std::size_t lo_rank = static_cast<std::size_t>(kClipQuantile * static_cast<double>(m - 1));
-    const std::size_t hi_rank = m - 1 - lo_rank;
-
-    std::vector<float> offset(dim_), scale(dim_);
-    std::vector<float> cols(kColumnBlock * m);
-    for (std::size_t d0 = 0; d0 < dim_; d0 += kColumnBlock) {
-        const std::size_t w = std::min(kColumnBlock, dim_ - d0);
-        for (std::size_t i = 0; i < m; ++i) {
-            const float* row = x + rows[i] * dim_ + d0;
-            for (std::size_t j = 0; j < w; ++j) cols[j * m + i] = row[j];
-        }
-        for (std::size_t j = 0; j < w; ++j) {
-            float* c = cols.data() + j * m;
-            double sum = 0, sum2 = 0;
-            for (std::size_t i = 0; i < m; ++i) sum += c[i];
-            const double mean = sum / static_cast<double>(m);
-            for (std::size_t i = 0; i < m; ++i) sum2 += (c[i] - mean) * (c[i] - mean);
-            const double sd = std::sqrt(sum2 / static_cast<double>(m));
-            std::nth_element(c, c + lo_rank, c + m);
-            double lo = c[lo_rank];
-            std::nth_element(c + lo_rank, c + hi_rank, c + m);
-            double hi = c[hi_rank];
-            lo = std::min(lo, mean - kMinSigmas * sd);
-            hi = std::max(hi, mean + kMinSigmas * sd);
-            const double range = hi - lo, magnitude = std::max(std::fabs(lo), std::fabs(hi));
-            if (!(range > 1e-7 * magnitude) || range <= 0) {
-                offset[d0 + j] = static_cast<float>(mean);
-                scale[d0 + j] = 0.0f;
+    // The clip quantiles are order statistics of rank r from each end; r is small (at most 13), so one pass keeps
+    // the r + 1 smallest and largest values of every column in little heaps instead of sorting columns.
+    const std::size_t r = static_cast<std::size_t>(kClipQuantile * static_cast<double>(m - 1)), keep = r + 1;
+    std::vector<float> low(dim_ * keep), high(dim_ * keep);  // per column: max-heap of the smallest, min-heap of the largest
+    std::vector<double> sum(dim_, 0.0), sum2(dim_, 0.0);
+    const float* first = x;  // moments are shifted by the first row, so a constant column sums to exactly 0
+    for (std::size_t i = 0; i < m; ++i) {
+        const float* row = x + (m == n ? i : i * n / m) * dim_;
+        for (std::size_t d = 0; d < dim_; ++d) {
+            const float v = row[d];
+            const double t = static_cast<double>(v) - first[d];
+            sum[d] += t;
+            sum2[d] += t * t;
+            float* lo = low.data() + d * keep;
+            float* hi = high.data() + d * keep;
+            if (i < keep) {
+                lo[i] = hi[i] = v;
+                std::push_heap(lo, lo + i + 1);
+                std::push_heap(hi, hi + i + 1, std::greater<float>());
             } else {
-                offset[d0 + j] = static_cast<float>((lo + hi) / 2);
-                scale[d0 + j] = static_cast<float>(range / 254);
+                if (v < lo[0]) {
+                    std::pop_heap(lo, lo + keep);
+                    lo[keep - 1] = v;
+                    std::push_heap(lo, lo + keep);
+                }
+                if (v > hi[0]) {
+                    std::pop_heap(hi, hi + keep, std::greater<float>());
+                    hi[keep - 1] = v;
+                    std::push_heap(hi, hi + keep, std::greater<float>());
+                }
             }
+        }
+    }
+    std::vector<float> offset(dim_), scale(dim_);
+    for (std::size_t d = 0; d < dim_; ++d) {
+        const double shifted_mean = sum[d] / static_cast<double>(m);
+        const double sd = std::sqrt(std::max(0.0, sum2[d] / static_cast<double>(m) - shifted_mean * shifted_mean));
+        const double mean = shifted_mean + first[d];
+        // The heap roots: the r-th smallest and r-th largest values (r < m, so the heaps are full).
+        const double lo = std::min(static_cast<double>(low[d * keep]), mean - kMinSigmas * sd);
+        const double hi = std::max(static_cast<double>(high[d * keep]), mean + kMinSigmas * sd);
+        const double range = hi - lo, magnitude = std::max(std::fabs(lo), std::fabs(hi));
+        if (!(range > 1e-7 * magnitude) || range <= 0) {
+            offset[d] = static_cast<float>(mean);
+            scale[d] = 0.0f;
+        } else {
+            offset[d] = static_cast<float>((lo + hi) / 2);
+            scale[d] = static_cast<float>(range / 254);
         }
     }
     offset_ = std::move(offset);
     scale_ = std::move(scale);
+    derive();
+}
+
+void Quantizer::derive() {
+    safe_scale_.resize(dim_);
+    keep_.resize(dim_);
+    for (std::size_t d = 0; d < dim_; ++d) {
+        safe_scale_[d] = scale_[d] > 0 ? scale_[d] : 1.0f;
+        keep_[d] = scale_[d] > 0 ? std::int8_t(-1) : std::int8_t(0);
+    }
     trained_ = true;
 }
 
@@ -73,16 +100,18 @@ void Quantizer::set(const float* offset, const float* scale) {
     }
     offset_.assign(offset, offset + dim_);
     scale_.assign(scale, scale + dim_);
-    trained_ = true;
+    derive();
 }
 
 void Quantizer::encode(const float* x, std::size_t n, std::int8_t* codes) const noexcept {
     const float* o = offset_.data();
-    const float* s = scale_.data();
+    const float* s = safe_scale_.data();
+    const std::int8_t* keep = keep_.data();
     for (std::size_t r = 0; r < n; ++r) {
         const float* row = x + r * dim_;
         std::int8_t* out = codes + r * dim_;
-        for (std::size_t d = 0; d < dim_; ++d) out[d] = s[d] > 0 ? to_code((row[d] - o[d]) / s[d]) : 0;
+        for (std::size_t d = 0; d < dim_; ++d)
+            out[d] = static_cast<std::int8_t>(static_cast<std::int8_t>(round_code((row[d] - o[d]) / s[d])) & keep[d]);
     }
 }
 
@@ -102,7 +131,8 @@ void Quantizer::encode_query(const float* q, std::int8_t* u, float* step, double
     *offset_term = dot;
     const float t = top / 127.0f;
     *step = t;
-    for (std::size_t d = 0; d < dim_; ++d) u[d] = t > 0 ? to_code((q[d] * scale_[d]) / t) : 0;
+    for (std::size_t d = 0; d < dim_; ++d)
+        u[d] = t > 0 ? static_cast<std::int8_t>(round_code((q[d] * scale_[d]) / t)) : std::int8_t(0);
 }
 
 }  // namespace simdex

@@ -4,6 +4,7 @@
     >>> index = simdex.Index(384)                      # cosine by default
     >>> ids = index.add(np.random.rand(1000, 384))
     >>> scores, ids = index.search(np.random.rand(384), k=5)
+    >>> small = simdex.Index(384, dtype="int8")       # 1 byte per dimension, integer SIMD scoring
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import warnings
 from . import _core
 from ._core import get_num_threads, set_num_threads
 from ._index import FormatError, Index, SearchResult, load, load_bytes
-from .faiss_compat import IndexFlatCosine, IndexFlatIP, read_index, write_index
+from .faiss_compat import IndexFlatCosine, IndexFlatIP, IndexScalarQuantizer, read_index, write_index
 
 __version__ = _core.__version__
 
@@ -22,6 +23,7 @@ __all__ = [
     "Index",
     "IndexFlatCosine",
     "IndexFlatIP",
+    "IndexScalarQuantizer",
     "SearchResult",
     "get_num_threads",
     "load",
@@ -35,7 +37,8 @@ __all__ = [
 
 
 def simd_info() -> dict:
-    """SIMD levels: ``compiled`` into this build, ``supported`` on this CPU, and ``active`` now."""
+    """SIMD levels: ``compiled`` into this build, ``supported`` on this CPU, and ``active`` now; ``int8``
+    names the int8 kernels the active level runs (``avx512_vnni``, ``avx_vnni``, ``avx2``, ``neon_dotprod``...)."""
     return _core.simd_info()
 
 

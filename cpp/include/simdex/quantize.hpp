@@ -45,9 +45,12 @@ class Quantizer {
     void encode_query(const float* q, std::int8_t* u, float* step, double* offset_term) const noexcept;
 
   private:
+    void derive();  // the encoder's tables from offset_ and scale_
     std::size_t dim_;
     bool trained_ = false;
     std::vector<float> offset_, scale_;
+    std::vector<float> safe_scale_;  // scale, or 1 where it is 0 (the code is masked to 0 there)
+    std::vector<std::int8_t> keep_;  // -1 where the dimension has a range, 0 where it has none
 };
 
 }  // namespace simdex
