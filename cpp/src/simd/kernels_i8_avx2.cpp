@@ -98,37 +98,49 @@ void dot_rows_i8_avx2(const std::int8_t* q, const std::int8_t* x, std::size_t ro
 void gemm_i8_avx2(std::size_t kc, const std::int8_t* a, const std::int8_t* b, const std::int32_t*, float* c,
                   std::size_t ldc, bool accumulate) noexcept {
     // 4 query rows x 16 database rows: 8 ymm accumulators. Per 4-byte step: 2 loads of B (8 rows x 4 bytes
-    // each), |B| once, then per query row one broadcast, vpsignb, vpmaddubsw, vpmaddwd and vpaddd per vector.
-    constexpr std::size_t mr = kAvx2I8Mr;
+    // each), |B| once, then per query row one broadcast, and per vector vpsignb, vpmaddubsw, vpmaddwd, vpaddd.
+    // Named accumulators, not an array, so GCC keeps them in registers.
+    static_assert(kAvx2I8Mr == 4 && kAvx2I8Nr == 16, "micro-kernel geometry");
     const __m256i ones = _mm256_set1_epi16(1);
-    __m256i lo[mr], hi[mr];
-#pragma GCC unroll 4
-    for (std::size_t i = 0; i < mr; ++i) lo[i] = hi[i] = _mm256_setzero_si256();
+#define SIMDEX_ROWS(X) X(0) X(1) X(2) X(3)
+#define SIMDEX_ZERO(i) __m256i lo##i = _mm256_setzero_si256(), hi##i = _mm256_setzero_si256();
+#define SIMDEX_STEP(i)                                                                                              \
+    {                                                                                                               \
+        std::int32_t ai;                                                                                            \
+        std::memcpy(&ai, a + 4 * (i), 4);                                                                           \
+        const __m256i av = _mm256_set1_epi32(ai);                                                                   \
+        lo##i = _mm256_add_epi32(lo##i, _mm256_madd_epi16(_mm256_maddubs_epi16(abs0, _mm256_sign_epi8(av, b0)), ones)); \
+        hi##i = _mm256_add_epi32(hi##i, _mm256_madd_epi16(_mm256_maddubs_epi16(abs1, _mm256_sign_epi8(av, b1)), ones)); \
+    }
+#define SIMDEX_STORE(i)                                                                  \
+    {                                                                                    \
+        float* row = c + (i) * ldc;                                                      \
+        __m256 l = _mm256_cvtepi32_ps(lo##i), h = _mm256_cvtepi32_ps(hi##i);             \
+        if (accumulate) {                                                                \
+            l = _mm256_add_ps(l, _mm256_loadu_ps(row));                                  \
+            h = _mm256_add_ps(h, _mm256_loadu_ps(row + 8));                              \
+        }                                                                                \
+        _mm256_storeu_ps(row, l);                                                        \
+        _mm256_storeu_ps(row + 8, h);                                                    \
+    }
+    SIMDEX_ROWS(SIMDEX_ZERO)
     for (std::size_t k = 0; k < kc; k += 4) {
         const __m256i b0 = load32(b), b1 = load32(b + 32);
         const __m256i abs0 = _mm256_abs_epi8(b0), abs1 = _mm256_abs_epi8(b1);
-#pragma GCC unroll 4
-        for (std::size_t i = 0; i < mr; ++i) {
-            std::int32_t ai;
-            std::memcpy(&ai, a + 4 * i, 4);
-            const __m256i av = _mm256_set1_epi32(ai);
-            lo[i] = _mm256_add_epi32(lo[i], _mm256_madd_epi16(_mm256_maddubs_epi16(abs0, _mm256_sign_epi8(av, b0)), ones));
-            hi[i] = _mm256_add_epi32(hi[i], _mm256_madd_epi16(_mm256_maddubs_epi16(abs1, _mm256_sign_epi8(av, b1)), ones));
-        }
-        a += 4 * mr;
+        SIMDEX_ROWS(SIMDEX_STEP)
+        a += 16;
         b += 64;
     }
-#pragma GCC unroll 4
-    for (std::size_t i = 0; i < mr; ++i) {
-        float* row = c + i * ldc;
-        __m256 l = _mm256_cvtepi32_ps(lo[i]), h = _mm256_cvtepi32_ps(hi[i]);
-        if (accumulate) {
-            l = _mm256_add_ps(l, _mm256_loadu_ps(row));
-            h = _mm256_add_ps(h, _mm256_loadu_ps(row + 8));
-        }
-        _mm256_storeu_ps(row, l);
-        _mm256_storeu_ps(row + 8, h);
-    }
+    // An empty asm that "changes" each accumulator: without it GCC 12 spills them inside the loop when the
+    // epilogue computes with them (seen with vpdpbusd); with it the loop keeps every one in a register.
+#define SIMDEX_KEEP(i) __asm__("" : "+v"(lo##i), "+v"(hi##i));
+    SIMDEX_ROWS(SIMDEX_KEEP)
+#undef SIMDEX_KEEP
+    SIMDEX_ROWS(SIMDEX_STORE)
+#undef SIMDEX_ROWS
+#undef SIMDEX_ZERO
+#undef SIMDEX_STEP
+#undef SIMDEX_STORE
 }
 
 }  // namespace simdex::kernels

@@ -93,37 +93,49 @@ void dot_rows_i8_avx512_vnni(const std::int8_t* q, const std::int8_t* x, std::si
 void gemm_i8_avx512_vnni(std::size_t kc, const std::int8_t* a, const std::int8_t* b, const std::int32_t* a_bias,
                          float* c, std::size_t ldc, bool accumulate) noexcept {
     // 12 query rows x 32 database rows: 24 zmm accumulators; per 4-byte step 2 loads of (flipped) B and
-    // 12 broadcasts of A (folded into vpdpbusd as {1to16} memory operands) feed 24 vpdpbusd.
-    constexpr std::size_t mr = kAvx512VnniI8Mr;
-    __m512i lo[mr], hi[mr];
-#pragma GCC unroll 12
-    for (std::size_t i = 0; i < mr; ++i) lo[i] = hi[i] = _mm512_setzero_si512();
+    // 12 broadcasts of A feed 24 vpdpbusd. Accumulators are named variables, not an array: GCC keeps an array
+    // of vectors updated by vpdpbusd in memory (spills every step).
+    static_assert(kAvx512VnniI8Mr == 12 && kAvx512VnniI8Nr == 32, "micro-kernel geometry");
+#define SIMDEX_ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11)
+#define SIMDEX_ZERO(i) __m512i lo##i = _mm512_setzero_si512(), hi##i = _mm512_setzero_si512();
+#define SIMDEX_STEP(i)                                                                   \
+    {                                                                                    \
+        std::int32_t ai;                                                                 \
+        std::memcpy(&ai, a + 4 * (i), 4);                                                \
+        const __m512i av = _mm512_set1_epi32(ai);                                        \
+        lo##i = _mm512_dpbusd_epi32(lo##i, b0, av);                                      \
+        hi##i = _mm512_dpbusd_epi32(hi##i, b1, av);                                      \
+    }
+#define SIMDEX_STORE(i)                                                                  \
+    {                                                                                    \
+        const __m512i bias = _mm512_set1_epi32(a_bias[i]);                               \
+        float* row = c + (i) * ldc;                                                      \
+        __m512 l = _mm512_cvtepi32_ps(_mm512_sub_epi32(lo##i, bias));                    \
+        __m512 h = _mm512_cvtepi32_ps(_mm512_sub_epi32(hi##i, bias));                    \
+        if (accumulate) {                                                                \
+            l = _mm512_add_ps(l, _mm512_loadu_ps(row));                                  \
+            h = _mm512_add_ps(h, _mm512_loadu_ps(row + 16));                             \
+        }                                                                                \
+        _mm512_storeu_ps(row, l);                                                        \
+        _mm512_storeu_ps(row + 16, h);                                                   \
+    }
+    SIMDEX_ROWS(SIMDEX_ZERO)
     for (std::size_t k = 0; k < kc; k += 4) {
         const __m512i b0 = load64(b), b1 = load64(b + 64);
-#pragma GCC unroll 12
-        for (std::size_t i = 0; i < mr; ++i) {
-            std::int32_t ai;
-            std::memcpy(&ai, a + 4 * i, 4);
-            const __m512i av = _mm512_set1_epi32(ai);
-            lo[i] = _mm512_dpbusd_epi32(lo[i], b0, av);
-            hi[i] = _mm512_dpbusd_epi32(hi[i], b1, av);
-        }
-        a += 4 * mr;
+        SIMDEX_ROWS(SIMDEX_STEP)
+        a += 48;
         b += 128;
     }
-#pragma GCC unroll 12
-    for (std::size_t i = 0; i < mr; ++i) {
-        const __m512i bias = _mm512_set1_epi32(a_bias[i]);
-        float* row = c + i * ldc;
-        __m512 l = _mm512_cvtepi32_ps(_mm512_sub_epi32(lo[i], bias));
-        __m512 h = _mm512_cvtepi32_ps(_mm512_sub_epi32(hi[i], bias));
-        if (accumulate) {
-            l = _mm512_add_ps(l, _mm512_loadu_ps(row));
-            h = _mm512_add_ps(h, _mm512_loadu_ps(row + 16));
-        }
-        _mm512_storeu_ps(row, l);
-        _mm512_storeu_ps(row + 16, h);
-    }
+    // An empty asm that "changes" each accumulator: without it GCC 12 spills them inside the loop when the
+    // epilogue computes with them (seen with vpdpbusd); with it the loop keeps every one in a register.
+#define SIMDEX_KEEP(i) __asm__("" : "+v"(lo##i), "+v"(hi##i));
+    SIMDEX_ROWS(SIMDEX_KEEP)
+#undef SIMDEX_KEEP
+    SIMDEX_ROWS(SIMDEX_STORE)
+#undef SIMDEX_ROWS
+#undef SIMDEX_ZERO
+#undef SIMDEX_STEP
+#undef SIMDEX_STORE
 }
 
 }  // namespace simdex::kernels

@@ -96,37 +96,48 @@ void dot_rows_i8_avx_vnni(const std::int8_t* q, const std::int8_t* x, std::size_
 void gemm_i8_avx_vnni(std::size_t kc, const std::int8_t* a, const std::int8_t* b, const std::int32_t* a_bias,
                       float* c, std::size_t ldc, bool accumulate) noexcept {
     // 6 query rows x 16 database rows: 12 ymm accumulators; per 4-byte step 2 loads of (flipped) B and
-    // 6 broadcasts of A feed 12 vpdpbusd.
-    constexpr std::size_t mr = kAvxVnniI8Mr;
-    __m256i lo[mr], hi[mr];
-#pragma GCC unroll 6
-    for (std::size_t i = 0; i < mr; ++i) lo[i] = hi[i] = _mm256_setzero_si256();
+    // 6 broadcasts of A feed 12 vpdpbusd. Named accumulators, not an array, so GCC keeps them in registers.
+    static_assert(kAvxVnniI8Mr == 6 && kAvxVnniI8Nr == 16, "micro-kernel geometry");
+#define SIMDEX_ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5)
+#define SIMDEX_ZERO(i) __m256i lo##i = _mm256_setzero_si256(), hi##i = _mm256_setzero_si256();
+#define SIMDEX_STEP(i)                                                                   \
+    {                                                                                    \
+        std::int32_t ai;                                                                 \
+        std::memcpy(&ai, a + 4 * (i), 4);                                                \
+        const __m256i av = _mm256_set1_epi32(ai);                                        \
+        lo##i = _mm256_dpbusd_avx_epi32(lo##i, b0, av);                                  \
+        hi##i = _mm256_dpbusd_avx_epi32(hi##i, b1, av);                                  \
+    }
+#define SIMDEX_STORE(i)                                                                  \
+    {                                                                                    \
+        const __m256i bias = _mm256_set1_epi32(a_bias[i]);                               \
+        float* row = c + (i) * ldc;                                                      \
+        __m256 l = _mm256_cvtepi32_ps(_mm256_sub_epi32(lo##i, bias));                    \
+        __m256 h = _mm256_cvtepi32_ps(_mm256_sub_epi32(hi##i, bias));                    \
+        if (accumulate) {                                                                \
+            l = _mm256_add_ps(l, _mm256_loadu_ps(row));                                  \
+            h = _mm256_add_ps(h, _mm256_loadu_ps(row + 8));                              \
+        }                                                                                \
+        _mm256_storeu_ps(row, l);                                                        \
+        _mm256_storeu_ps(row + 8, h);                                                    \
+    }
+    SIMDEX_ROWS(SIMDEX_ZERO)
     for (std::size_t k = 0; k < kc; k += 4) {
         const __m256i b0 = load32(b), b1 = load32(b + 32);
-#pragma GCC unroll 6
-        for (std::size_t i = 0; i < mr; ++i) {
-            std::int32_t ai;
-            std::memcpy(&ai, a + 4 * i, 4);
-            const __m256i av = _mm256_set1_epi32(ai);
-            lo[i] = _mm256_dpbusd_avx_epi32(lo[i], b0, av);
-            hi[i] = _mm256_dpbusd_avx_epi32(hi[i], b1, av);
-        }
-        a += 4 * mr;
+        SIMDEX_ROWS(SIMDEX_STEP)
+        a += 24;
         b += 64;
     }
-#pragma GCC unroll 6
-    for (std::size_t i = 0; i < mr; ++i) {
-        const __m256i bias = _mm256_set1_epi32(a_bias[i]);
-        float* row = c + i * ldc;
-        __m256 l = _mm256_cvtepi32_ps(_mm256_sub_epi32(lo[i], bias));
-        __m256 h = _mm256_cvtepi32_ps(_mm256_sub_epi32(hi[i], bias));
-        if (accumulate) {
-            l = _mm256_add_ps(l, _mm256_loadu_ps(row));
-            h = _mm256_add_ps(h, _mm256_loadu_ps(row + 8));
-        }
-        _mm256_storeu_ps(row, l);
-        _mm256_storeu_ps(row + 8, h);
-    }
+    // An empty asm that "changes" each accumulator: without it GCC 12 spills them inside the loop when the
+    // epilogue computes with them (seen with vpdpbusd); with it the loop keeps every one in a register.
+#define SIMDEX_KEEP(i) __asm__("" : "+v"(lo##i), "+v"(hi##i));
+    SIMDEX_ROWS(SIMDEX_KEEP)
+#undef SIMDEX_KEEP
+    SIMDEX_ROWS(SIMDEX_STORE)
+#undef SIMDEX_ROWS
+#undef SIMDEX_ZERO
+#undef SIMDEX_STEP
+#undef SIMDEX_STORE
 }
 
 }  // namespace simdex::kernels
