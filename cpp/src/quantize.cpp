@@ -25,47 +25,63 @@ inline float round_code(float v) noexcept {
 void Quantizer::train(const float* x, std::size_t n) {
     if (n == 0) throw std::invalid_argument("training needs at least one vector, got 0");
     const std::size_t m = std::min(n, kMaxTrainRows);
-    // The clip quantiles are order statistics of rank r from each end; r is small (at most 13), so one pass keeps
-    // the r + 1 smallest and largest values of every column in little heaps instead of sorting columns.
+    auto row_of = [&](std::size_t i) { return x + (m == n ? i : i * n / m) * dim_; };
+
+    // Pass 1, the clip quantiles: order statistics of rank r from each end. r is small (at most 13), so one pass
+    // keeps the r + 1 smallest and largest values of every column in little heaps instead of sorting columns.
     const std::size_t r = static_cast<std::size_t>(kClipQuantile * static_cast<double>(m - 1)), keep = r + 1;
     std::vector<float> low(dim_ * keep), high(dim_ * keep);  // per column: max-heap of the smallest, min-heap of the largest
-    std::vector<double> sum(dim_, 0.0), sum2(dim_, 0.0);
-    const float* first = x;  // moments are shifted by the first row, so a constant column sums to exactly 0
     for (std::size_t i = 0; i < m; ++i) {
-        const float* row = x + (m == n ? i : i * n / m) * dim_;
+        const float* row = row_of(i);
         for (std::size_t d = 0; d < dim_; ++d) {
             const float v = row[d];
-            const double t = static_cast<double>(v) - first[d];
-            sum[d] += t;
-            sum2[d] += t * t;
             float* lo = low.data() + d * keep;
             float* hi = high.data() + d * keep;
             if (i < keep) {
                 lo[i] = hi[i] = v;
                 std::push_heap(lo, lo + i + 1);
                 std::push_heap(hi, hi + i + 1, std::greater<float>());
-            } else {
-                if (v < lo[0]) {
-                    std::pop_heap(lo, lo + keep);
-                    lo[keep - 1] = v;
-                    std::push_heap(lo, lo + keep);
-                }
-                if (v > hi[0]) {
-                    std::pop_heap(hi, hi + keep, std::greater<float>());
-                    hi[keep - 1] = v;
-                    std::push_heap(hi, hi + keep, std::greater<float>());
-                }
+                continue;
+            }
+            if (v < lo[0]) {
+                std::pop_heap(lo, lo + keep);
+                lo[keep - 1] = v;
+                std::push_heap(lo, lo + keep);
+            }
+            if (v > hi[0]) {
+                std::pop_heap(hi, hi + keep, std::greater<float>());
+                hi[keep - 1] = v;
+                std::push_heap(hi, hi + keep, std::greater<float>());
             }
         }
     }
+    // The heap roots are the r-th smallest and largest values (r < m, so the heaps are full).
+    std::vector<float> qlo(dim_), qhi(dim_);
+    for (std::size_t d = 0; d < dim_; ++d) {
+        qlo[d] = low[d * keep];
+        qhi[d] = high[d * keep];
+    }
+
+    // Pass 2, mean and standard deviation of the values clipped to [qlo, qhi], so an outlier the quantiles cut
+    // off cannot inflate the spread. Shifted by the first row: a constant column sums to exactly 0.
+    std::vector<double> sum(dim_, 0.0), sum2(dim_, 0.0);
+    const float* first = row_of(0);
+    for (std::size_t i = 0; i < m; ++i) {
+        const float* row = row_of(i);
+        for (std::size_t d = 0; d < dim_; ++d) {
+            const double t = static_cast<double>(std::min(std::max(row[d], qlo[d]), qhi[d])) - first[d];
+            sum[d] += t;
+            sum2[d] += t * t;
+        }
+    }
+
     std::vector<float> offset(dim_), scale(dim_);
     for (std::size_t d = 0; d < dim_; ++d) {
         const double shifted_mean = sum[d] / static_cast<double>(m);
         const double sd = std::sqrt(std::max(0.0, sum2[d] / static_cast<double>(m) - shifted_mean * shifted_mean));
         const double mean = shifted_mean + first[d];
-        // The heap roots: the r-th smallest and r-th largest values (r < m, so the heaps are full).
-        const double lo = std::min(static_cast<double>(low[d * keep]), mean - kMinSigmas * sd);
-        const double hi = std::max(static_cast<double>(high[d * keep]), mean + kMinSigmas * sd);
+        const double lo = std::min(static_cast<double>(qlo[d]), mean - kMinSigmas * sd);
+        const double hi = std::max(static_cast<double>(qhi[d]), mean + kMinSigmas * sd);
         const double range = hi - lo, magnitude = std::max(std::fabs(lo), std::fabs(hi));
         if (!(range > 1e-7 * magnitude) || range <= 0) {
             offset[d] = static_cast<float>(mean);

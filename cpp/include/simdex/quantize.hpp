@@ -31,9 +31,10 @@ class Quantizer {
     const std::vector<float>& offset() const noexcept { return offset_; }
     const std::vector<float>& scale() const noexcept { return scale_; }  // 0 on a dimension with no range
 
-    // Learns the ranges from n >= 1 rows (finite values; the caller checks). Per dimension: the kClipQuantile
-    // and 1 - kClipQuantile quantiles, widened to at least mean +- kMinSigmas * std; a range that is zero (or
-    // below 1e-7 of the largest magnitude, float noise) gets step 0 and offset = the mean: its codes are all 0.
+    // Learns the ranges from n >= 1 rows (finite values; the caller checks; at most 131072 rows, evenly spaced,
+    // are read). Per dimension: the kClipQuantile and 1 - kClipQuantile quantiles, widened to at least
+    // mean +- kMinSigmas * std (both of the values clipped to those quantiles); a range that is zero (or below
+    // 1e-7 of the largest magnitude, float noise) gets step 0 and offset = the mean: its codes are all 0.
     void train(const float* x, std::size_t n);
     // Restores a stored calibration; std::invalid_argument if an offset is not finite or a step is negative
     // or not finite.
