@@ -541,14 +541,59 @@ def test_dim_beyond_the_exact_int8_range_is_refused():
         simdex.Index(200_000, dtype="int8")
 
 
-def test_damaged_calibration_in_a_file_is_refused(rng, tmp_path):
-    index = simdex.Index(4, dtype="int8", metric="ip")
+def _int8_file(rng, keep_originals=False):
+    import sdxfile
+
+    index = simdex.Index(4, dtype="int8", metric="ip", keep_originals=keep_originals)
     index.add(rng.standard_normal((1200, 4)))
-    blob = bytearray(index._core.to_bytes())
-    step0 = index.calibration[1][0].tobytes()
-    at = blob.find(index.calibration.tobytes())
-    assert at > 0
-    blob[at + 16 : at + 20] = np.float32(-1).tobytes()  # a negative step
-    with pytest.raises(simdex.FormatError):
-        simdex.load_bytes(bytes(blob))  # caught by the section checksum first
-    assert step0
+    return sdxfile, sdxfile.parse(index._core.to_bytes())
+
+
+def test_int8_file_sections(rng):
+    sdx, f = _int8_file(rng)
+    names = [s.name for s in f.sections]
+    assert {"index", "ids", "int8.offset", "int8.step", "codes.i8"} <= set(names) and "vectors.f32" not in names
+    assert f.get("codes.i8").dtype == sdx.I8 and (f.get("codes.i8").rows, f.get("codes.i8").cols) == (1200, 4)
+    assert all(f.get(n).flags & sdx.REQUIRED for n in ("int8.offset", "int8.step", "codes.i8"))
+    dim, count, next_id, metric, flags, _ = sdx.INDEX_HEADER.unpack(f.get("index").data)
+    assert flags == 1  # int8, no originals
+    _, kept = _int8_file(rng, keep_originals=True)
+    assert sdx.INDEX_HEADER.unpack(kept.get("index").data)[4] == 3 and kept.get("vectors.f32").rows == 1200
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        ("negative step", "step of dimension 2 must be finite and >= 0"),
+        ("nan offset", "offset of dimension 1 is not finite"),
+        ("code -128", "code -128 at row 7"),
+        ("no calibration", "needs its calibration"),
+        ("originals flag on float32", "flag 'originals' is set on a float32 index"),
+        ("unknown flag", "unknown index flags 5"),
+    ],
+)
+def test_damaged_int8_files_are_refused(damage, message, rng):
+    sdx, f = _int8_file(rng)
+    sections = f.sections
+    head = list(sdx.INDEX_HEADER.unpack(f.get("index").data))
+    if damage == "negative step":
+        step = np.frombuffer(f.get("int8.step").data, np.float32).copy()
+        step[2] = -1
+        f.get("int8.step").data = step.tobytes()
+    elif damage == "nan offset":
+        off = np.frombuffer(f.get("int8.offset").data, np.float32).copy()
+        off[1] = np.nan
+        f.get("int8.offset").data = off.tobytes()
+    elif damage == "code -128":
+        codes = np.frombuffer(f.get("codes.i8").data, np.int8).copy()
+        codes[7 * 4 + 1] = -128
+        f.get("codes.i8").data = codes.tobytes()
+    elif damage == "no calibration":
+        sections = [s for s in sections if not s.name.startswith("int8.")]
+    elif damage == "originals flag on float32":
+        head[4] = 2
+    elif damage == "unknown flag":
+        head[4] = 5
+    f.get("index").data = sdx.INDEX_HEADER.pack(*head)
+    with pytest.raises(simdex.FormatError, match=message):
+        simdex.load_bytes(sdx.build(sections))

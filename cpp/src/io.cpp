@@ -19,9 +19,10 @@ constexpr const char* kIndexSection = "index";
 constexpr const char* kIdsSection = "ids";
 constexpr const char* kVectorsSection = "vectors.f32";
 constexpr const char* kMetadataSection = "metadata";
-// int8 indexes (docs/int8.md): the calibration (offset row, step row), the codes, and "vectors.f32" only when the
-// index keeps the original rows.
-constexpr const char* kCalibSection = "int8.calib";
+// int8 indexes (docs/int8.md): the calibration (per-dimension offsets and steps, absent until calibrated), the
+// codes, and "vectors.f32" only when the index keeps the original rows.
+constexpr const char* kOffsetSection = "int8.offset";
+constexpr const char* kStepSection = "int8.step";
 constexpr const char* kCodesSection = "codes.i8";
 
 // "index" section flags. A reader that does not know a bit refuses the file.
@@ -89,9 +90,8 @@ format::Writer FlatIndex::writer_unlocked() const {
     if (has_floats()) w.add(kVectorsSection, DType::f32, ids_.size(), dim_, rows_unlocked(), true);
     if (dtype_ == Dtype::int8) {
         if (quant_.trained()) {
-            std::vector<float> calib(quant_.offset());
-            calib.insert(calib.end(), quant_.scale().begin(), quant_.scale().end());
-            w.add_copy(kCalibSection, calib.data(), calib.size() * sizeof(float), true);
+            w.add(kOffsetSection, DType::f32, 1, dim_, quant_.offset().data(), true);
+            w.add(kStepSection, DType::f32, 1, dim_, quant_.scale().data(), true);
         }
         w.add(kCodesSection, DType::i8, ids_.size(), dim_, codes_unlocked(), true);
     }
@@ -119,7 +119,8 @@ FlatIndex FlatIndex::load_bytes(const void* data, std::size_t size) {
 
 FlatIndex FlatIndex::from_blob(format::BlobPtr blob) {
     format::ReadOptions options;
-    options.known = {kIndexSection, kIdsSection, kVectorsSection, kMetadataSection, kCalibSection, kCodesSection};
+    options.known = {kIndexSection, kIdsSection, kVectorsSection, kMetadataSection, kOffsetSection, kStepSection,
+                       kCodesSection};
     // Checking the vectors of a mapped file would read all of it; their sizes and bounds are still checked,
     // and a damaged float or code can change scores but never memory safety.
     if (blob->mapped()) options.unverified = {kVectorsSection, kCodesSection};
@@ -140,25 +141,24 @@ FlatIndex FlatIndex::from_blob(format::BlobPtr blob) {
     const format::SectionView& ids = r.get(kIdsSection, DType::i64, h.count, 1);
     const format::SectionView* vectors = floats ? &r.get(kVectorsSection, DType::f32, h.count, h.dim) : nullptr;
     if (!floats && r.find(kVectorsSection)) r.fail("section 'vectors.f32' in an int8 index without the originals flag");
-    if (dtype == Dtype::float32 && (r.find(kCodesSection) || r.find(kCalibSection)))
+    if (dtype == Dtype::float32 && (r.find(kCodesSection) || r.find(kOffsetSection) || r.find(kStepSection)))
         r.fail("int8 sections in a float32 index");
 
     FlatIndex index(static_cast<std::size_t>(h.dim), h.metric == 0 ? Metric::cosine : Metric::ip, dtype,
                     dtype == Dtype::int8 && floats);
     if (dtype == Dtype::int8) {
         const format::SectionView& codes = r.get(kCodesSection, DType::i8, h.count, h.dim);
-        if (const format::SectionView* calib = r.find(kCalibSection)) {
-            if (calib->dtype != DType::bytes || calib->length != 2 * h.dim * sizeof(float))
-                r.fail("section 'int8.calib' must hold 2 x " + std::to_string(h.dim) + " float32 values");
-            std::vector<float> c(2 * h.dim);
-            std::memcpy(c.data(), calib->data, c.size() * sizeof(float));
+        if (r.find(kOffsetSection) || r.find(kStepSection)) {
+            std::vector<float> offset(h.dim), step(h.dim);
+            std::memcpy(offset.data(), r.get(kOffsetSection, DType::f32, 1, h.dim).data, h.dim * sizeof(float));
+            std::memcpy(step.data(), r.get(kStepSection, DType::f32, 1, h.dim).data, h.dim * sizeof(float));
             try {
-                index.quant_.set(c.data(), c.data() + h.dim);
+                index.quant_.set(offset.data(), step.data());
             } catch (const std::invalid_argument& e) {
                 r.fail(e.what());
             }
         } else if (h.count > 0) {
-            r.fail("an int8 index with vectors needs its 'int8.calib' section");
+            r.fail("an int8 index with vectors needs its calibration ('int8.offset', 'int8.step')");
         }
         if (codes.verified) {
             // -128 never comes out of the encoder; the kernels' exactness assumes codes in [-127, 127].
