@@ -194,11 +194,23 @@ def test_training_range_covers_the_sample_and_clips_outliers(rng):
     assert index.codes([3])[0, 3] == 127  # clipped to the top code
 
 
-def test_small_sample_is_widened_to_four_sigmas(rng):
-    x = rng.standard_normal((10, 4)).astype(np.float32)
+@pytest.mark.parametrize("m", [10, 200, 2000])
+def test_small_samples_are_widened_beyond_their_own_range(m, rng):
+    x = rng.standard_normal((m, 4)).astype(np.float32)
     index = quiet_index(4, train=x)
     offset, step = index.calibration
-    assert np.all(127 * step >= 4 * x.std(axis=0) * 0.999)
+    widen = 4.5 - np.sqrt(2 * np.log(m))  # the shortfall of a small sample's extremes, in standard deviations
+    lo, hi = offset - 127 * step, offset + 127 * step
+    srt = np.sort(x, axis=0)
+    sd = np.clip(x, srt[1], srt[-2]).std(axis=0)  # winsorized at the second most extreme values
+    assert np.all(lo <= x.min(axis=0) - 0.99 * widen * sd) and np.all(hi >= x.max(axis=0) + 0.99 * widen * sd)
+
+
+def test_large_samples_use_their_range(rng):
+    x = rng.standard_normal((131072, 3)).astype(np.float32)
+    offset, step = quiet_index(3, train=x).calibration
+    np.testing.assert_allclose(offset - 127 * step, x.min(axis=0), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(offset + 127 * step, x.max(axis=0), rtol=1e-5, atol=1e-5)
 
 
 def test_rounds_to_nearest_instead_of_truncating():

@@ -27,14 +27,20 @@ void Quantizer::train(const float* x, std::size_t n) {
     const std::size_t m = std::min(n, kMaxTrainRows);
     auto row_of = [&](std::size_t i) { return x + (m == n ? i : i * n / m) * dim_; };
 
-    // Pass 1, the clip quantiles: order statistics of rank r from each end. r is small (at most 13), so one pass
-    // keeps the r + 1 smallest and largest values of every column in little heaps instead of sorting columns.
-    const std::size_t r = static_cast<std::size_t>(kClipQuantile * static_cast<double>(m - 1)), keep = r + 1;
+    // Pass 1, the minimum and maximum, and the order statistics of rank r from each end (the kClipQuantile
+    // quantiles, at least the second most extreme values). r is small (at most 13), so one pass keeps the r + 1
+    // smallest and largest values of every column in little heaps instead of sorting columns.
+    std::size_t r = static_cast<std::size_t>(kClipQuantile * static_cast<double>(m - 1));
+    if (r == 0 && m >= 3) r = 1;
+    const std::size_t keep = r + 1;
+    std::vector<float> vmin(x, x + dim_), vmax(x, x + dim_);
     std::vector<float> low(dim_ * keep), high(dim_ * keep);  // per column: max-heap of the smallest, min-heap of the largest
     for (std::size_t i = 0; i < m; ++i) {
         const float* row = row_of(i);
         for (std::size_t d = 0; d < dim_; ++d) {
             const float v = row[d];
+            vmin[d] = std::min(vmin[d], v);
+            vmax[d] = std::max(vmax[d], v);
             float* lo = low.data() + d * keep;
             float* hi = high.data() + d * keep;
             if (i < keep) {
@@ -62,8 +68,8 @@ void Quantizer::train(const float* x, std::size_t n) {
         qhi[d] = high[d * keep];
     }
 
-    // Pass 2, mean and standard deviation of the values clipped to [qlo, qhi], so an outlier the quantiles cut
-    // off cannot inflate the spread. Shifted by the first row: a constant column sums to exactly 0.
+    // Pass 2, mean and standard deviation of the values clipped to [qlo, qhi] (winsorized), so a few outliers
+    // cannot inflate the spread. Shifted by the first row: a constant column sums to exactly 0.
     std::vector<double> sum(dim_, 0.0), sum2(dim_, 0.0);
     const float* first = row_of(0);
     for (std::size_t i = 0; i < m; ++i) {
@@ -75,13 +81,17 @@ void Quantizer::train(const float* x, std::size_t n) {
         }
     }
 
+    // A sample of m normal values reaches about sqrt(2 ln m) sigmas; a population of millions about kTailSigmas.
+    // The difference is how far a small sample's range falls short, so it is added on both sides.
+    const double widen = std::max(0.0, kTailSigmas - std::sqrt(2.0 * std::log(static_cast<double>(m))));
     std::vector<float> offset(dim_), scale(dim_);
     for (std::size_t d = 0; d < dim_; ++d) {
         const double shifted_mean = sum[d] / static_cast<double>(m);
         const double sd = std::sqrt(std::max(0.0, sum2[d] / static_cast<double>(m) - shifted_mean * shifted_mean));
         const double mean = shifted_mean + first[d];
-        const double lo = std::min(static_cast<double>(qlo[d]), mean - kMinSigmas * sd);
-        const double hi = std::max(static_cast<double>(qhi[d]), mean + kMinSigmas * sd);
+        // The sample's range, outliers beyond kOutlierSigmas clipped, widened on small samples.
+        const double lo = std::max(static_cast<double>(vmin[d]), mean - kOutlierSigmas * sd) - widen * sd;
+        const double hi = std::min(static_cast<double>(vmax[d]), mean + kOutlierSigmas * sd) + widen * sd;
         const double range = hi - lo, magnitude = std::max(std::fabs(lo), std::fabs(hi));
         if (!(range > 1e-7 * magnitude) || range <= 0) {
             offset[d] = static_cast<float>(mean);

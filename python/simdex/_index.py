@@ -149,9 +149,10 @@ class Index:
     def train(self, vectors: Any) -> None:
         """Learns the int8 calibration from a representative sample (normalized first under cosine).
 
-        Each dimension's range is its 0.01% and 99.99% quantiles, widened to at least mean +- 4 standard
-        deviations; values outside are clipped. The calibration is then fixed and saved with the index.
-        Without ``train``, the first :meth:`add` calibrates on its own vectors.
+        Each dimension's range is the sample's minimum..maximum, with outliers beyond 8 (robust) standard
+        deviations from the mean clipped, and widened a little when the sample is small (its extremes fall short
+        of a large collection's); values outside the range are clipped to it. The calibration is then fixed
+        and saved with the index. Without ``train``, the first :meth:`add` calibrates on its own vectors.
 
         Args:
             vectors: float array (n, dim) or (dim,); thousands of vectors or more give stable ranges.

@@ -18,11 +18,15 @@ namespace simdex {
 
 class Quantizer {
   public:
-    // Fraction of the training values clipped at each end of a dimension's range (when the sample is large
-    // enough to have that many), and the minimum half-width of a range in standard deviations (so a small
-    // sample does not clip the values it happened not to contain).
+    // Calibration rule (docs/int8.md), per dimension over the training sample: the range is the sample's
+    // minimum..maximum, clipped to mean +- kOutlierSigmas * sd where mean and sd are those of the values
+    // winsorized at the kClipQuantile quantiles (at least at the second most extreme values), so a few wild
+    // values neither stretch the range nor inflate sd; a sample of m rows is then widened on each side by
+    // max(0, kTailSigmas - sqrt(2 ln m)) * sd, how far the extremes of a small sample fall short of a large
+    // population's.
     static constexpr double kClipQuantile = 1e-4;
-    static constexpr double kMinSigmas = 4.0;
+    static constexpr double kOutlierSigmas = 8.0;
+    static constexpr double kTailSigmas = 4.5;
 
     explicit Quantizer(std::size_t dim = 0) : dim_(dim) {}
 
@@ -32,9 +36,8 @@ class Quantizer {
     const std::vector<float>& scale() const noexcept { return scale_; }  // 0 on a dimension with no range
 
     // Learns the ranges from n >= 1 rows (finite values; the caller checks; at most 131072 rows, evenly spaced,
-    // are read). Per dimension: the kClipQuantile and 1 - kClipQuantile quantiles, widened to at least
-    // mean +- kMinSigmas * std (both of the values clipped to those quantiles); a range that is zero (or below
-    // 1e-7 of the largest magnitude, float noise) gets step 0 and offset = the mean: its codes are all 0.
+    // are read) by the rule above. offset = the middle of the range, step = range / 254; a range that is zero
+    // (or below 1e-7 of the largest magnitude, float noise) gets step 0 and offset = the mean: codes 0 there.
     void train(const float* x, std::size_t n);
     // Restores a stored calibration; std::invalid_argument if an offset is not finite or a step is negative
     // or not finite.
