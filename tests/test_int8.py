@@ -299,6 +299,21 @@ def test_search_matches_numpy_reference(isa, nq, rng):
     np.testing.assert_allclose(got_s, ref_s, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("isa", ISAS)
+def test_single_queries_and_batches_agree(isa, rng):
+    x = clustered(rng, 4000, 64)
+    index = quiet_index(64, metric="cosine")
+    index.add(x)
+    q = x[:25] + 0.02 * rng.standard_normal((25, 64)).astype(np.float32)
+    with simdex.simd_override(isa):
+        batch = index.search(q, 10)
+        single = [index.search(row, 10) for row in q]
+    np.testing.assert_array_equal(batch.ids, np.vstack([s.ids for s in single]))
+    np.testing.assert_array_equal(batch.scores, np.vstack([s.scores for s in single]))
+    with simdex.simd_override("scalar"):
+        np.testing.assert_array_equal(index.search(q, 10).ids, batch.ids)  # every level ranks the same integers
+
+
 @pytest.mark.parametrize("nq", [1, 13])
 def test_filter_and_remove_match_numpy_reference(nq, rng):
     n, dim, k = 3001, 40, 7
