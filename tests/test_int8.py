@@ -624,3 +624,19 @@ def test_damaged_int8_files_are_refused(damage, message, rng):
     f.get("index").data = sdx.INDEX_HEADER.pack(*head)
     with pytest.raises(simdex.FormatError, match=message):
         simdex.load_bytes(sdx.build(sections))
+
+
+def test_huge_rescore_factor_is_bounded_by_the_index_size(rng):
+    x = clustered(rng, 1500, 8)
+    index = quiet_index(8, metric="ip", keep_originals=True)
+    index.add(x)
+    got = index.search(x[:2], 5, rescore=10**12)  # k * R candidates would not fit in memory; n of them do
+    exact = simdex.Index(8, "ip")
+    exact.add(x)
+    np.testing.assert_array_equal(got.ids, exact.search(x[:2], 5).ids)
+
+
+def test_empty_add_does_not_calibrate():
+    index = simdex.Index(8, dtype="int8")
+    index._core.add(np.zeros((0, 8), np.float32), None)  # the Python layer refuses empty arrays; the core must cope
+    assert not index.is_trained and len(index) == 0

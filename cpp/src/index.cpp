@@ -273,6 +273,7 @@ std::int64_t FlatIndex::add(const float* x, std::size_t n, const std::int64_t* i
 }
 
 void FlatIndex::add_i8_unlocked(const float* x, std::size_t n) {
+    if (n == 0) return;  // nothing to calibrate on, nothing to store
     const std::size_t old = ids_.size();
     FloatBuffer tmp;
     if (metric_ == Metric::cosine) {
@@ -407,7 +408,7 @@ void FlatIndex::search_i8(const KernelTable& kt, const float* queries, std::size
 
     // The scan ranks by the exact integer dot products; min_score applies to final scores below.
     SearchParams sp = p;
-    sp.k = p.rescore ? p.k * p.rescore : p.k;
+    sp.k = p.rescore ? std::min(p.k * p.rescore, std::max(p.k, ids_.size())) : p.k;  // no more candidates than rows
     sp.min_score = kNone;
     sp.rescore = 0;
     std::vector<float> dots(nq * sp.k);

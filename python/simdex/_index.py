@@ -212,7 +212,8 @@ class Index:
         return int(self._core.remove(as_ids(ids, "ids")))
 
     def reset(self) -> None:
-        """Removes every vector; ids start again from 0. ValueError on a memory-mapped index."""
+        """Removes every vector; ids start again from 0 (an int8 index keeps its calibration). ValueError on a
+        memory-mapped index."""
         self._core.reset()
 
     def reconstruct(self, ids: Any) -> np.ndarray:
