@@ -151,7 +151,8 @@ def measure_speed(n: int, d: int, rounds: int) -> dict:
 
 
 def run_worker(args: list) -> dict:
-    res = subprocess.run([sys.executable, __file__, "--worker", *map(str, args)], capture_output=True, text=True)
+    res = subprocess.run([sys.executable, __file__, "--worker", *map(str, args)], capture_output=True, text=True,
+                         check=False)
     if res.returncode != 0:
         return {"error": res.stderr.strip().splitlines()[-1] if res.stderr else f"exit {res.returncode}"}
     return json.loads(res.stdout.strip().splitlines()[-1])
@@ -259,14 +260,14 @@ def _run(benchmark, name, fn, rounds):
 
 @pytest.mark.parametrize("dtype", ["int8", "float32"])
 def test_single_query(benchmark, speed_data, dtype):
-    x, q, i8, f32 = speed_data
+    _, q, i8, f32 = speed_data
     index = i8 if dtype == "int8" else f32
     _run(benchmark, f"single {dtype}", lambda: index.search(q[7], K), rounds=25)
 
 
 @pytest.mark.parametrize("dtype", ["int8", "float32"])
 def test_batch(benchmark, speed_data, dtype):
-    x, q, i8, f32 = speed_data
+    _, q, i8, f32 = speed_data
     index = i8 if dtype == "int8" else f32
     _run(benchmark, f"batch {dtype}", lambda: index.search(q, K), rounds=3)
 

@@ -7,10 +7,9 @@ import warnings
 
 import numpy as np
 import pytest
+import simdex
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-import simdex
 from simdex import _core
 
 SIZES = [1, 2, 3, 4, 5, 7, 8, 15, 16, 17, 31, 33, 64, 97, 384, 768, 1023]
@@ -274,7 +273,7 @@ def test_single_query_is_not_all_zeros(rng):
     index.add(x)
     u, t, _ = ref_encode_queries(x[:1] / np.linalg.norm(x[:1]), index.calibration)
     assert t[0] > 0 and np.abs(u).max() == 127
-    s, i = index.search(x[0], 1)
+    _, i = index.search(x[0], 1)
     assert i[0, 0] == 0
 
 
@@ -326,6 +325,7 @@ def test_filter_and_remove_match_numpy_reference(nq, rng):
         got_s, got_i = index.search(q, k, filter=allow)
         ref_s, ref_i = ref_search(index, codes, ids, q, k, allow=allow)
         np.testing.assert_array_equal(got_i, ref_i)
+        np.testing.assert_allclose(got_s, ref_s, rtol=1e-5, atol=1e-5)
     gone = rng.choice(ids, 1000, replace=False)
     assert index.remove(gone) == 1000
     left = np.setdiff1d(ids, gone)
@@ -333,6 +333,7 @@ def test_filter_and_remove_match_numpy_reference(nq, rng):
     got_s, got_i = index.search(q, k)
     ref_s, ref_i = ref_search(index, codes[left], left, q, k)
     np.testing.assert_array_equal(got_i, ref_i)
+    np.testing.assert_allclose(got_s, ref_s, rtol=1e-5, atol=1e-5)
     np.testing.assert_array_equal(index.codes(left[:5]), codes[left[:5]])
 
 
@@ -405,7 +406,7 @@ def test_empty_and_untrained_searches_are_padded():
     s, i = index.search(np.ones(8), 3)
     assert i.tolist() == [[-1, -1, -1]] and np.all(np.isneginf(s))
     with pytest.raises(ValueError, match="not calibrated"):
-        index.calibration
+        _ = index.calibration
 
 
 def test_memory_is_one_byte_per_dimension(rng):
@@ -515,7 +516,7 @@ def test_bad_arguments_say_what_was_expected():
     with pytest.raises(ValueError, match="needs no training"):
         f32.train(np.ones((2, 8)))
     with pytest.raises(ValueError, match="no int8 calibration"):
-        f32.calibration
+        _ = f32.calibration
     with pytest.raises(ValueError, match="stores no int8 codes"):
         f32.codes([0])
 
@@ -582,7 +583,7 @@ def test_int8_file_sections(rng):
     assert {"index", "ids", "int8.offset", "int8.step", "codes.i8"} <= set(names) and "vectors.f32" not in names
     assert f.get("codes.i8").dtype == sdx.I8 and (f.get("codes.i8").rows, f.get("codes.i8").cols) == (1200, 4)
     assert all(f.get(n).flags & sdx.REQUIRED for n in ("int8.offset", "int8.step", "codes.i8"))
-    dim, count, next_id, metric, flags, _ = sdx.INDEX_HEADER.unpack(f.get("index").data)
+    flags = sdx.INDEX_HEADER.unpack(f.get("index").data)[4]
     assert flags == 1  # int8, no originals
     _, kept = _int8_file(rng, keep_originals=True)
     assert sdx.INDEX_HEADER.unpack(kept.get("index").data)[4] == 3 and kept.get("vectors.f32").rows == 1200

@@ -276,7 +276,7 @@ class Index:
 
 
 def _as_dtype(dtype: Any) -> str:
-    if isinstance(dtype, type) or isinstance(dtype, np.dtype):
+    if isinstance(dtype, (type, np.dtype)):
         try:
             dtype = np.dtype(dtype).name  # np.float32 / np.int8 are accepted too
         except TypeError:
