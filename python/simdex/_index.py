@@ -247,7 +247,8 @@ class Index:
             TypeError: non-floating vectors.
         """
         if self._transform is None and self.dtype != "int8":
-            raise ValueError("train: a float32 index without a transform needs no training")
+            raise ValueError("train: this float32 index has no transform, so it needs no training (pass "
+                             "transform=simdex.PCA(...) or dtype='int8')")
         x = as_matrix(sample, self.dim, "sample")
         if self._transform is not None:
             with self._train_lock:
