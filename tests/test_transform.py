@@ -439,3 +439,24 @@ def test_renormalized_and_scaled_scores(rng):
     reduced = rp.transform(x).astype(np.float64)
     ref = reduced[:3] @ reduced.T * (32 / 8)  # orthogonal rows shrink inner products by out_dim / dim
     np.testing.assert_allclose(got.scores, np.take_along_axis(ref, got.ids, axis=1), rtol=1e-4)
+
+
+def test_reduction_report(rng):
+    x = low_rank(rng, 400, 32, 6)
+    q = low_rank(rng, 15, 32, 6)
+    kinds = ["pca", "rp", lambda d: simdex.PCA(d)]
+    report = simdex.reduction_report(x, q, dims=[16, 6, 64], kinds=kinds, repeats=1)
+    rows = [(r["kind"], r["dim"]) for r in report.rows]
+    want = [("full", 32), ("pca", 16), ("pca", 6), ("rp", 16), ("rp", 6), ("<lambda>", 16), ("<lambda>", 6)]
+    assert rows == want
+    assert report.rows[0]["recall@k"] == 1.0
+    pca6 = report.rows[2]
+    assert pca6["recall@k"] > 0.95  # the data has rank 6: PCA(6) loses nothing
+    assert pca6["bytes/vec"] < report.rows[0]["bytes/vec"] and pca6["qps"] > 0
+    table = report.table()
+    assert "recall@10" in table and table.count("\n") == len(report.rows) + 1
+    assert '"rows"' in report.to_json()
+    with pytest.raises(ValueError, match="kinds: expected names from"):
+        simdex.reduction_report(x, q, kinds=["svd"])
+    with pytest.raises(ValueError, match="same column count"):
+        simdex.reduction_report(x, q[:, :8])
