@@ -23,6 +23,9 @@ __all__ = [
     "IndexFlatCosine",
     "IndexFlatIP",
     "SearchResult",
+    "ShardError",
+    "ShardedIndex",
+    "distributed_ingest",
     "get_num_threads",
     "load",
     "load_bytes",
@@ -32,6 +35,25 @@ __all__ = [
     "simd_override",
     "write_index",
 ]
+
+
+# Loaded on first use: the sharding layer's optional backend (Ray) must never load with `import simdex`.
+_LAZY = {
+    "ShardedIndex": ("sharded", "ShardedIndex"),
+    "ShardError": ("sharded", "ShardError"),
+    "distributed_ingest": ("distributed", "distributed_ingest"),
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        from importlib import import_module
+
+        module, attr = _LAZY[name]
+        value = getattr(import_module(f".{module}", __name__), attr)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'simdex' has no attribute {name!r}")
 
 
 def simd_info() -> dict:
