@@ -27,6 +27,7 @@ and `simdex.distributed_ingest` write it and `ShardedIndex.open` reads it.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 import uuid
@@ -43,6 +44,8 @@ MANIFEST_FORMAT = "simdex-sharded"
 MANIFEST_VERSION = 1
 ROUTING = "splitmix64"
 BACKENDS = ("threads", "ray")
+
+log = logging.getLogger(__name__)
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -140,6 +143,10 @@ class _ShardWorker:
             if kind == "index":
                 self.index = value
             elif kind == "bytes":
+                if not isinstance(value, (bytes, bytearray, memoryview)):
+                    import ray  # an ObjectRef nested in the source tuple: Ray resolves only top-level args
+
+                    value = ray.get(value)
                 self.index = load_bytes(value)
             else:
                 self.index = load(value, mmap=self.mmap)
@@ -159,6 +166,9 @@ class _ShardWorker:
         if e is None:
             return None
         return (type(e).__name__, getattr(e, "errno", None), str(e))
+
+    def ping(self) -> str:
+        return self.epoch
 
     def info(self) -> Dict[str, Any]:
         index = self._ready()
@@ -314,6 +324,7 @@ class ShardedIndex:
         max_workers: threads backend: shards searched at once (default: all).
         check_ids: check at open that no id is in two shards (reads every id once; turn off for huge
             indexes you know are disjoint).
+        restart_timeout: Ray backend: seconds to wait for a failed shard actor to come back before the retry.
 
     Raises:
         FileNotFoundError, PermissionError, OSError: a shard file cannot be read; the message names the shard.
@@ -334,7 +345,7 @@ class ShardedIndex:
 
     def __init__(self, shards: Union[PathLike, Sequence[Union[PathLike, Index]]], backend: str = "threads", *,
                  mmap: bool = False, threads_per_shard: Optional[int] = None, actor_options: Optional[dict] = None,
-                 max_workers: Optional[int] = None, check_ids: bool = True) -> None:
+                 max_workers: Optional[int] = None, check_ids: bool = True, restart_timeout: float = 120.0) -> None:
         if backend not in BACKENDS:
             raise ValueError(f"backend: expected one of {BACKENDS}, got {backend!r}")
         manifest = None
@@ -356,6 +367,7 @@ class ShardedIndex:
             else:
                 raise TypeError(f"shards[{i}]: expected a path or a simdex.Index, got {type(s).__name__}")
         self._sources = sources
+        self._restart_timeout = float(restart_timeout)
         self._lock = threading.Lock()
         self._closed = False
         if backend == "threads":
@@ -444,18 +456,32 @@ class ShardedIndex:
         return [self._ray_result(i, ref, method, args) for i, ref in zip(shards, refs)]
 
     def _ray_result(self, i: int, ref: Any, method: str, args: Callable[[int], tuple]) -> Any:
+        """Waits for one shard's reply; retries once after an actor failure, and re-points a restarted actor."""
         ray = self._backend.ray
-        from ray.exceptions import RayActorError
+        from ray.exceptions import RayActorError, RayTaskError
 
-        last: Optional[BaseException] = None
-        for attempt in range(2):
-            if attempt:
-                ref = self._backend.submit(i, method, args(i))
+        failure: Optional[BaseException] = None
+        reloaded = False
+        while True:
             try:
                 reply = ray.get(ref)
-            except RayActorError as e:  # the actor died or was unreachable: it restarts, so try once more
-                last = e
+            except RayActorError as e:  # the actor died or is restarting (max_restarts=-1): try once more
+                if failure is not None:
+                    raise ShardError(f"shard {i} ({self._name(i)}) failed during {method}() and again when retried "
+                                     f"on the restarted actor: {e}", i, self._name(i)) from e
+                log.warning("shard %d (%s): %s() hit a dead actor (%s); retrying once on the restarted actor",
+                            i, self._name(i), method, type(e).__name__)
+                failure = e
+                self._wait_restarted(i, e)
+                ref = self._backend.submit(i, method, args(i))
                 continue
+            except RayTaskError as e:
+                # The method itself raised (bad input, a shard that cannot be loaded): give the caller the
+                # original exception, whose message is ours, without Ray's remote-traceback wrapper.
+                cause = getattr(e, "cause", None)
+                if isinstance(cause, Exception):
+                    raise cause from None
+                raise
             epoch = reply if isinstance(reply, str) else reply[0]
             if epoch != self._epochs[i]:
                 if self._dirty[i]:
@@ -463,21 +489,51 @@ class ShardedIndex:
                         f"shard {i} ({self._name(i)}) restarted and lost the {self._dirty[i]} change(s) (vectors "
                         "added or removed) made since the last save; answering without them would be wrong. "
                         "Save more often, and re-open the ShardedIndex from the saved files.", i, self._name(i))
-                if self._sources[i] != self._backend.created[i]:
-                    # The restarted actor loaded the file it was created with; the shard has been saved elsewhere
-                    # since. Point it at the current file and redo the call there.
-                    try:
-                        self._epochs[i] = ray.get(self._backend.actors[i].reload.remote(self._sources[i]))
-                    except RayActorError as e:
-                        last = e
-                        continue
-                    self._backend.created[i] = self._sources[i]
-                    last = None
+                if self._sources[i] != self._backend.created[i] and not reloaded:
+                    # The restarted actor loaded the file it was created with, but the shard has been saved
+                    # elsewhere since: point it at the current file and redo the call there.
+                    reloaded = True
+                    self._epochs[i] = self._reload(i)
+                    ref = self._backend.submit(i, method, args(i))
                     continue
                 self._epochs[i] = epoch
             return _payload(reply)
-        raise ShardError(f"shard {i} ({self._name(i)}) failed during {method}() and again when retried on the "
-                         f"restarted actor: {last}", i, self._name(i)) from last
+
+    def _reload(self, i: int) -> str:
+        from ray.exceptions import RayTaskError
+
+        try:
+            epoch = self._backend.ray.get(self._backend.actors[i].reload.remote(self._sources[i]))
+        except RayTaskError as e:
+            cause = getattr(e, "cause", None)
+            raise (cause if isinstance(cause, Exception) else e) from None
+        self._backend.created[i] = self._sources[i]
+        return epoch
+
+    def _wait_restarted(self, i: int, error: BaseException) -> None:
+        """Waits until shard i's actor answers again (it is restarting), up to `restart_timeout` seconds."""
+        import time
+
+        from ray.exceptions import ActorDiedError, ActorUnavailableError, GetTimeoutError
+
+        ray = self._backend.ray
+        deadline = time.monotonic() + self._restart_timeout
+        pause = 0.05
+        while True:
+            try:
+                ray.get(self._backend.actors[i].ping.remote(), timeout=max(0.1, deadline - time.monotonic()))
+                return
+            except (ActorUnavailableError, GetTimeoutError):
+                pass
+            except ActorDiedError as e:
+                # Dead for good only when Ray gave up on it (e.g. its node is gone and restarts are exhausted);
+                # a death mid-restart is retried until the deadline.
+                error = e
+            if time.monotonic() >= deadline:
+                raise ShardError(f"shard {i} ({self._name(i)}): its actor did not come back within "
+                                 f"{self._restart_timeout:g} s after it failed ({error})", i, self._name(i)) from error
+            time.sleep(pause)
+            pause = min(1.0, pause * 2)
 
     # -- properties -----------------------------------------------------------------------------------------
     @property
