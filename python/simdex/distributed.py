@@ -17,7 +17,6 @@ Ray is imported inside the function: ``import simdex`` never loads it.
 from __future__ import annotations
 
 import logging
-import math
 import os
 import time
 from dataclasses import dataclass
@@ -212,24 +211,37 @@ def _read(ray: Any, source: Any, fmt: Optional[str], text_field: str) -> Any:
     return ds if text_field == "text" else ds.rename_columns({"text": text_field})
 
 
-def _with_positions(ray: Any, ds: Any, text_field: str) -> Any:
-    """Adds an "id" column numbering the rows 0, 1, ... in input order (a materializing pass)."""
+def _numbered_blocks(ray: Any, ds: Any, text_field: str, blocks: int) -> tuple:
+    """Numbers the rows 0, 1, ... in input order (an "id" column) and cuts them into about `blocks` blocks.
+
+    Returns (dataset, number of rows). One materializing pass over the texts; the numbering and the cutting are
+    small tasks on the blocks already in the object store, so no repartition stage is needed afterwards.
+    """
     import pyarrow as pa
+    import ray.data
 
     @ray.remote(num_cpus=0.25)
     def rows(table: Any) -> int:
         return table.num_rows
 
-    @ray.remote(num_cpus=0.25)
-    def number(table: Any, start: int) -> Any:
-        return table.select([text_field]).append_column("id", pa.array(np.arange(start, start + table.num_rows)))
+    def number(table: Any, start: int, pieces: int) -> Any:
+        table = table.select([text_field]).append_column("id", pa.array(np.arange(start, start + table.num_rows)))
+        cuts = np.linspace(0, table.num_rows, pieces + 1).astype(int)
+        parts = [table.slice(a, b - a) for a, b in zip(cuts[:-1], cuts[1:])]
+        return parts[0] if pieces == 1 else tuple(parts)
 
     refs = ds.to_arrow_refs()
     counts = ray.get([rows.remote(r) for r in refs])
+    total = int(sum(counts))
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(int).tolist()
-    import ray.data
-
-    return ray.data.from_arrow_refs([number.remote(r, s) for r, s in zip(refs, starts)])
+    out = []
+    for ref, start, count in zip(refs, starts, counts):
+        if count == 0:
+            continue
+        pieces = max(1, min(count, round(blocks * count / total)))
+        made = ray.remote(number).options(num_cpus=0.25, num_returns=pieces).remote(ref, start, pieces)
+        out.extend([made] if pieces == 1 else made)
+    return ray.data.from_arrow_refs(out), total
 
 
 # -- the entry point -------------------------------------------------------------------------------------------
@@ -322,24 +334,24 @@ def distributed_ingest(dataset_or_paths: Any, out_dir: Union[str, "os.PathLike[s
         columns = ds.columns()
         if text_field not in columns:
             raise ValueError(f"text_field: no column {text_field!r} in the input; it has {columns}")
+        # A file is often one block: spread the rows so that every actor gets several blocks of work. Both paths
+        # materialize, so this shuffle is over before the actor pool starts and takes the CPUs.
+        blocks = num_workers * BLOCKS_PER_WORKER
         if id_field is not None:
             if id_field not in columns:
                 raise ValueError(f"id_field: no column {id_field!r} in the input; it has {columns}")
-            ds = ds.select_columns([text_field, id_field]).materialize()
+            ds = ds.select_columns([text_field, id_field])
             if id_field != "id":
                 ds = ds.rename_columns({id_field: "id"})
+            ds = ds.repartition(blocks).materialize()
+            documents = ds.count()
         else:
-            ds = _with_positions(ray, ds.select_columns([text_field]).materialize(), text_field)
-        documents = ds.count()
+            ds, documents = _numbered_blocks(ray, ds.select_columns([text_field]).materialize(), text_field, blocks)
         if documents == 0:
             raise ValueError("dataset_or_paths: the input holds no documents")
     finally:
         ctx.execution_options.preserve_order = saved_order
 
-    # A file is often one block: spread the rows so every actor gets several blocks of work.
-    blocks = max(1, min(math.ceil(documents / batch_size), num_workers * BLOCKS_PER_WORKER))
-    # Materialized so that this shuffle has finished before the actor pool starts and takes the CPUs.
-    ds = ds.repartition(blocks).materialize()
     log.info("distributed_ingest: %d documents read in %.1f s, %d blocks for %d encoder actor(s)", documents,
              time.perf_counter() - start, blocks, num_workers)
     embedded = ds.map_batches(
