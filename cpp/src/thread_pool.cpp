@@ -11,6 +11,7 @@
 #if defined(__linux__)
 #include <sched.h>
 #endif
+#include <pthread.h>
 #include <unistd.h>
 
 namespace simdex {
@@ -116,9 +117,19 @@ pid_t g_pool_pid = 0;
 
 std::size_t resolved_threads() { return g_threads ? g_threads : available_cores(); }
 
+// g_mu is held across fork() (it is only ever held briefly), so a child never inherits it locked by a thread
+// that does not exist there.
+void register_fork_handlers() {
+    static std::once_flag once;
+    std::call_once(once, [] {
+        pthread_atfork([] { g_mu.lock(); }, [] { g_mu.unlock(); }, [] { new (&g_mu) std::mutex; });
+    });
+}
+
 // The pool of this process. After fork() the child gets a new one: the parent's threads do not exist there,
 // so the old object is deliberately leaked rather than joined.
 std::shared_ptr<Pool> pool() {
+    register_fork_handlers();
     std::lock_guard<std::mutex> lock(g_mu);
     const pid_t pid = getpid();
     if (g_pool && g_pool_pid != pid) {

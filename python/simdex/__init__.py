@@ -13,20 +13,30 @@ import warnings
 from . import _core
 from ._core import get_num_threads, set_num_threads
 from ._index import FormatError, Index, SearchResult, load, load_bytes
+from .docstore import Document, Hit, TextSearchResult
+from .encoder import Encoder, FingerprintMismatch  # torch is imported when an Encoder is made
 from .faiss_compat import IndexFlatCosine, IndexFlatIP, read_index, write_index
+from .ingest import IngestReport, ingest
 
 __version__ = _core.__version__
 
 __all__ = [
+    "Document",
+    "Encoder",
+    "FingerprintMismatch",
     "FormatError",
+    "Hit",
     "Index",
     "IndexFlatCosine",
     "IndexFlatIP",
+    "IngestReport",
     "SearchResult",
     "ShardError",
     "ShardedIndex",
+    "TextSearchResult",
     "distributed_ingest",
     "get_num_threads",
+    "ingest",
     "load",
     "load_bytes",
     "read_index",

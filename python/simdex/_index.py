@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, NamedTuple, Optional
+import warnings
+from typing import Any, Callable, NamedTuple, Optional
 
 import numpy as np
 
 from . import _core
 from ._core import FormatError
 from ._validate import as_dim, as_ids, as_k, as_matrix, as_min_score
+from .docstore import DocStore, TextSearchResult, docs_path
+from .encoder import FingerprintMismatch, check_fingerprint
 
 METRICS = ("cosine", "ip")
 
@@ -97,7 +100,7 @@ class Index:
         return self.metadata.get("fingerprint")
 
     # -- mutation ---------------------------------------------------------------------------------------
-    def add(self, vectors: Any, ids: Any = None) -> np.ndarray:
+    def add(self, vectors: Any, ids: Any = None, *, fingerprint: Optional[dict] = None) -> np.ndarray:
         """Adds vectors and returns their ids.
 
         Args:
@@ -105,13 +108,17 @@ class Index:
                 float32 array is passed to the core without a copy; anything else is converted once.
             ids: int64 ids, one per vector (non-negative, not already present). Default: consecutive ids
                 from the largest id ever added + 1.
+            fingerprint: the `simdex.Encoder.fingerprint` of the model that made the vectors. An empty index
+                records it; a non-empty one checks it.
 
         Raises:
             TypeError: non-floating vectors or non-integer ids.
             ValueError: wrong shape or dim, NaN or Inf, a duplicate or negative id, or an index opened with
                 ``simdex.load(path, mmap=True)`` (read-only). Nothing is added then.
+            FingerprintMismatch: (a ValueError) the fingerprint is not the index's.
         """
         x = as_matrix(vectors, self.dim, "vectors")
+        self._guard_fingerprint(fingerprint, "add")
         if ids is None:
             start = self._core.add(x, None)  # chosen under the index lock, so concurrent adds get distinct ids
             return np.arange(start, start + x.shape[0], dtype=np.int64)
@@ -164,13 +171,197 @@ class Index:
         The file (format: ``docs/format.md``) is written to a temp file in the same folder, fsynced, renamed
         over path, and the folder is fsynced: a crash at any moment leaves the old file or the new one, never a
         mix. Saving over the file a mapped index was loaded from is safe. Searches continue during the save;
-        ``add``/``remove`` wait for it.
+        ``add``/``remove`` wait for it. Texts kept by `add_texts` or `simdex.ingest` go to a SQLite file beside
+        it (path + ".docs.sqlite"), committed right after the index file is in place.
 
         Raises:
             OSError: the file cannot be written (disk full, quota, permissions); path is left as it was and
                 the temp file is removed.
         """
+        after = self._save_docs(os.fspath(path))
         self._core.save(os.fspath(path))
+        after()
+
+    # -- texts: simdex.Encoder, the document store, the fingerprint guard ----------------------------------
+    _docstore: Optional[DocStore] = None
+    _encoder: Any = None
+
+    def add_texts(self, texts: Any, ids: Any = None, *, encoder: Any = None,
+                  batch_size: Optional[int] = None) -> np.ndarray:
+        """Embeds texts, adds their vectors and keeps the texts for `search_text`; returns the ids.
+
+        Args:
+            texts: a sequence of non-empty str.
+            ids: as in `add`.
+            encoder: a `simdex.Encoder`; default: the last one used with this index, else one for the model in
+                the index fingerprint, else the default model.
+            batch_size: texts per model call.
+
+        Raises:
+            FingerprintMismatch: (a ValueError) the encoder's model is not the one that filled the index.
+            TypeError, ValueError: a text that is not a str, is empty or is not valid UTF-8. Nothing is added.
+
+        For corpora, files, chunking and resumable runs use `simdex.ingest`.
+        """
+        if isinstance(texts, (str, bytes)):
+            raise TypeError("texts: expected a sequence of str, got a single " + type(texts).__name__)
+        texts = list(texts)
+        if not texts:
+            raise ValueError("texts: expected at least one text, got none")
+        for i, t in enumerate(texts):
+            if not isinstance(t, str):
+                raise TypeError(f"texts[{i}]: expected str, got {type(t).__name__}")
+            if not t.strip():
+                raise ValueError(f"texts[{i}]: expected a non-empty text, got {t!r}")
+            if not t.isascii():
+                try:
+                    t.encode("utf-8")
+                except UnicodeEncodeError as e:
+                    raise ValueError(f"texts[{i}]: not valid UTF-8 ({e.reason} at {e.start})") from None
+        enc = self._text_encoder(encoder)
+        if ids is not None:
+            as_ids(ids, "ids", n=len(texts))
+        self._guard_fingerprint(enc.fingerprint, "add_texts")
+        new_ids = self.add(enc.embed_batch(texts, batch_size=batch_size), ids, fingerprint=enc.fingerprint)
+        self._docs().add([(None, t, None, None) for t in texts],
+                         [(i, n, 0, len(t)) for n, (i, t) in enumerate(zip(new_ids.tolist(), texts))])
+        return new_ids
+
+    def search_text(self, query: str, k: int = 10, *, encoder: Any = None, chunks: bool = False,
+                    filter: Any = None, min_score: Optional[float] = None) -> TextSearchResult:
+        """Embeds a query and returns the k best documents (or chunks) with their texts.
+
+        Args:
+            query: the query text.
+            k: results wanted; fewer come back when fewer qualify (no padding).
+            encoder: as in `add_texts`; it must be the model that filled the index.
+            chunks: False: one result per document, its best-scoring chunk. True: the k best chunks, several may
+                come from one document.
+            filter, min_score: as in `search` (filter holds vector ids, i.e. chunk ids).
+
+        Returns:
+            TextSearchResult(ids int64 (<= k,), scores float32 (<= k,), documents): ids are vector (chunk) ids;
+            documents holds a `simdex.Document` per result, or None for a vector added without text. Iterating
+            it gives `simdex.Hit` objects (id, score, document, doc_id, text, chunk).
+
+        Raises:
+            FingerprintMismatch: (a ValueError) the encoder is another model than the index's, or the index has
+                vectors but no fingerprint.
+        """
+        if not isinstance(query, str):
+            raise TypeError(f"query: expected str, got {type(query).__name__}")
+        k = as_k(k)
+        enc = self._text_encoder(encoder)
+        if self.fingerprint is not None:
+            check_fingerprint(self.fingerprint, enc.fingerprint, "search_text")
+        elif len(self):
+            raise FingerprintMismatch(
+                f"search_text: the index holds {len(self)} vectors but no fingerprint, so nothing says which model "
+                "made them; add them with add(..., fingerprint=encoder.fingerprint) or set "
+                "index.metadata = {**index.metadata, 'fingerprint': encoder.fingerprint}")
+        q = enc.embed_query(query)
+        n = len(self)
+        fetch = k if chunks else max(1, min(n, max(4 * k, k + 16)))
+        while True:
+            res = self.search(q, fetch, filter=filter, min_score=min_score)
+            ids, scores = res.ids[0], res.scores[0]
+            valid = ids >= 0
+            ids, scores = ids[valid], scores[valid]
+            found = self._docstore.get(ids) if self._docstore is not None else {}
+            picked, seen = [], set()
+            for pos, cid in enumerate(ids.tolist()):
+                row, doc = found.get(cid, (("vector", cid), None))
+                if chunks or row not in seen:
+                    seen.add(row)
+                    picked.append((pos, doc))
+            if chunks or len(picked) >= k or fetch >= n or len(ids) < fetch:
+                break
+            fetch = min(n, 4 * fetch)
+        picked = picked[:k]
+        rows = np.array([p for p, _ in picked], dtype=np.int64)
+        return TextSearchResult(ids[rows], scores[rows], [d for _, d in picked])
+
+    def _text_encoder(self, encoder: Any) -> Any:
+        """The encoder to use: the one given, the last one used, or one for the fingerprint's model."""
+        if encoder is None:
+            encoder = self._encoder
+        if encoder is None:
+            from .encoder import Encoder
+
+            fp = self.fingerprint
+            encoder = Encoder(fp["model"]) if fp and fp.get("model") else Encoder()
+        if encoder.dim != self.dim:
+            if self.fingerprint is not None:
+                check_fingerprint(self.fingerprint, encoder.fingerprint, "encoder")
+            raise ValueError(f"encoder: its vectors have dim {encoder.dim}, the index expects dim {self.dim}")
+        self._encoder = encoder
+        return encoder
+
+    def _guard_fingerprint(self, fingerprint: Optional[dict], what: str) -> None:
+        """Checks vectors from `fingerprint` may join this index; an empty index takes the fingerprint."""
+        if fingerprint is None:
+            return
+        if not isinstance(fingerprint, dict):
+            raise TypeError(f"fingerprint: expected a dict (Encoder.fingerprint), got {type(fingerprint).__name__}")
+        own = self.fingerprint
+        if len(self) == 0:
+            if own != fingerprint:
+                self.metadata = {**self.metadata, "fingerprint": fingerprint}
+        elif own is None:
+            raise FingerprintMismatch(
+                f"{what}: the index holds {len(self)} vectors of unknown origin (no fingerprint); adding vectors of "
+                f"model {fingerprint.get('model')!r} would mix models")
+        else:
+            check_fingerprint(own, fingerprint, what)
+
+    def _docs(self) -> DocStore:
+        """The document store, created in memory when the index has none."""
+        if self._docstore is None:
+            self._docstore = DocStore(None)
+        return self._docstore
+
+    def _save_docs(self, path: str) -> Callable[[], None]:
+        """Prepares the document store for `save` to path; returns what to run once the index file is written."""
+        store, target = self._docstore, docs_path(path)
+        if store is None:
+            def drop_stale() -> None:  # the store of an index file this save replaces
+                if os.path.exists(target):
+                    os.remove(target)
+
+            return drop_stale
+        seq = store.seq + 1
+        same = store.path is not None and os.path.abspath(store.path) == os.path.abspath(target)
+        self.metadata = {**self.metadata, "docstore": {"seq": seq, "pending": store.pending if same else None}}
+        if same:
+            return lambda: store.commit(seq)
+        store.copy_to(target, seq)
+
+        def switch() -> None:  # "save as": from now on the index uses the store beside path
+            self._docstore = DocStore(target)
+            store.close()
+
+        return switch
+
+    def _attach_docs(self, path: str) -> None:
+        """Opens the document store beside path; undoes the ids of a save whose store commit did not happen."""
+        target = docs_path(path)
+        if not os.path.exists(target):
+            return
+        store = DocStore(target)
+        info = self.metadata.get("docstore") or {}
+        saved = int(info.get("seq", 0))
+        if saved == store.seq + 1:
+            if info.get("pending"):
+                lo, hi = info["pending"]
+                try:
+                    self.remove(np.arange(lo, hi, dtype=np.int64))
+                except ValueError:  # a read-only (memory-mapped) index
+                    warnings.warn(f"{path}: ids {lo} .. {hi - 1} were saved but their texts were not committed to "
+                                  f"{target}; load without mmap to repair", RuntimeWarning, stacklevel=3)
+        elif saved != store.seq:
+            warnings.warn(f"{target} (save {store.seq}) does not match {path} (save {saved}); texts returned by "
+                          "search_text may be missing or stale", RuntimeWarning, stacklevel=3)
+        self._docstore = store
 
 
 def _checked(core: Any, source: str) -> Index:
@@ -210,7 +401,9 @@ def load(path: "str | os.PathLike[str]", mmap: bool = False) -> Index:
         OSError: the file cannot be opened or read (FileNotFoundError, PermissionError, ...).
     """
     path = os.fspath(path)
-    return _checked(_core.FlatIndex.load(path, bool(mmap)), path)
+    index = _checked(_core.FlatIndex.load(path, bool(mmap)), path)
+    index._attach_docs(path)
+    return index
 
 
 def load_bytes(buffer: Any) -> Index:

@@ -1,0 +1,44 @@
+// libFuzzer target for the index loader: any bytes either load into an index that then works (search, ids,
+// reconstruct, save to bytes and load again) or throw FormatError. Everything else, a crash, a sanitizer report,
+// another exception, is a finding. Build and run: fuzz/README.md.
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <vector>
+
+#include "simdex/format.hpp"
+#include "simdex/index.hpp"
+#include "simdex/thread_pool.hpp"
+
+extern "C" int LLVMFuzzerInitialize(int*, char***) {
+    simdex::set_num_threads(1);  // one thread: reproducible runs
+    return 0;
+}
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+    std::vector<std::uint8_t> again;
+    std::size_t rows = 0;
+    try {
+        simdex::FlatIndex index = simdex::FlatIndex::load_bytes(data, size);
+        const std::size_t k = 3;
+        std::vector<float> q(index.dim() * 2, 0.25f), scores(2 * k);
+        std::vector<std::int64_t> ids(2 * k);
+        simdex::SearchParams p;
+        p.k = k;
+        index.search(q.data(), 1, p, scores.data(), ids.data());
+        index.search(q.data(), 2, p, scores.data(), ids.data());
+        std::vector<std::int64_t> all = index.ids();
+        if (!all.empty()) {
+            std::vector<float> row(index.dim());
+            index.reconstruct(all.data(), 1, row.data());
+        }
+        (void)index.metadata();
+        rows = index.size();
+        again = index.to_bytes();
+    } catch (const simdex::FormatError&) {
+        return 0;
+    }
+    // What was accepted must save and load back.
+    if (simdex::FlatIndex::load_bytes(again.data(), again.size()).size() != rows) std::abort();
+    return 0;
+}

@@ -1,0 +1,26 @@
+"""Writes seed index files for the loader fuzz target into the folder given (default fuzz/corpus)."""
+
+import os
+import sys
+
+import numpy as np
+
+import simdex
+
+
+def main(folder: str = "fuzz/corpus") -> None:
+    os.makedirs(folder, exist_ok=True)
+    rng = np.random.default_rng(0)
+    empty = simdex.Index(3, metric="ip")
+    small = simdex.Index(4)
+    small.add(rng.standard_normal((5, 4)).astype(np.float32))
+    holes = simdex.Index(8, metric="ip")
+    holes.add(rng.standard_normal((20, 8)).astype(np.float32), np.arange(20) * 3 + 1)
+    holes.remove([4, 7, 58])
+    holes.metadata = {"fingerprint": {"model": "m", "dim": 8}, "text": "é"}
+    for name, index in [("empty", empty), ("small", small), ("holes", holes)]:
+        index.save(os.path.join(folder, name + ".sdx"))
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])

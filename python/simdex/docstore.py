@@ -1,0 +1,221 @@
+"""The document store: texts, sources, metadata and the chunk -> document mapping, in SQLite beside the index file.
+
+A vector id is a chunk id. A document has one chunk per vector (one when texts are not chunked). The store never
+commits on its own: `Index.save` writes the index file, then commits the store (one transaction per save, holding
+the ingest progress too). A crash between the two leaves the index one save ahead; the index metadata names the ids
+of that save (``metadata["docstore"]["pending"]``) and loading removes them again, so the two always agree.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Iterator, Optional
+
+import numpy as np
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS documents (
+    id INTEGER PRIMARY KEY, key TEXT UNIQUE, text TEXT NOT NULL, source TEXT, metadata TEXT);
+CREATE TABLE IF NOT EXISTS chunks (
+    id INTEGER PRIMARY KEY, doc INTEGER NOT NULL, start_char INTEGER NOT NULL, end_char INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS chunks_doc ON chunks (doc);
+CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+_IN_CHUNK = 500  # ids per "IN (...)" query, below SQLite's parameter limit
+
+
+def docs_path(index_path: "str | os.PathLike[str]") -> str:
+    """The document store file that belongs to an index file."""
+    return os.fspath(index_path) + ".docs.sqlite"
+
+
+@dataclass(frozen=True)
+class Document:
+    """A stored document and the chunk of it that a vector stands for.
+
+    Attributes:
+        id: the document's id from its source (a JSONL id field, an (id, text) pair, a file's relative path), or
+            None when the source gave none.
+        text: the whole document text.
+        source: where it came from (``"path:line"``, a file path), or None.
+        metadata: the other fields of its JSONL record or dict.
+        span: (start, end) character offsets of the chunk within `text`.
+    """
+
+    id: Any
+    text: str
+    source: Optional[str]
+    metadata: dict = field(default_factory=dict)
+    span: tuple = (0, 0)
+
+    @property
+    def chunk(self) -> str:
+        """The text of the chunk the vector was computed from."""
+        return self.text[self.span[0]:self.span[1]]
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One `Index.search_text` result: the vector (chunk) `id`, its `score` and its `document` (None for a vector
+    stored without text)."""
+
+    id: int
+    score: float
+    document: Optional[Document]
+
+    @property
+    def doc_id(self) -> Any:
+        """The document's id from its source, or None."""
+        return None if self.document is None else self.document.id
+
+    @property
+    def text(self) -> Optional[str]:
+        """The document's text, or None."""
+        return None if self.document is None else self.document.text
+
+    @property
+    def chunk(self) -> Optional[str]:
+        """The text of the matching chunk, or None."""
+        return None if self.document is None else self.document.chunk
+
+
+@dataclass(frozen=True)
+class TextSearchResult:
+    """`Index.search_text` output, best first: vector (chunk) `ids` int64, `scores` float32, and `documents` (a
+    `Document` per result, None for a vector stored without text). Iterating gives a `Hit` per result."""
+
+    ids: np.ndarray
+    scores: np.ndarray
+    documents: list
+
+    def __len__(self) -> int:
+        return len(self.documents)
+
+    def __getitem__(self, i: int) -> Hit:
+        return Hit(int(self.ids[i]), float(self.scores[i]), self.documents[i])
+
+    def __iter__(self) -> Iterator[Hit]:
+        return (self[i] for i in range(len(self)))
+
+
+class DocStore:
+    """SQLite tables for documents and chunks; ``path=None`` keeps them in memory."""
+
+    def __init__(self, path: Optional[str] = None) -> None:
+        self.path = path
+        self._db = sqlite3.connect(path if path is not None else ":memory:", check_same_thread=False)
+        self._db.executescript(_SCHEMA)
+        self._db.commit()
+        self._reset_pending()
+
+    def _reset_pending(self) -> None:
+        self._next_doc = (self._db.execute("SELECT MAX(id) FROM documents").fetchone()[0] or 0) + 1
+        self._pending: Optional[list] = None  # [lowest, highest + 1] chunk id written since the last commit
+
+    # -- state ------------------------------------------------------------------------------------------
+    def get_state(self, key: str, default: Any = None) -> Any:
+        row = self._db.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
+        return json.loads(row[0]) if row else default
+
+    def set_state(self, key: str, value: Any) -> None:
+        """Sets (or with None deletes) a state entry; committed with the next `commit`."""
+        if value is None:
+            self._db.execute("DELETE FROM state WHERE key = ?", (key,))
+        else:
+            self._db.execute("INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)", (key, json.dumps(value)))
+
+    @property
+    def seq(self) -> int:
+        """How many times the store was committed with its index (matches ``metadata["docstore"]["seq"]``)."""
+        return int(self.get_state("seq", 0))
+
+    @property
+    def pending(self) -> Optional[list]:
+        """[lowest, highest + 1] of the chunk ids written since the last commit, or None."""
+        return None if self._pending is None else list(self._pending)
+
+    def commit(self, seq: int) -> None:
+        self.set_state("seq", seq)
+        self._db.commit()
+        self._pending = None
+
+    def rollback(self) -> None:
+        self._db.rollback()
+        self._reset_pending()
+
+    def close(self) -> None:
+        self._db.rollback()
+        self._db.close()
+
+    # -- writing ----------------------------------------------------------------------------------------
+    def add(self, docs: list, chunks: list) -> None:
+        """Adds documents and their chunks (not committed).
+
+        Args:
+            docs: (key, text, source, metadata) per document; key may be None.
+            chunks: (chunk id, position of its document in `docs`, start, end) per chunk.
+        """
+        first = self._next_doc
+        self._db.executemany(
+            "INSERT INTO documents (id, key, text, source, metadata) VALUES (?, ?, ?, ?, ?)",
+            ((first + i, None if key is None else json.dumps(key), text, source, json.dumps(meta) if meta else None)
+             for i, (key, text, source, meta) in enumerate(docs)))
+        self._next_doc += len(docs)
+        self._db.executemany("INSERT OR REPLACE INTO chunks (id, doc, start_char, end_char) VALUES (?, ?, ?, ?)",
+                             ((int(cid), first + d, s, e) for cid, d, s, e in chunks))
+        if chunks:
+            lo, hi = min(int(c[0]) for c in chunks), max(int(c[0]) for c in chunks) + 1
+            self._pending = [lo, hi] if self._pending is None else [min(lo, self._pending[0]),
+                                                                    max(hi, self._pending[1])]
+
+    def existing_keys(self, keys: Iterable[Any]) -> set:
+        """The keys among `keys` that a stored document already has."""
+        encoded = [json.dumps(k) for k in keys if k is not None]
+        found = set()
+        for s in range(0, len(encoded), _IN_CHUNK):
+            part = encoded[s:s + _IN_CHUNK]
+            rows = self._db.execute(f"SELECT key FROM documents WHERE key IN ({','.join('?' * len(part))})", part)
+            found.update(json.loads(r[0]) for r in rows)
+        return found
+
+    def copy_to(self, path: str, seq: int) -> None:
+        """Writes everything this connection sees (uncommitted rows too) to a new store file at path, atomically."""
+        tmp = f"{path}.tmp.{os.getpid()}"
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        dst = sqlite3.connect(tmp)
+        try:
+            dst.executescript(_SCHEMA)
+            for table, cols in (("documents", "id, key, text, source, metadata"),
+                                ("chunks", "id, doc, start_char, end_char"), ("state", "key, value")):
+                marks = ",".join("?" * (cols.count(",") + 1))
+                dst.executemany(f"INSERT OR REPLACE INTO {table} ({cols}) VALUES ({marks})",
+                                self._db.execute(f"SELECT {cols} FROM {table}"))
+            dst.execute("INSERT OR REPLACE INTO state (key, value) VALUES ('seq', ?)", (json.dumps(seq),))
+            dst.commit()
+        finally:
+            dst.close()
+        os.replace(tmp, path)
+
+    # -- reading ----------------------------------------------------------------------------------------
+    def get(self, chunk_ids: Iterable[int]) -> dict:
+        """{chunk id: (document row, Document)} for the chunk ids that have a stored document."""
+        ids = [int(i) for i in chunk_ids]
+        out = {}
+        for s in range(0, len(ids), _IN_CHUNK):
+            part = ids[s:s + _IN_CHUNK]
+            rows = self._db.execute(
+                "SELECT c.id, c.start_char, c.end_char, d.id, d.key, d.text, d.source, d.metadata FROM chunks c "
+                f"JOIN documents d ON d.id = c.doc WHERE c.id IN ({','.join('?' * len(part))})", part)
+            for cid, start, end, row, key, text, source, meta in rows:
+                out[cid] = (row, Document(None if key is None else json.loads(key), text, source,
+                                          json.loads(meta) if meta else {}, (start, end)))
+        return out
+
+    def count(self) -> tuple:
+        """(documents, chunks) stored."""
+        return (self._db.execute("SELECT COUNT(*) FROM documents").fetchone()[0],
+                self._db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0])

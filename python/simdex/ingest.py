@@ -1,0 +1,420 @@
+"""Streaming ingest: `simdex.ingest(source, index_or_path, ...)` embeds a corpus of any size into an index.
+
+    >>> report = simdex.ingest("corpus.jsonl", "corpus.simdex", chunk_tokens=128, overlap=16)
+    >>> print(report)           # documents, chunks, what was skipped or truncated, docs/s
+    >>> simdex.load("corpus.simdex").search_text("how do I fork a process", k=5).documents
+
+How it runs: a background thread reads the source, checks and chunks the texts and tokenizes them, a few
+windows of batches ahead of the model (bounded memory); the calling thread runs the model, adds the vectors (the
+core releases the GIL) and writes documents and chunks to the SQLite store beside the index file. Every
+`checkpoint_every` batches, `Index.save` writes the index file atomically and then commits the store in one
+transaction that holds the progress too, so a killed run resumes where its last checkpoint ended, without
+duplicates or gaps (see `simdex.docstore` for the crash between the two writes).
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import itertools
+import json
+import logging
+import os
+import time
+from collections import Counter
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Optional, Union
+
+import numpy as np
+
+from ._index import Index, load
+from .docstore import DocStore, docs_path
+from .encoder import PREFETCH, WINDOW_BATCHES, background
+
+logger = logging.getLogger("simdex")
+
+FOLDER_SUFFIXES = (".txt", ".md")
+JSONL_SUFFIXES = (".jsonl", ".ndjson", ".jsonl.gz", ".ndjson.gz")
+#: Default checkpoint period when checkpoint_every is None: this many seconds, or 10x the last save, if longer.
+CHECKPOINT_SECONDS = 60.0
+_WARN_FIRST = 5  # bad items logged one by one; the rest are only counted
+
+
+@dataclass
+class IngestReport:
+    """What `simdex.ingest` did, counted over every run on the same source (a resumed run includes the
+    earlier ones).
+
+    Attributes:
+        documents: documents stored; chunks: vectors added (one per document without chunking).
+        skipped_empty, skipped_invalid_utf8, skipped_malformed, skipped_duplicate: source items not stored
+            (malformed: not a str, (id, text) pair or record with a str text field and a str or int id;
+            duplicate: a document id already stored).
+        truncated_chars: texts cut at max_chars; truncated_tokens: texts (or chunks) cut at the model's
+            max_seq_length tokens.
+        items: source items read; resumed_after: items an earlier run had done (skipped this time).
+        seconds: time of this run; docs_per_s: documents stored per second by this run.
+        index: the index (saved at index_or_path when that was a path).
+    """
+
+    documents: int = 0
+    chunks: int = 0
+    skipped_empty: int = 0
+    skipped_invalid_utf8: int = 0
+    skipped_malformed: int = 0
+    skipped_duplicate: int = 0
+    truncated_chars: int = 0
+    truncated_tokens: int = 0
+    items: int = 0
+    resumed_after: int = 0
+    seconds: float = 0.0
+    docs_per_s: float = 0.0
+    index: Any = field(default=None, repr=False, compare=False)
+
+    @property
+    def skipped(self) -> int:
+        """Source items not stored, all reasons."""
+        return self.skipped_empty + self.skipped_invalid_utf8 + self.skipped_malformed + self.skipped_duplicate
+
+    def __str__(self) -> str:
+        text = (f"{self.documents} documents, {self.chunks} chunks from {self.items} items; skipped "
+                f"{self.skipped} (empty {self.skipped_empty}, invalid UTF-8 {self.skipped_invalid_utf8}, malformed "
+                f"{self.skipped_malformed}, duplicate id {self.skipped_duplicate}); truncated {self.truncated_chars} "
+                f"at max_chars, {self.truncated_tokens} at the model's max_seq_length; {self.docs_per_s:.1f} docs/s")
+        return text + (f"; resumed after item {self.resumed_after}" if self.resumed_after else "")
+
+
+_COUNTERS = tuple(f.name for f in fields(IngestReport) if f.name.startswith(("skipped_", "truncated_")))
+_STORED = _COUNTERS + ("documents", "chunks", "items")
+
+
+@dataclass
+class _Unit:
+    """Whole documents read and tokenized ahead of the model."""
+
+    docs: list  # (key, text, source, metadata)
+    spans: list  # (position in docs, start, end) per chunk
+    items: int  # source items consumed, bad ones included
+    counts: Counter
+    prepared: Any
+
+
+# -- sources ---------------------------------------------------------------------------------------------------
+def _check_key(key: Any) -> bool:
+    return key is None or isinstance(key, str) or (isinstance(key, int) and not isinstance(key, bool))
+
+
+def _record(rec: dict, text_field: str, id_field: str, source: Optional[str]) -> Union[tuple, str]:
+    text, key = rec.get(text_field), rec.get(id_field)
+    if not isinstance(text, str) or not _check_key(key):
+        return "malformed"
+    if isinstance(rec.get("source"), str):
+        source = rec["source"]
+    meta = {k: v for k, v in rec.items() if k not in (text_field, id_field, "source")}
+    return key, text, source, meta
+
+
+def _open_source(source: Any, text_field: str, id_field: str) -> tuple:
+    """(progress key, raw items, parse(raw) -> (key, text, source, metadata) or a skip reason, count or None)."""
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.suffix.lower() in FOLDER_SUFFIXES and p.is_file())
+
+            def parse_file(p: Path) -> Union[tuple, str]:
+                try:
+                    return p.relative_to(path).as_posix(), p.read_bytes().decode("utf-8"), str(p), None
+                except UnicodeDecodeError:
+                    return "invalid_utf8"
+
+            return "folder:" + str(path.resolve()), iter(files), parse_file, len(files)
+        if not path.is_file():
+            raise FileNotFoundError(f"source: expected a file, a folder or an iterable of texts; {path} does not "
+                                    "exist")
+        name = path.name.lower()
+
+        def lines() -> Iterator[tuple]:
+            opener: Callable[..., io.BufferedIOBase] = gzip.open if name.endswith(".gz") else open
+            with opener(path, "rb") as f:
+                yield from enumerate(f, 1)
+
+        if name.endswith(JSONL_SUFFIXES):
+            def parse_json(raw: tuple) -> Union[tuple, str]:
+                lineno, line = raw
+                if not line.strip():
+                    return "empty"
+                try:
+                    rec = json.loads(line)
+                except UnicodeDecodeError:
+                    return "invalid_utf8"
+                except ValueError:
+                    return "malformed"
+                if not isinstance(rec, dict):
+                    return "malformed"
+                return _record(rec, text_field, id_field, f"{path}:{lineno}")
+
+            return "jsonl:" + str(path.resolve()), lines(), parse_json, None
+
+        def parse_line(raw: tuple) -> Union[tuple, str]:
+            lineno, line = raw
+            try:
+                return None, line.rstrip(b"\r\n").decode("utf-8"), f"{path}:{lineno}", None
+            except UnicodeDecodeError:
+                return "invalid_utf8"
+
+        return "text:" + str(path.resolve()), lines(), parse_line, None
+
+    if isinstance(source, bytes) or not isinstance(source, Iterable):
+        raise TypeError(f"source: expected a path or an iterable of texts, (id, text) pairs or records, got "
+                        f"{type(source).__name__}")
+
+    def parse_item(item: Any) -> Union[tuple, str]:
+        key = None
+        if isinstance(item, dict):
+            return _record(item, text_field, id_field, None)
+        if isinstance(item, (tuple, list)):
+            if len(item) != 2 or not _check_key(item[0]):
+                return "malformed"
+            key, item = item
+        if isinstance(item, bytes):
+            try:
+                item = item.decode("utf-8")
+            except UnicodeDecodeError:
+                return "invalid_utf8"
+        if not isinstance(item, str):
+            return "malformed"
+        return key, item, None, None
+
+    count = len(source) if hasattr(source, "__len__") else None
+    return "iterable", iter(source), parse_item, count
+
+
+# -- the reader thread ---------------------------------------------------------------------------------------
+def _read_units(raw: Iterator[Any], parse: Callable, encoder: Any, batch_size: int, chunk_tokens: Optional[int],
+                overlap: int, max_chars: int, first_item: int) -> Iterator[_Unit]:
+    """Reads, checks, chunks and tokenizes; yields units of about WINDOW_BATCHES batches of chunks."""
+    target = batch_size * WINDOW_BATCHES
+    docs: list = []
+    spans: list = []
+    items, counts, warned = 0, Counter(), 0
+
+    def unit() -> _Unit:
+        texts = [docs[d][1][s:e] for d, s, e in spans]
+        return _Unit(docs, spans, items, counts, encoder.prepare(texts, batch_size))
+
+    for position, item in enumerate(raw, first_item):
+        items += 1
+        rec = parse(item)
+        if isinstance(rec, tuple):
+            key, text, source, meta = rec
+            if not text.strip():
+                rec = "empty"
+            elif not text.isascii():
+                try:
+                    text.encode("utf-8")
+                except UnicodeEncodeError:  # lone surrogates: from JSON escapes or surrogateescape
+                    rec = "invalid_utf8"
+        if isinstance(rec, str):
+            counts["skipped_" + rec] += 1
+            if warned < _WARN_FIRST:
+                warned += 1
+                logger.warning("ingest: skipped source item %d (%s)%s", position, rec.replace("_", " "),
+                               "; further bad items are only counted" if warned == _WARN_FIRST else "")
+        else:
+            if len(text) > max_chars:
+                text = text[:max_chars]
+                counts["truncated_chars"] += 1
+            pos = len(docs)
+            docs.append((key, text, source, meta))
+            if chunk_tokens is None:
+                spans.append((pos, 0, len(text)))
+            else:
+                spans.extend((pos, s, e) for s, e in encoder.token_spans([text], chunk_tokens, overlap)[0])
+        if len(spans) >= target:
+            out = unit()
+            out.counts["truncated_tokens"] += out.prepared.truncated
+            yield out
+            docs, spans, items, counts = [], [], 0, Counter()
+    if items:
+        out = unit()
+        out.counts["truncated_tokens"] += out.prepared.truncated
+        yield out
+
+
+# -- ingest ------------------------------------------------------------------------------------------------------
+def ingest(source: Any, index_or_path: Any, encoder: Any = None, batch_size: Optional[int] = None,
+           chunk_tokens: Optional[int] = None, overlap: int = 0, checkpoint_every: Optional[int] = None, *,
+           text_field: str = "text", id_field: str = "id", max_chars: int = 100_000,
+           source_name: Optional[str] = None, show_progress_bar: Optional[bool] = None) -> IngestReport:
+    """Embeds a corpus into an index, keeping the texts, resumably and in bounded memory.
+
+    Args:
+        source: an iterable of str, (id, text) pairs, bytes or dict records; or a path: a JSONL file (``.jsonl``,
+            ``.ndjson``, optionally ``.gz``; one record per line), any other file (one document per line), or a
+            folder (every ``.txt`` and ``.md`` file below it, one document each, id = relative path).
+        index_or_path: an index file path (created if missing, resumed if an earlier run stopped) or an `Index`
+            (nothing is saved; call ``index.save(path)`` afterwards).
+        encoder: a `simdex.Encoder`; default: one for the index's fingerprint model, else all-MiniLM-L6-v2.
+        batch_size: texts per model call (default: the encoder's).
+        chunk_tokens: when set, documents are split into chunks of at most this many tokens, each embedded and
+            stored with its document; `Index.search_text` then returns the best chunk per document.
+        overlap: tokens shared by consecutive chunks.
+        checkpoint_every: save and commit every this many batches; default: every 60 s (or 10x the time of the
+            last save, if longer, since each save rewrites the index file). Only with a path.
+        text_field, id_field: record fields holding the text and the document id (JSONL and dicts); a
+            ``"source"`` field becomes `Document.source`, the other fields its metadata.
+        max_chars: longer texts are cut to this many characters (counted in the report).
+        source_name: the name the progress of this source is kept under (default: its path, or "iterable").
+        show_progress_bar: a tqdm bar with docs/s; default: shown when the "simdex" logger is at INFO or DEBUG.
+
+    Returns:
+        An `IngestReport`; ``report.index`` is the index.
+
+    Raises:
+        FingerprintMismatch: (a ValueError) the index was filled by another model than the encoder's.
+        FileNotFoundError: a source path that does not exist.
+        ValueError, TypeError: bad arguments, or a document store without its index file.
+
+    Bad items (empty, not valid UTF-8, malformed, duplicate ids) never stop the run: they are skipped, counted
+    and reported. Ingesting into a path keeps the progress of each source (known by its path, an iterable as
+    "iterable", or by `source_name`): a later run on the same source skips the items earlier runs read, so a
+    killed run resumes and a file that grew only gets its new lines. Give another `source_name` to add a second
+    iterable. Ingesting into an `Index` keeps no progress.
+    """
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
+                                   or batch_size <= 0):
+        raise ValueError(f"batch_size: expected a positive integer or None, got {batch_size!r}")
+    if checkpoint_every is not None and (isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int)
+                                         or checkpoint_every <= 0):
+        raise ValueError(f"checkpoint_every: expected a positive integer or None, got {checkpoint_every!r}")
+    if not isinstance(max_chars, int) or max_chars <= 0:
+        raise ValueError(f"max_chars: expected a positive integer, got {max_chars!r}")
+    if chunk_tokens is None and overlap:
+        raise ValueError(f"overlap: only used with chunk_tokens, got overlap={overlap} and chunk_tokens=None")
+    key, raw, parse, count = _open_source(source, text_field, id_field)
+
+    index, path = _open_index(index_or_path)
+    if encoder is None:
+        if index is not None:
+            encoder = index._text_encoder(None)
+        else:
+            from .encoder import Encoder
+
+            encoder = Encoder()
+    if index is None:
+        index = Index(encoder.dim)
+        index._docstore = DocStore(docs_path(path))
+    elif path is not None and index._docstore is None:
+        index._docstore = DocStore(docs_path(path))
+    index._text_encoder(encoder)
+    index._guard_fingerprint(encoder.fingerprint, "ingest")
+    bs = batch_size or encoder.batch_size
+    if chunk_tokens is not None:
+        encoder.token_spans(["x"], chunk_tokens, overlap)  # checks chunk_tokens and overlap now, not in the thread
+    store = index._docs()
+
+    progress_key = "progress:" + (source_name or key)
+    progress = store.get_state(progress_key, {}) if path is not None else {}
+    if progress:
+        logger.warning("ingest: resuming %s after item %d (earlier runs stored %d documents)", source_name or key,
+                       progress.get("items", 0), progress.get("documents", 0))
+    report = IngestReport(**{k: int(progress.get(k, 0)) for k in _STORED}, index=index)
+    report.resumed_after = report.items
+    ids_next = int(index._core.next_id)
+    if show_progress_bar is None:
+        show_progress_bar = logger.getEffectiveLevel() <= logging.INFO
+    started = time.perf_counter()
+    documents_before = report.documents
+    last_save, save_seconds, batches = time.perf_counter(), 0.0, 0
+
+    def checkpoint() -> None:
+        nonlocal last_save, save_seconds, batches
+        if path is None:
+            return
+        store.set_state(progress_key, {k: getattr(report, k) for k in _STORED})
+        t = time.perf_counter()
+        index.save(path)
+        save_seconds = time.perf_counter() - t
+        last_save, batches = time.perf_counter(), 0
+
+    from tqdm.auto import tqdm
+
+    skip = report.items
+    units = _read_units(itertools.islice(raw, skip, None), parse, encoder, bs, chunk_tokens, overlap, max_chars,
+                        skip)
+    bar = tqdm(total=count, initial=skip, unit="doc", desc="ingest", disable=not show_progress_bar)
+    pipeline = background(units, PREFETCH)
+    try:
+        for unit in pipeline:
+            vectors = encoder.compute(unit.prepared)
+            docs, rows, chunks = _drop_duplicates(unit, store, ids_next)
+            if rows:
+                index.add(vectors if len(rows) == len(vectors) else vectors[rows], np.arange(ids_next, ids_next + len(rows), dtype=np.int64))
+            store.add(docs, chunks)
+            ids_next += len(rows)
+            unit.counts["skipped_duplicate"] += len(unit.docs) - len(docs)
+            for name in _COUNTERS:
+                setattr(report, name, getattr(report, name) + unit.counts[name])
+            report.documents += len(docs)
+            report.chunks += len(rows)
+            report.items += unit.items
+            bar.update(unit.items)
+            if report.skipped:
+                bar.set_postfix(skipped=report.skipped, refresh=False)
+            batches += -(-len(unit.spans) // bs)
+            if (batches >= checkpoint_every if checkpoint_every is not None
+                    else time.perf_counter() - last_save >= max(CHECKPOINT_SECONDS, 10 * save_seconds)):
+                checkpoint()
+        checkpoint()
+    finally:
+        pipeline.close()
+        bar.close()
+    report.seconds = time.perf_counter() - started
+    report.docs_per_s = (report.documents - documents_before) / report.seconds if report.seconds > 0 else 0.0
+    logger.info("ingest: %s", report)
+    return report
+
+
+def _drop_duplicates(unit: _Unit, store: DocStore, first_id: int) -> tuple:
+    """(documents to store, rows of the unit's vectors to add, chunk rows for the store), without documents whose
+    id is stored already or repeats within the unit."""
+    taken = store.existing_keys(d[0] for d in unit.docs)
+    keep: dict = {}
+    docs = []
+    for pos, doc in enumerate(unit.docs):
+        if doc[0] is not None:
+            if doc[0] in taken:
+                continue
+            taken.add(doc[0])
+        keep[pos] = len(docs)
+        docs.append(doc)
+    rows, chunks = [], []
+    for row, (pos, s, e) in enumerate(unit.spans):
+        if pos in keep:
+            chunks.append((first_id + len(rows), keep[pos], s, e))
+            rows.append(row)
+    return docs, rows, chunks
+
+
+def _open_index(index_or_path: Any) -> tuple:
+    """(index or None when it is to be created, path or None)."""
+    if isinstance(index_or_path, Index):
+        return index_or_path, None
+    if not isinstance(index_or_path, (str, os.PathLike)):
+        raise TypeError(f"index_or_path: expected a simdex.Index or a file path, got {type(index_or_path).__name__}")
+    path = os.fspath(index_or_path)
+    if os.path.isdir(path):
+        raise ValueError(f"index_or_path: {path} is a directory; expected an index file path")
+    if os.path.exists(path):
+        return load(path), path
+    store_path = docs_path(path)
+    if os.path.exists(store_path):
+        store = DocStore(store_path)
+        seq = store.seq
+        store.close()
+        if seq:
+            raise ValueError(f"index_or_path: {store_path} holds documents of an index, but the index file {path} is "
+                             "missing; restore it, or delete the .docs.sqlite file to start again")
+        os.remove(store_path)
+    return None, path
