@@ -61,7 +61,8 @@ def search_table(args: argparse.Namespace, folder: str, single: simdex.Index) ->
 
     engines = {"single": single}
     engines["threads"] = simdex.ShardedIndex.open(folder, "threads", mmap=True, check_ids=False)
-    engines["threads-seq"] = simdex.ShardedIndex.open(folder, "threads", mmap=True, check_ids=False, max_workers=1)
+    engines["threads-par"] = simdex.ShardedIndex.open(folder, "threads", mmap=True, check_ids=False,
+                                                      max_workers=args.shards)
     ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, object_store_memory=200 * 1024**2,
              _node_ip_address="127.0.0.1", _temp_dir=tempfile.mkdtemp(prefix="simdex-bench-ray-", dir="/tmp"),
              log_to_driver=False, configure_logging=False)
@@ -81,7 +82,7 @@ def search_table(args: argparse.Namespace, folder: str, single: simdex.Index) ->
                 raise AssertionError(f"{name}: results differ from the single index on batch {run}")
             if run >= args.warmup:
                 times[name].append(dt)
-    for name in ("threads", "threads-seq", "ray"):
+    for name in ("threads", "threads-par", "ray"):
         engines[name].close()
     ray.shutdown()
     base = median(times["single"])
@@ -132,7 +133,7 @@ def ingest_table(args: argparse.Namespace) -> dict:
         words = [f"w{i}" for i in range(5000)]
         with open(corpus, "w") as f:
             for i in range(args.ingest):
-                f.write(json.dumps({"id": i, "text": " ".join(rng.choice(words, 60))}) + "\n")
+                f.write(json.dumps({"id": i, "text": " ".join(rng.choice(words, 30))}) + "\n")
         enc = simdex.Encoder(device="cpu")
         t0 = time.perf_counter()
         simdex.ingest(corpus, os.path.join(tmp, "one.simdex"), encoder=enc)
@@ -145,20 +146,24 @@ def ingest_table(args: argparse.Namespace) -> dict:
 
         ray.data.DataContext.get_current().enable_progress_bars = False
         cpus = os.cpu_count() or 1
-        # One actor with every core, like simdex.ingest's one process.
-        report = simdex.distributed_ingest(corpus, os.path.join(tmp, "dist"), encoder="all-MiniLM-L6-v2",
-                                           num_shards=args.shards, id_field="id", num_workers=1,
-                                           num_cpus_per_worker=cpus)
+        runs = {}
+        # One actor with every core, like simdex.ingest's one process; then one single-core actor per core.
+        for label, workers, per in (("1 actor x all cores", 1, cpus), (f"{cpus} actors x 1 core", cpus, 1)):
+            report = simdex.distributed_ingest(corpus, os.path.join(tmp, "dist"), encoder="all-MiniLM-L6-v2",
+                                               num_shards=args.shards, id_field="id", num_workers=workers,
+                                               num_cpus_per_worker=per, overwrite=True)
+            runs[label] = {"docs_per_s": report.docs_per_s, "seconds": report.seconds,
+                           "time_ratio": report.seconds / single_s}
         ray.shutdown()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return {"documents": args.ingest, "ingest_docs_per_s": args.ingest / single_s,
-            "distributed_docs_per_s": report.docs_per_s, "ratio_time": report.seconds / single_s}
+    return {"documents": args.ingest, "simdex.ingest": {"docs_per_s": args.ingest / single_s, "seconds": single_s},
+            "distributed_ingest": runs}
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--n", type=int, default=1_000_000)
+    p.add_argument("--n", type=int, default=1_000_000, help="vectors in all shards (0: skip the search part)")
     p.add_argument("--d", type=int, default=384)
     p.add_argument("--shards", type=int, default=4)
     p.add_argument("--batch", type=int, default=100)
@@ -171,23 +176,24 @@ def main(argv=None) -> int:
     out: dict = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                              "simd": simdex.simd_info()["active"], "load_avg": os.getloadavg()},
                  "config": {"n": args.n, "d": args.d, "shards": args.shards, "batch": args.batch, "k": K}}
-    tmp = tempfile.mkdtemp(prefix="simdex-bench-shards-")
-    try:
-        t0 = time.perf_counter()
-        single = build(args.n, args.d, args.shards, tmp)
-        print(f"built {args.n:,} x {args.d} (single + {args.shards} shard files) in {time.perf_counter() - t0:.1f} s")
-        out["search"] = search_table(args, tmp, single)
-        del single
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    print(f"\nsearch, {args.batch} queries x k={K}, {args.n:,} x {args.d} in {args.shards} shards "
-          f"(median of {args.runs}; ids identical on every batch):")
-    for name, row in out["search"].items():
-        print(f"  {name:<12} {row['median_s'] * 1e3:9.1f} ms   {row['ratio']:.3f}x single")
-    out["overhead"] = overhead_table(args)
-    print(f"\nprotocol overhead per {args.batch}-query batch (4 x 1,000 vectors):")
-    for name, row in out["overhead"].items():
-        print(f"  {name:<12} {row['median_ms']:7.2f} ms   +{row['overhead_ms']:.2f} ms")
+    if args.n:
+        tmp = tempfile.mkdtemp(prefix="simdex-bench-shards-")
+        try:
+            t0 = time.perf_counter()
+            single = build(args.n, args.d, args.shards, tmp)
+            print(f"built {args.n:,} x {args.d} (single + {args.shards} shard files) in {time.perf_counter() - t0:.1f} s")
+            out["search"] = search_table(args, tmp, single)
+            del single
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        print(f"\nsearch, {args.batch} queries x k={K}, {args.n:,} x {args.d} in {args.shards} shards "
+              f"(median of {args.runs}; ids identical on every batch):")
+        for name, row in out["search"].items():
+            print(f"  {name:<12} {row['median_s'] * 1e3:9.1f} ms   {row['ratio']:.3f}x single")
+        out["overhead"] = overhead_table(args)
+        print(f"\nprotocol overhead per {args.batch}-query batch (4 x 1,000 vectors):")
+        for name, row in out["overhead"].items():
+            print(f"  {name:<12} {row['median_ms']:7.2f} ms   +{row['overhead_ms']:.2f} ms")
     if args.ingest:
         out["ingest"] = ingest_table(args)
         print(f"\ningest: {out['ingest']}")

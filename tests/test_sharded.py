@@ -272,12 +272,13 @@ def test_manifest_problems_reported_at_open(saved, tmp_path, rng):
         simdex.ShardedIndex.open(saved)
 
 
-def test_concurrent_searches_agree(data, rng):
+@pytest.mark.parametrize("max_workers", [1, 4])
+def test_concurrent_searches_agree(data, rng, max_workers):
     from concurrent.futures import ThreadPoolExecutor
 
     x, ids = data
     one = _single(x, ids)
-    sharded = simdex.ShardedIndex(_split(x, ids, 4))
+    sharded = simdex.ShardedIndex(_split(x, ids, 4), max_workers=max_workers)
     qs = [rng.standard_normal((7, DIM)).astype(np.float32) for _ in range(8)]
     with ThreadPoolExecutor(4) as pool:
         results = list(pool.map(lambda q: sharded.search(q, 5), qs))

@@ -8,8 +8,8 @@ So the ids and scores equal those of a single index over the union of the shards
 
 Two backends run the same protocol (a `_ShardWorker` per shard):
 
-* ``"threads"``: the workers live in this process and run side by side on a thread pool (the core releases the
-  GIL). No extra dependency; the right choice on one machine.
+* ``"threads"``: the workers live in this process; by default the shards are searched one after another, each
+  with all the cores (``max_workers`` runs them side by side). No extra dependency; the choice on one machine.
 * ``"ray"``: each worker is a Ray actor that loads its own shard file, on whichever node of a Ray cluster has
   room for it (``pip install simdex[ray]``). Actors restart after a crash (``max_restarts=-1``) and reload
   their shard; a call that hit the dead actor is retried once.
@@ -226,16 +226,18 @@ class _ThreadBackend:
 
     def __init__(self, sources: List[Tuple[str, Any]], mmap: bool, max_workers: Optional[int]) -> None:
         self.workers = [_ShardWorker(i, s, mmap) for i, s in enumerate(sources)]
-        self.pool = ThreadPoolExecutor(max_workers=max_workers or len(sources), thread_name_prefix="simdex-shard")
+        workers = min(max_workers or 1, len(sources))
+        self.pool = ThreadPoolExecutor(workers, thread_name_prefix="simdex-shard") if workers > 1 else None
 
     def call(self, shards: Sequence[int], method: str, args: Callable[[int], tuple]) -> List[Any]:
-        if len(shards) == 1:
-            return [getattr(self.workers[shards[0]], method)(*args(shards[0]))]
+        if self.pool is None or len(shards) == 1:
+            return [getattr(self.workers[i], method)(*args(i)) for i in shards]
         futures = [self.pool.submit(getattr(self.workers[i], method), *args(i)) for i in shards]
         return [f.result() for f in futures]
 
     def close(self) -> None:
-        self.pool.shutdown(wait=True)
+        if self.pool is not None:
+            self.pool.shutdown(wait=True)
 
     def pids(self) -> List[int]:
         return [os.getpid()] * len(self.workers)
@@ -321,7 +323,10 @@ class ShardedIndex:
         actor_options: Ray backend: extra ``.options()`` for the shard actors, e.g. ``{"num_cpus": 8}`` to
             reserve cores, or a scheduling strategy. Default: ``max_restarts=-1, max_task_retries=0`` and
             ``scheduling_strategy="SPREAD"`` (shards go to different nodes when there are several).
-        max_workers: threads backend: shards searched at once (default: all).
+        max_workers: threads backend: shards searched at once. Default 1: one after another, each with all the
+            cores (the core parallelizes inside a shard, and a search that finds its thread pool busy runs on one
+            thread, so side-by-side shard searches would leave cores idle on a large machine). More helps only
+            for many small shards, where per-call costs dominate.
         check_ids: check at open that no id is in two shards (reads every id once; turn off for huge
             indexes you know are disjoint).
         restart_timeout: Ray backend: seconds to wait for a failed shard actor to come back before the retry.
