@@ -28,13 +28,12 @@ import time
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # keeps Ray's node address on 127.0.0.1
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import median  # noqa: E402
-
-import simdex  # noqa: E402
-from simdex.sharded import shard_of  # noqa: E402
+import simdex
+from _common import median
+from simdex.sharded import shard_of
 
 K = 10
 
@@ -132,8 +131,8 @@ def ingest_table(args: argparse.Namespace) -> dict:
         rng = np.random.default_rng(3)
         words = [f"w{i}" for i in range(5000)]
         with open(corpus, "w") as f:
-            for i in range(args.ingest):
-                f.write(json.dumps({"id": i, "text": " ".join(rng.choice(words, 30))}) + "\n")
+            f.writelines(json.dumps({"id": i, "text": " ".join(rng.choice(words, 30))}) + "\n"
+                         for i in range(args.ingest))
         enc = simdex.Encoder(device="cpu")
         t0 = time.perf_counter()
         simdex.ingest(corpus, os.path.join(tmp, "one.simdex"), encoder=enc)

@@ -8,6 +8,8 @@ import json
 import os
 import signal
 import tempfile
+from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -19,8 +21,8 @@ os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'simdex[ray]'): Ray backend not tested")
 
-import simdex  # noqa: E402
-from simdex.sharded import shard_of  # noqa: E402
+import simdex
+from simdex.sharded import shard_of
 
 pytestmark = pytest.mark.ray
 
@@ -86,7 +88,7 @@ def test_ray_equals_single_index(corpus, saved):
 
 
 def test_ray_in_memory_shards_add_and_save(corpus, tmp_path):
-    x, ids, one = corpus
+    x, ids, _ = corpus
     rng = np.random.default_rng(2)
     with simdex.ShardedIndex(_shards(x, ids, 2), backend="ray") as sharded:
         new = rng.standard_normal((5, DIM)).astype(np.float32)
@@ -99,7 +101,7 @@ def test_ray_in_memory_shards_add_and_save(corpus, tmp_path):
     both.add(x, ids)
     both.add(new, new_ids)
     q = rng.standard_normal((20, DIM)).astype(np.float32)
-    assert json.load(open(manifest))["count"] == 2005
+    assert json.loads(Path(manifest).read_text())["count"] == 2005
     with simdex.ShardedIndex.open(tmp_path / "grown", backend="ray") as reopened:
         _same(reopened.search(q, 8), both.search(q, 8))
 
@@ -133,8 +135,7 @@ def test_restart_with_unsaved_changes_is_an_error(corpus, saved):
             sharded.search(x[:2], 5)
 
 
-def test_restart_after_save_elsewhere_reloads_the_new_file(corpus, saved, tmp_path):
-    x, _, _ = corpus
+def test_restart_after_save_elsewhere_reloads_the_new_file(saved, tmp_path):
     with simdex.ShardedIndex.open(saved, backend="ray") as sharded:
         new_id = int(sharded.add(np.full((1, DIM), 0.5, np.float32))[0])
         sharded.save(tmp_path / "moved")
@@ -174,7 +175,7 @@ class StandInHashEncoder:
     """
 
     dim = DIM
-    fingerprint = {"model": "stand-in-hash (not a model)", "dim": DIM, "normalize": True}
+    fingerprint: ClassVar[dict] = {"model": "stand-in-hash (not a model)", "dim": DIM, "normalize": True}
 
     def embed_batch(self, texts):
         import hashlib

@@ -20,8 +20,9 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, List, Optional, Sequence, Union
+from typing import Any, Callable
 
 import numpy as np
 
@@ -53,12 +54,12 @@ class DistributedIngestReport:
 
     manifest: str
     documents: int
-    shard_counts: List[int]
+    shard_counts: list[int]
     num_workers: int
     num_gpus_per_worker: float
     seconds: float
     docs_per_s: float
-    fingerprint: Optional[dict]
+    fingerprint: dict | None
 
     def __str__(self) -> str:
         gpus = f", {self.num_gpus_per_worker:g} GPU each" if self.num_gpus_per_worker else ", CPU"
@@ -117,7 +118,7 @@ def _describe_encoder(factory: Callable[[], Any]) -> tuple:
     return (dict(fp) if fp else None), int(dim)
 
 
-def _identity(fp: Optional[dict]) -> Optional[dict]:
+def _identity(fp: dict | None) -> dict | None:
     # Library versions and the dtype may differ between nodes without changing the vectors' meaning.
     return None if fp is None else {k: v for k, v in fp.items() if k not in ("versions", "dtype")}
 
@@ -125,7 +126,7 @@ def _identity(fp: Optional[dict]) -> Optional[dict]:
 class _Embed:
     """The ``map_batches`` callable class: one encoder per actor, a batch of texts in, ids + vectors + shard out."""
 
-    def __init__(self, factory: Callable[[], Any], text_field: str, num_shards: int, fingerprint: Optional[dict],
+    def __init__(self, factory: Callable[[], Any], text_field: str, num_shards: int, fingerprint: dict | None,
                  dim: int) -> None:
         self.encoder = factory()
         self.text_field, self.num_shards, self.dim = text_field, num_shards, dim
@@ -159,7 +160,7 @@ def _split_block(block: dict, num_shards: int) -> Any:
     return pieces[0] if num_shards == 1 else tuple(pieces)
 
 
-def _write_shard(shard: int, out_dir: str, dim: int, metric: str, fingerprint: Optional[dict], num_shards: int,
+def _write_shard(shard: int, out_dir: str, dim: int, metric: str, fingerprint: dict | None, num_shards: int,
                  *pieces: tuple) -> int:
     """Shuffle, reduce side: every piece routed to one shard -> one index file. Returns its vector count."""
     index = Index(dim, metric)
@@ -178,7 +179,7 @@ def _shard_file(shard: int) -> str:
     return f"shard-{shard:05d}.simdex"
 
 
-def _shard_metadata(fingerprint: Optional[dict], shard: int, num_shards: int) -> dict:
+def _shard_metadata(fingerprint: dict | None, shard: int, num_shards: int) -> dict:
     meta: dict = {"shard": shard, "num_shards": num_shards, "routing": "splitmix64"}
     if fingerprint:
         meta["fingerprint"] = fingerprint
@@ -203,7 +204,7 @@ def _format_of(paths: Sequence[str]) -> str:
     return found.pop()
 
 
-def _read(ray: Any, source: Any, fmt: Optional[str], text_field: str) -> Any:
+def _read(ray: Any, source: Any, fmt: str | None, text_field: str) -> Any:
     import ray.data
 
     if isinstance(source, ray.data.Dataset):
@@ -260,10 +261,10 @@ def _numbered_blocks(ray: Any, ds: Any, text_field: str, blocks: int) -> tuple:
 
 # -- the entry point -------------------------------------------------------------------------------------------
 
-def distributed_ingest(dataset_or_paths: Any, out_dir: Union[str, "os.PathLike[str]"], encoder: Any = DEFAULT_MODEL,
-                       num_shards: Optional[int] = None, num_gpus_per_worker: Optional[float] = None, *,
-                       text_field: str = "text", id_field: Optional[str] = None, format: Optional[str] = None,
-                       num_workers: Optional[int] = None, num_cpus_per_worker: float = 1, batch_size: int = 256,
+def distributed_ingest(dataset_or_paths: Any, out_dir: str | os.PathLike[str], encoder: Any = DEFAULT_MODEL,
+                       num_shards: int | None = None, num_gpus_per_worker: float | None = None, *,
+                       text_field: str = "text", id_field: str | None = None, format: str | None = None,
+                       num_workers: int | None = None, num_cpus_per_worker: float = 1, batch_size: int = 256,
                        metric: str = "cosine", overwrite: bool = False) -> DistributedIngestReport:
     """Embeds a corpus on a Ray cluster into ``num_shards`` index files plus a manifest.
 

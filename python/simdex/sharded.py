@@ -31,8 +31,9 @@ import logging
 import os
 import threading
 import uuid
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Union
 
 import numpy as np
 
@@ -60,7 +61,7 @@ class ShardError(RuntimeError):
         source: the shard's file, or a description of an in-memory shard.
     """
 
-    def __init__(self, message: str, shard: Optional[int] = None, source: Optional[str] = None) -> None:
+    def __init__(self, message: str, shard: int | None = None, source: str | None = None) -> None:
         super().__init__(message)
         self.shard = shard
         self.source = source
@@ -91,7 +92,7 @@ def shard_of(ids: Any, num_shards: int) -> np.ndarray:
     return (z % np.uint64(num_shards)).astype(np.int64)
 
 
-def merge_topk(parts: Sequence[Tuple[np.ndarray, np.ndarray]], k: int) -> SearchResult:
+def merge_topk(parts: Sequence[tuple[np.ndarray, np.ndarray]], k: int) -> SearchResult:
     """Merges per-shard results (each best first, padded with (-inf, -1)) into the global top-k.
 
     Orders by score descending, then id ascending (the core's tie rule); padding sorts last.
@@ -108,7 +109,7 @@ def merge_topk(parts: Sequence[Tuple[np.ndarray, np.ndarray]], k: int) -> Search
 
 # -- the per-shard worker ----------------------------------------------------------------------------------
 
-def _describe(source: Tuple[str, Any]) -> str:
+def _describe(source: tuple[str, Any]) -> str:
     kind, value = source
     return value if kind == "path" else f"<in-memory shard ({kind})>"
 
@@ -124,7 +125,7 @@ class _ShardWorker:
     that finds a damaged file produces a message that names the shard.
     """
 
-    def __init__(self, shard: int, source: Tuple[str, Any], mmap: bool = False, threads: Optional[int] = None):
+    def __init__(self, shard: int, source: tuple[str, Any], mmap: bool = False, threads: int | None = None):
         self.shard = shard
         self.mmap = mmap
         if threads is not None:
@@ -133,11 +134,11 @@ class _ShardWorker:
             set_num_threads(threads)
         self._load(source)
 
-    def _load(self, source: Tuple[str, Any]) -> None:
+    def _load(self, source: tuple[str, Any]) -> None:
         self.source = source
         self.epoch = uuid.uuid4().hex
-        self.index: Optional[Index] = None
-        self.error: Optional[BaseException] = None
+        self.index: Index | None = None
+        self.error: BaseException | None = None
         kind, value = source
         try:
             if kind == "index":
@@ -160,7 +161,7 @@ class _ShardWorker:
                              f"{type(e).__name__}: {e}", self.shard, _describe(self.source))
         return self.index
 
-    def open_error(self) -> Optional[Tuple[str, Any]]:
+    def open_error(self) -> tuple[str, Any] | None:
         """The load error as (type name, errno-or-None, message), for the coordinator to re-raise at open."""
         e = self.error
         if e is None:
@@ -170,18 +171,18 @@ class _ShardWorker:
     def ping(self) -> str:
         return self.epoch
 
-    def info(self) -> Dict[str, Any]:
+    def info(self) -> dict[str, Any]:
         index = self._ready()
         return {"epoch": self.epoch, "dim": index.dim, "metric": index.metric, "size": len(index),
                 "next_id": int(index._core.next_id), "fingerprint": index.fingerprint, "mapped": index._core.mapped,
                 "pid": os.getpid()}
 
-    def reload(self, source: Tuple[str, Any]) -> str:
+    def reload(self, source: tuple[str, Any]) -> str:
         self._load(source)
         self._ready()
         return self.epoch
 
-    def search(self, queries: np.ndarray, k: int, min_score: float, allow: Optional[np.ndarray]):
+    def search(self, queries: np.ndarray, k: int, min_score: float, allow: np.ndarray | None):
         index = self._ready()
         scores, ids = index._core.search(queries, k, min_score, allow)
         return self.epoch, scores, ids
@@ -224,12 +225,12 @@ class _ThreadBackend:
 
     name = "threads"
 
-    def __init__(self, sources: List[Tuple[str, Any]], mmap: bool, max_workers: Optional[int]) -> None:
+    def __init__(self, sources: list[tuple[str, Any]], mmap: bool, max_workers: int | None) -> None:
         self.workers = [_ShardWorker(i, s, mmap) for i, s in enumerate(sources)]
         workers = min(max_workers or 1, len(sources))
         self.pool = ThreadPoolExecutor(workers, thread_name_prefix="simdex-shard") if workers > 1 else None
 
-    def call(self, shards: Sequence[int], method: str, args: Callable[[int], tuple]) -> List[Any]:
+    def call(self, shards: Sequence[int], method: str, args: Callable[[int], tuple]) -> list[Any]:
         if self.pool is None or len(shards) == 1:
             return [getattr(self.workers[i], method)(*args(i)) for i in shards]
         futures = [self.pool.submit(getattr(self.workers[i], method), *args(i)) for i in shards]
@@ -239,7 +240,7 @@ class _ThreadBackend:
         if self.pool is not None:
             self.pool.shutdown(wait=True)
 
-    def pids(self) -> List[int]:
+    def pids(self) -> list[int]:
         return [os.getpid()] * len(self.workers)
 
 
@@ -248,8 +249,8 @@ class _RayBackend:
 
     name = "ray"
 
-    def __init__(self, sources: List[Tuple[str, Any]], mmap: bool, threads: Optional[int],
-                 actor_options: Optional[dict]) -> None:
+    def __init__(self, sources: list[tuple[str, Any]], mmap: bool, threads: int | None,
+                 actor_options: dict | None) -> None:
         try:
             import ray
         except ImportError:
@@ -275,11 +276,11 @@ class _RayBackend:
         for a in self.actors:
             try:
                 self.ray.kill(a, no_restart=True)
-            except Exception:  # already gone; nothing to release
-                pass
+            except Exception as e:  # noqa: BLE001 - an actor already gone has nothing to release
+                log.debug("closing shard actor: %s", e)
         self.actors = []
 
-    def pids(self) -> List[int]:
+    def pids(self) -> list[int]:
         return [r["pid"] for r in self.ray.get([a.info.remote() for a in self.actors])]
 
 
@@ -293,7 +294,7 @@ def _index_bytes(index: Index) -> bytes:
             return f.read()
 
 
-def _reraise_open_error(shard: int, source: str, error: Tuple[str, Any, str]) -> None:
+def _reraise_open_error(shard: int, source: str, error: tuple[str, Any, str]) -> None:
     kind, errno_, message = error
     text = f"shard {shard} ({source}): {message}"
     if kind == "FormatError":
@@ -348,9 +349,9 @@ class ShardedIndex:
     anything is sent, so only a shard failure mid-add can leave part of a batch added.
     """
 
-    def __init__(self, shards: Union[PathLike, Sequence[Union[PathLike, Index]]], backend: str = "threads", *,
-                 mmap: bool = False, threads_per_shard: Optional[int] = None, actor_options: Optional[dict] = None,
-                 max_workers: Optional[int] = None, check_ids: bool = True, restart_timeout: float = 120.0) -> None:
+    def __init__(self, shards: PathLike | Sequence[PathLike | Index], backend: str = "threads", *,
+                 mmap: bool = False, threads_per_shard: int | None = None, actor_options: dict | None = None,
+                 max_workers: int | None = None, check_ids: bool = True, restart_timeout: float = 120.0) -> None:
         if backend not in BACKENDS:
             raise ValueError(f"backend: expected one of {BACKENDS}, got {backend!r}")
         manifest = None
@@ -363,7 +364,7 @@ class ShardedIndex:
         shards = list(shards)
         if not shards:
             raise ValueError("shards: expected at least one shard, got an empty list")
-        sources: List[Tuple[str, Any]] = []
+        sources: list[tuple[str, Any]] = []
         for i, s in enumerate(shards):
             if isinstance(s, Index):
                 sources.append(("index", s))
@@ -380,7 +381,7 @@ class ShardedIndex:
         else:
             self._backend = _RayBackend(sources, mmap, threads_per_shard, actor_options)
             self._sources = self._backend.sources
-        self._epochs: List[Optional[str]] = [None] * len(sources)
+        self._epochs: list[str | None] = [None] * len(sources)
         self._dirty = [0] * len(sources)
         try:
             self._open(manifest, check_ids)
@@ -389,7 +390,7 @@ class ShardedIndex:
             raise
 
     @classmethod
-    def open(cls, path: PathLike, backend: str = "threads", **kwargs: Any) -> "ShardedIndex":
+    def open(cls, path: PathLike, backend: str = "threads", **kwargs: Any) -> ShardedIndex:
         """Opens the shards listed in a manifest (a shard folder, or its ``manifest.json``).
 
         Keyword arguments are those of `ShardedIndex`.
@@ -397,7 +398,7 @@ class ShardedIndex:
         return cls(os.fspath(path), backend, **kwargs)
 
     # -- protocol plumbing ----------------------------------------------------------------------------------
-    def _open(self, manifest: Optional[dict], check_ids: bool) -> None:
+    def _open(self, manifest: dict | None, check_ids: bool) -> None:
         n = len(self._sources)
         if self._backend.name == "ray":
             errors = self._backend.ray.get([a.open_error.remote() for a in self._backend.actors])
@@ -441,7 +442,7 @@ class ShardedIndex:
     def _name(self, i: int) -> str:
         return _describe(self._sources[i])
 
-    def _raw_call(self, shards: Sequence[int], method: str, args: Callable[[int], tuple]) -> List[Any]:
+    def _raw_call(self, shards: Sequence[int], method: str, args: Callable[[int], tuple]) -> list[Any]:
         """Calls without the epoch protocol (used at open)."""
         shards = list(shards)
         if self._backend.name == "threads":
@@ -449,7 +450,7 @@ class ShardedIndex:
         ray = self._backend.ray
         return ray.get([self._backend.submit(i, method, args(i)) for i in shards])
 
-    def _call(self, shards: Sequence[int], method: str, args: Callable[[int], tuple]) -> List[Any]:
+    def _call(self, shards: Sequence[int], method: str, args: Callable[[int], tuple]) -> list[Any]:
         """Runs method on the given shards side by side and returns the payloads (replies minus the epoch)."""
         if self._closed:
             raise ValueError("this ShardedIndex is closed")
@@ -465,7 +466,7 @@ class ShardedIndex:
         ray = self._backend.ray
         from ray.exceptions import RayActorError, RayTaskError
 
-        failure: Optional[BaseException] = None
+        failure: BaseException | None = None
         reloaded = False
         while True:
             try:
@@ -562,16 +563,16 @@ class ShardedIndex:
         return self._backend.name
 
     @property
-    def fingerprint(self) -> Optional[dict]:
+    def fingerprint(self) -> dict | None:
         """The embedding model's fingerprint shared by all shards, or None."""
         return self._fingerprint
 
     @property
-    def shard_files(self) -> List[Optional[str]]:
+    def shard_files(self) -> list[str | None]:
         """Each shard's current file (None for an in-memory shard never saved)."""
         return [value if kind == "path" else None for kind, value in self._sources]
 
-    def shard_sizes(self) -> List[int]:
+    def shard_sizes(self) -> list[int]:
         """Vectors in each shard."""
         return [int(s) for s in self._call(range(self.num_shards), "size", lambda i: ())]
 
@@ -596,7 +597,7 @@ class ShardedIndex:
         return bool(self.contains([id_])[0])
 
     # -- search ---------------------------------------------------------------------------------------------
-    def search(self, queries: Any, k: int = 10, *, filter: Any = None, min_score: Optional[float] = None) -> SearchResult:
+    def search(self, queries: Any, k: int = 10, *, filter: Any = None, min_score: float | None = None) -> SearchResult:
         """Finds the k best-scoring vectors across all shards; the same contract as `simdex.Index.search`.
 
         Args:
@@ -673,7 +674,7 @@ class ShardedIndex:
         return int(sum(counts))
 
     # -- persistence ----------------------------------------------------------------------------------------
-    def save(self, folder: Optional[PathLike] = None) -> Optional[str]:
+    def save(self, folder: PathLike | None = None) -> str | None:
         """Saves every shard (each file atomically, as `Index.save` does).
 
         Args:
@@ -715,13 +716,13 @@ class ShardedIndex:
             self._closed = True
             self._backend.close()
 
-    def __enter__(self) -> "ShardedIndex":
+    def __enter__(self) -> ShardedIndex:  # noqa: PYI034 - typing.Self needs Python 3.11
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _worker_pids(self) -> List[int]:
+    def _worker_pids(self) -> list[int]:
         """Process id of each shard's worker (tests)."""
         return self._backend.pids()
 
@@ -737,7 +738,7 @@ def _payload(reply: Any) -> Any:
 # -- the manifest -------------------------------------------------------------------------------------------
 
 def write_manifest(folder: str, files: Sequence[str], counts: Sequence[int], dim: int, metric: str,
-                   fingerprint: Optional[dict], extra: Optional[dict] = None) -> str:
+                   fingerprint: dict | None, extra: dict | None = None) -> str:
     """Writes ``folder/manifest.json`` atomically and returns its path.
 
     Args:
@@ -767,7 +768,7 @@ def write_manifest(folder: str, files: Sequence[str], counts: Sequence[int], dim
     return path
 
 
-def _read_manifest(path: PathLike) -> Tuple[str, dict]:
+def _read_manifest(path: PathLike) -> tuple[str, dict]:
     path = os.path.abspath(os.fspath(path))
     if os.path.isdir(path):
         path = os.path.join(path, MANIFEST_NAME)
