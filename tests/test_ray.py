@@ -250,6 +250,31 @@ def test_distributed_ingest_text_lines_numbered_in_order(tmp_path):
         assert got.tolist() == list(range(0, 250, 25))
 
 
+def test_distributed_ingest_parquet_folder_one_shard(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    texts = _texts(120)
+    folder = tmp_path / "pq"
+    folder.mkdir()
+    for part in range(2):  # two files in a folder: the format is found from the names inside
+        rows = range(part * 60, part * 60 + 60)
+        pq.write_table(pa.table({"key": [1000 + i for i in rows], "body": [texts[i] for i in rows]}),
+                       folder / f"part-{part}.parquet")
+    report = simdex.distributed_ingest(folder, tmp_path / "out", encoder=StandInHashEncoder, num_shards=1,
+                                       text_field="body", id_field="key", num_workers=1)
+    assert report.shard_counts == [120]
+    shard = simdex.load(tmp_path / "out" / "shard-00000.simdex")
+    assert sorted(shard.ids().tolist()) == list(range(1000, 1120))
+    # The vector stored under key 1007 is the embedding of the text on that row (cosine: unit length).
+    np.testing.assert_allclose(shard.reconstruct([1007]), _unit(StandInHashEncoder().embed_batch([texts[7]])),
+                               atol=1e-6)
+
+
+def _unit(x):
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
 def test_distributed_ingest_bad_input_is_explained(tmp_path):
     ds = ray.data.from_items([{"body": "a"}, {"body": "b"}])
     with pytest.raises(ValueError, match=r"no column 'text' in the input; it has \['body'\]"):
