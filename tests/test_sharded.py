@@ -300,3 +300,19 @@ def test_import_simdex_does_not_import_ray():
     out = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
+
+
+def test_ray_backend_without_ray_says_how_to_install():
+    # sys.modules["ray"] = None makes `import ray` fail, as on a machine without it.
+    code = ("import sys; sys.modules['ray'] = None\n"
+            "import simdex\n"
+            "for call in (lambda: simdex.ShardedIndex([simdex.Index(4)], backend='ray'),\n"
+            "             lambda: simdex.distributed_ingest(['x.jsonl'], 'out')):\n"
+            "    try:\n"
+            "        call()\n"
+            "    except ImportError as e:\n"
+            "        print(e)\n")
+    out = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.strip().splitlines()
+    assert len(lines) == 2 and all("pip install 'simdex[ray]'" in line for line in lines), lines
