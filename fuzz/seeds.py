@@ -4,7 +4,6 @@ import os
 import sys
 
 import numpy as np
-
 import simdex
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
-from typing import List
 
 from simdex import _core
 
@@ -39,7 +38,7 @@ class Section:
 class File:
     version: int
     file_size: int
-    sections: List[Section] = field(default_factory=list)
+    sections: list[Section] = field(default_factory=list)
 
     def get(self, name: str) -> Section:
         return next(s for s in self.sections if s.name == name)
@@ -49,6 +48,7 @@ def parse(buf: bytes) -> File:
     (magic, version, header_size, file_size, table_offset, count, entry_size, table_crc, flags, reserved,
      header_crc) = HEADER.unpack_from(buf, 0)
     assert magic == MAGIC and header_size == 64 and entry_size == 64 and table_offset == 64
+    assert flags == 0 and reserved == bytes(12)
     assert header_crc == crc(buf[:60]) and file_size == len(buf)
     assert table_crc == crc(buf[64:64 + 64 * count])
     f = File(version, file_size)
@@ -61,7 +61,7 @@ def parse(buf: bytes) -> File:
     return f
 
 
-def build(sections: List[Section], *, version: int = 1, pad: int = 64, fix_crc: bool = True,
+def build(sections: list[Section], *, version: int = 1, pad: int = 64, fix_crc: bool = True,
           keep_offsets: bool = False, header_flags: int = 0, file_size: int | None = None) -> bytes:
     """Lays sections out as format version 1 does (or with the given oddities) and returns the file bytes."""
     table_end = 64 + 64 * len(sections)
@@ -88,8 +88,8 @@ def build(sections: List[Section], *, version: int = 1, pad: int = 64, fix_crc: 
     return bytes(head + table + body)
 
 
-def index_sections(dim: int, ids: List[int], vectors: bytes, *, metric: int = 0, next_id: int | None = None,
-                   metadata: bytes = b"", count: int | None = None) -> List[Section]:
+def index_sections(dim: int, ids: list[int], vectors: bytes, *, metric: int = 0, next_id: int | None = None,
+                   metadata: bytes = b"", count: int | None = None) -> list[Section]:
     """The four sections of an index file, from raw parts."""
     n = len(ids) if count is None else count
     nid = (max(ids) + 1 if ids else 0) if next_id is None else next_id

@@ -11,12 +11,10 @@ import textwrap
 
 import numpy as np
 import pytest
-
-import simdex
-from simdex import _core
-
 import sdxfile
+import simdex
 from sdxfile import BYTES, F32, F64, I64, REQUIRED, Section, build, index_sections, parse
+from simdex import _core
 
 
 @pytest.fixture
@@ -62,7 +60,7 @@ def test_crc32c_check_value():
 
 def test_crc32c_paths_agree_and_chain(rng):
     buf = rng.integers(0, 256, 5000, dtype=np.uint8).tobytes()
-    for start in range(0, 9):
+    for start in range(9):
         for n in (0, 1, 7, 8, 9, 31, 32, 33, 100, 4096 - start):
             piece = buf[start:start + n]
             assert _core.crc32c(piece) == _core.crc32c(piece, portable=True)
@@ -193,6 +191,18 @@ def test_directory_and_missing_file(tmp_path):
         simdex.load(tmp_path / "missing.sdx")
     with pytest.raises(FileNotFoundError):
         simdex.load(tmp_path / "missing.sdx", mmap=True)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+@pytest.mark.parametrize("mmap", [False, True])
+def test_pipes_and_devices_are_refused_without_blocking(tmp_path, mmap):
+    fifo = tmp_path / "pipe.sdx"
+    os.mkfifo(fifo)  # opening it for reading would block until a writer came, if the loader waited
+    with pytest.raises(simdex.FormatError, match="not a regular file"):
+        simdex.load(fifo, mmap=mmap)
+    if os.path.exists("/dev/zero"):
+        with pytest.raises(simdex.FormatError, match="not a regular file"):
+            simdex.load("/dev/zero", mmap=mmap)
 
 
 def test_future_version_is_refused_with_upgrade_hint(rng):
@@ -336,6 +346,6 @@ def test_hostile_files_allocate_nothing_large(tmp_path):
                     n += 1
         print(n)
     """)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
     assert out.returncode == 0, out.stderr
     assert int(out.stdout) == 2 * len(HOSTILE) - 1  # all but the mapped NaN file

@@ -123,9 +123,10 @@ struct Fd {
     }
 };
 
-// Opens path for reading and checks it is a non-empty regular file; returns its size.
+// Opens path for reading and checks it is a non-empty regular file; returns its size. O_NONBLOCK: opening a
+// named pipe would otherwise wait for a writer (it has no effect on regular files).
 std::uint64_t open_regular(const std::string& path, Fd& f) {
-    f.fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    f.fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (f.fd < 0) throw_errno(errno, "opening " + path);
     struct stat st {};
     if (::fstat(f.fd, &st) != 0) throw_errno(errno, "stat " + path);
@@ -228,6 +229,14 @@ std::string dir_of(const std::string& path) {
 }
 
 std::atomic<unsigned> g_temp_counter{0};
+
+// fsync; on macOS fsync leaves data in the drive's cache, and F_FULLFSYNC is what reaches the disk.
+int full_fsync(int fd) {
+#if defined(__APPLE__) && defined(F_FULLFSYNC)
+    if (::fcntl(fd, F_FULLFSYNC) == 0) return 0;
+#endif
+    return ::fsync(fd);
+}
 
 }  // namespace
 
@@ -435,7 +444,7 @@ void Writer::write_file(const std::string& path) const {
         if (::stat(path.c_str(), &old) == 0 && S_ISREG(old.st_mode)) ::fchmod(f.fd, old.st_mode & 07777);
         FileSink sink{f.fd, tmp};
         emit(sink);
-        if (::fsync(f.fd) != 0) throw_errno(errno, "fsync " + tmp);
+        if (full_fsync(f.fd) != 0) throw_errno(errno, "fsync " + tmp);
         const int fd = f.fd;
         f.fd = -1;
         if (::close(fd) != 0) throw_errno(errno, "closing " + tmp);
@@ -448,7 +457,7 @@ void Writer::write_file(const std::string& path) const {
     const std::string dir = dir_of(path);
     Fd d(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     if (d.fd < 0) throw_errno(errno, "opening folder " + dir + " to fsync it (" + path + " is already replaced)");
-    if (::fsync(d.fd) != 0 && errno != EINVAL)
+    if (full_fsync(d.fd) != 0 && errno != EINVAL)
         throw_errno(errno, "fsync folder " + dir + " (" + path + " is replaced but may not survive a power loss)");
 }
 

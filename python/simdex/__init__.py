@@ -4,6 +4,7 @@
     >>> index = simdex.Index(384)                      # cosine by default
     >>> ids = index.add(np.random.rand(1000, 384))
     >>> scores, ids = index.search(np.random.rand(384), k=5)
+    >>> small = simdex.Index(384, dtype="int8")       # 1 byte per dimension, integer SIMD scoring
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from ._core import get_num_threads, set_num_threads
 from ._index import FormatError, Index, SearchResult, load, load_bytes
 from .docstore import Document, Hit, TextSearchResult
 from .encoder import Encoder, FingerprintMismatch  # torch is imported when an Encoder is made
-from .faiss_compat import IndexFlatCosine, IndexFlatIP, read_index, write_index
+from .faiss_compat import IndexFlatCosine, IndexFlatIP, IndexScalarQuantizer, read_index, write_index
 from .ingest import IngestReport, ingest
 
 __version__ = _core.__version__
@@ -29,6 +30,7 @@ __all__ = [
     "Index",
     "IndexFlatCosine",
     "IndexFlatIP",
+    "IndexScalarQuantizer",
     "IngestReport",
     "SearchResult",
     "ShardError",
@@ -67,7 +69,8 @@ def __getattr__(name: str):
 
 
 def simd_info() -> dict:
-    """SIMD levels: ``compiled`` into this build, ``supported`` on this CPU, and ``active`` now."""
+    """SIMD levels: ``compiled`` into this build, ``supported`` on this CPU, and ``active`` now; ``int8``
+    names the int8 kernels the active level runs (``avx512_vnni``, ``avx_vnni``, ``avx2``, ``neon_dotprod``...)."""
     return _core.simd_info()
 
 

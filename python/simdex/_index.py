@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import operator
 import os
 import warnings
 from typing import Any, Callable, NamedTuple, Optional
@@ -16,6 +17,9 @@ from .docstore import DocStore, TextSearchResult, docs_path
 from .encoder import FingerprintMismatch, check_fingerprint
 
 METRICS = ("cosine", "ip")
+DTYPES = ("float32", "int8")
+# A first add smaller than this calibrates int8 on too few vectors to know each dimension's range.
+MIN_CALIBRATION_VECTORS = 1000
 
 
 class SearchResult(NamedTuple):
@@ -26,12 +30,19 @@ class SearchResult(NamedTuple):
 
 
 class Index:
-    """Exact nearest-neighbour index over float32 vectors, scored by inner product.
+    """Exact nearest-neighbour index over float32 vectors (or their int8 codes), scored by inner product.
 
     Args:
         dim: vector dimension.
         metric: ``"cosine"`` normalizes vectors to unit length on add and on query, so the score is the cosine
             similarity (zero vectors stay zero and score 0); ``"ip"`` scores the raw inner product.
+        dtype: ``"float32"`` stores the vectors and scores them exactly. ``"int8"`` stores one byte per
+            dimension (4x less memory) and scores with integer SIMD kernels (``docs/int8.md``): each dimension's
+            range is calibrated once, by :meth:`train` or automatically from the first :meth:`add`, then fixed,
+            so every later batch is encoded the same way. Scores are then approximate (recall@10 about 0.99 on
+            sentence embeddings); ``search(..., rescore=R)`` makes them exact.
+        keep_originals: int8 only: also keep the float vectors (in RAM, or memory-mapped with
+            ``simdex.load(path, mmap=True)``), which ``search(..., rescore=R)`` needs.
 
     Every stored vector has a non-negative int64 id that stays the same across removals and save/load.
     Search scans everything with SIMD kernels chosen at run time (see :func:`simdex.simd_info`), keeps a
@@ -41,13 +52,21 @@ class Index:
     Thread safety: any number of threads may search at once; ``add``, ``remove`` and ``reset`` each take
     the index exclusively (a search sees a whole batch or none of it), and ``save`` excludes them while it
     writes. Waiting writers are let in ahead of newly arriving searches, so a busy server cannot starve them.
+    After ``fork()`` the child can use the index (with its own thread pool), unless another thread of the
+    parent was changing it at that instant: then every call in the child raises RuntimeError rather than
+    read half-changed data. Ctrl-C interrupts a long search with KeyboardInterrupt; the index stays intact.
     """
 
-    def __init__(self, dim: int, metric: str = "cosine") -> None:
+    def __init__(self, dim: int, metric: str = "cosine", dtype: str = "float32", keep_originals: bool = False) -> None:
         dim = as_dim(dim)
         if metric not in METRICS:
             raise ValueError(f"metric: expected one of {METRICS}, got {metric!r}")
-        self._core = _core.FlatIndex(dim, metric)
+        dtype = _as_dtype(dtype)
+        if not isinstance(keep_originals, (bool, np.bool_)):
+            raise TypeError(f"keep_originals: expected a bool, got {type(keep_originals).__name__}")
+        if keep_originals and dtype == "float32":
+            raise ValueError("keep_originals=True applies to dtype='int8'; a float32 index stores the vectors themselves")
+        self._core = _core.FlatIndex(dim, metric, dtype, bool(keep_originals))
 
     @classmethod
     def _from_core(cls, core: Any) -> "Index":
@@ -66,12 +85,40 @@ class Index:
         """``"cosine"`` or ``"ip"``."""
         return self._core.metric
 
+    @property
+    def dtype(self) -> str:
+        """``"float32"`` or ``"int8"``."""
+        return self._core.dtype
+
+    @property
+    def keep_originals(self) -> bool:
+        """True when an int8 index also keeps the float vectors (always True for float32)."""
+        return bool(self._core.keeps_originals)
+
+    @property
+    def is_trained(self) -> bool:
+        """False only for an int8 index whose calibration is not learned yet (no :meth:`train`, no add)."""
+        return bool(self._core.trained)
+
+    @property
+    def calibration(self) -> np.ndarray:
+        """int8 calibration, float32 (2, dim): per-dimension offsets, then steps (0 on a dimension with no
+        range). A vector x is stored as ``clip(rint((x - offset) / step), -127, 127)``.
+
+        Raises:
+            ValueError: a float32 index, or an int8 index not calibrated yet.
+        """
+        return self._core.calibration()
+
     def __len__(self) -> int:
         return len(self._core)
 
     def __repr__(self) -> str:
         mapped = ", mmap=True" if self._core.mapped else ""
-        return f"simdex.Index(dim={self.dim}, metric={self.metric!r}, size={len(self)}{mapped})"
+        extra = ""
+        if self.dtype == "int8":
+            extra = ", dtype='int8'" + (", keep_originals=True" if self.keep_originals else "")
+        return f"simdex.Index(dim={self.dim}, metric={self.metric!r}{extra}, size={len(self)}{mapped})"
 
     def ids(self) -> np.ndarray:
         """The stored ids (int64), in storage order."""
@@ -80,8 +127,13 @@ class Index:
     def __contains__(self, id_: int) -> bool:
         return bool(self._core.contains(int(id_)))
 
-    def memory_usage(self) -> int:
-        """Bytes held by the index: vectors, ids and the id lookup table."""
+    def memory_usage(self, detail: bool = False) -> "int | dict":
+        """Bytes held by the index: vectors (or int8 codes and kept originals), calibration, ids and the id
+        lookup table. ``detail=True`` returns them by part (``vectors``, ``calibration``, ``ids``, ``metadata``,
+        ``file_image``). The vectors of a memory-mapped index are not counted: they are the file's pages in the page
+        cache, shared and reclaimable."""
+        if detail:
+            return {k: int(v) for k, v in self._core.memory_breakdown().items()}
         return int(self._core.memory_usage())
 
     @property
@@ -100,6 +152,33 @@ class Index:
         return self.metadata.get("fingerprint")
 
     # -- mutation ---------------------------------------------------------------------------------------
+    def train(self, vectors: Any) -> None:
+        """Learns the int8 calibration from a representative sample (normalized first under cosine).
+
+        Each dimension's range is the sample's minimum..maximum, with outliers beyond 8 (robust) standard
+        deviations from the mean clipped, and widened a little when the sample is small (its extremes fall short
+        of a large collection's); values outside the range are clipped to it. The calibration is then fixed
+        and saved with the index. Without ``train``, the first :meth:`add` calibrates on its own vectors.
+
+        Args:
+            vectors: float array (n, dim) or (dim,); thousands of vectors or more give stable ranges.
+
+        Raises:
+            ValueError: a float32 index, an index already calibrated, NaN or Inf, a wrong shape.
+            TypeError: non-floating vectors.
+        """
+        if self.dtype != "int8":
+            raise ValueError("train applies to dtype='int8' indexes; a float32 index needs no training")
+        x = as_matrix(vectors, self.dim, "vectors")
+        if x.shape[0] < MIN_CALIBRATION_VECTORS:
+            warnings.warn(
+                f"int8 calibration from {x.shape[0]} vectors (fewer than {MIN_CALIBRATION_VECTORS}): dimension ranges "
+                "may be too narrow, and values outside them are clipped; train on a larger sample for better recall",
+                UserWarning,
+                stacklevel=2,
+            )
+        self._core.train(x)
+
     def add(self, vectors: Any, ids: Any = None, *, fingerprint: Optional[dict] = None) -> np.ndarray:
         """Adds vectors and returns their ids.
 
@@ -119,6 +198,14 @@ class Index:
         """
         x = as_matrix(vectors, self.dim, "vectors")
         self._guard_fingerprint(fingerprint, "add")
+        if self.dtype == "int8" and x.shape[0] < MIN_CALIBRATION_VECTORS and not self._core.trained:
+            warnings.warn(
+                f"this first add calibrates the int8 index on {x.shape[0]} vectors (fewer than "
+                f"{MIN_CALIBRATION_VECTORS}); the calibration is fixed afterwards, so call index.train(sample) with "
+                "a larger representative sample first for better recall",
+                UserWarning,
+                stacklevel=2,
+            )
         if ids is None:
             start = self._core.add(x, None)  # chosen under the index lock, so concurrent adds get distinct ids
             return np.arange(start, start + x.shape[0], dtype=np.int64)
@@ -135,15 +222,29 @@ class Index:
         return int(self._core.remove(as_ids(ids, "ids")))
 
     def reset(self) -> None:
-        """Removes every vector; ids start again from 0. ValueError on a memory-mapped index."""
+        """Removes every vector; ids start again from 0 (an int8 index keeps its calibration). ValueError on a
+        memory-mapped index."""
         self._core.reset()
 
     def reconstruct(self, ids: Any) -> np.ndarray:
-        """The stored vectors (normalized under cosine) for the given ids, float32 (n, dim)."""
+        """The stored vectors (normalized under cosine) for the given ids, float32 (n, dim). An int8 index
+        returns the kept originals, or else the decoded codes ``offset + step * code``."""
         return self._core.reconstruct(as_ids(ids, "ids"))
 
+    def codes(self, ids: Any) -> np.ndarray:
+        """The int8 codes stored for the given ids, int8 (n, dim). ValueError on a float32 index."""
+        return self._core.codes(as_ids(ids, "ids"))
+
     # -- search -----------------------------------------------------------------------------------------
-    def search(self, queries: Any, k: int = 10, *, filter: Any = None, min_score: Optional[float] = None) -> SearchResult:
+    def search(
+        self,
+        queries: Any,
+        k: int = 10,
+        *,
+        filter: Any = None,
+        min_score: Optional[float] = None,
+        rescore: Optional[int] = None,
+    ) -> SearchResult:
         """Finds the k best-scoring vectors for each query.
 
         Args:
@@ -153,6 +254,9 @@ class Index:
             filter: optional allow-list of ids; only those can be returned. It is applied inside the scan, so
                 each query still gets up to k allowed results.
             min_score: optional floor; results scoring below it are dropped (padded as above).
+            rescore: int8 only. ``None``: int8 scores, ranked exactly by the integer dot products. An integer
+                R >= 1: the k * R best by int8 score are rescored with the kept float vectors (the index needs
+                ``keep_originals=True``) and the k best of them returned with exact float scores.
 
         Returns:
             SearchResult(scores float32 (nq, k), ids int64 (nq, k)), best first, ties to the lower id.
@@ -161,7 +265,8 @@ class Index:
         k = as_k(k)
         floor = as_min_score(min_score)
         allow = None if filter is None else as_ids(filter, "filter")
-        scores, ids = self._core.search(q, k, floor, allow)
+        r = _as_rescore(rescore, self)
+        scores, ids = self._core.search(q, k, floor, allow, r)
         return SearchResult(scores, ids)
 
     # -- persistence ------------------------------------------------------------------------------------
@@ -362,6 +467,38 @@ class Index:
             warnings.warn(f"{target} (save {store.seq}) does not match {path} (save {saved}); texts returned by "
                           "search_text may be missing or stale", RuntimeWarning, stacklevel=3)
         self._docstore = store
+
+
+def _as_dtype(dtype: Any) -> str:
+    if isinstance(dtype, (type, np.dtype)):
+        try:
+            dtype = np.dtype(dtype).name  # np.float32 / np.int8 are accepted too
+        except TypeError:
+            pass
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype: expected one of {DTYPES}, got {dtype!r}")
+    return str(dtype)
+
+
+def _as_rescore(rescore: Any, index: Index) -> int:
+    if rescore is None:
+        return 0
+    if isinstance(rescore, bool):
+        raise TypeError("rescore: expected None or a positive integer, got a bool")
+    try:
+        r = operator.index(rescore)
+    except TypeError:
+        raise TypeError(f"rescore: expected None or a positive integer, got {type(rescore).__name__}") from None
+    if r < 1:
+        raise ValueError(f"rescore: expected None or a positive integer, got {r}")
+    if index.dtype != "int8":
+        raise ValueError("rescore applies to dtype='int8' indexes; float32 scores are already exact")
+    if not index.keep_originals:
+        raise ValueError(
+            "rescore needs the original float vectors, which this int8 index does not keep: create it with "
+            "Index(..., dtype='int8', keep_originals=True), or search without rescore"
+        )
+    return r
 
 
 def _checked(core: Any, source: str) -> Index:
