@@ -316,3 +316,32 @@ def test_ray_backend_without_ray_says_how_to_install():
     assert out.returncode == 0, out.stderr
     lines = out.stdout.strip().splitlines()
     assert len(lines) == 2 and all("pip install 'simdex[ray]'" in line for line in lines), lines
+
+
+def test_int8_shards_with_one_calibration_equal_one_int8_index(data, rng):
+    x, ids = data
+    sample = x[rng.choice(len(x), 1000, replace=False)]
+
+    def int8_index(rows):
+        index = simdex.Index(DIM, dtype="int8", keep_originals=True)
+        index.train(sample)  # one calibration for all: int8 scores are then comparable across shards
+        if len(rows):
+            index.add(x[rows], ids[rows])
+        return index
+
+    route = shard_of(ids, 3)
+    sharded = simdex.ShardedIndex([int8_index(np.flatnonzero(route == s)) for s in range(3)])
+    one = int8_index(np.arange(len(x)))
+    assert sharded.dtype == "int8"
+    q = rng.standard_normal((12, DIM)).astype(np.float32)
+    _assert_same(sharded.search(q, 10), one.search(q, 10))
+    # With rescore the scores are the exact float ones (candidates are chosen per shard, so only scores are
+    # compared with the float vectors, not ids with the single index).
+    got = sharded.search(q, 5, rescore=4)
+    exact = simdex.Index(DIM)
+    exact.add(x, ids)
+    for row_q, row_ids, row_scores in zip(q, got.ids, got.scores):
+        want = exact.search(row_q, 1, filter=row_ids).scores  # any allowed id's exact score is <= the best
+        assert row_scores[0] == pytest.approx(float(want[0, 0]), abs=1e-5)
+    with pytest.raises(ValueError, match="disagree on dtype"):
+        simdex.ShardedIndex([int8_index(np.arange(5)), simdex.Index(DIM)])

@@ -175,6 +175,7 @@ class _ShardWorker:
         index = self._ready()
         return {"epoch": self.epoch, "dim": index.dim, "metric": index.metric, "size": len(index),
                 "next_id": int(index._core.next_id), "fingerprint": index.fingerprint, "mapped": index._core.mapped,
+                "dtype": getattr(index, "dtype", "float32"),
                 "pid": os.getpid()}
 
     def reload(self, source: tuple[str, Any]) -> str:
@@ -182,25 +183,27 @@ class _ShardWorker:
         self._ready()
         return self.epoch
 
-    def search(self, queries: np.ndarray, k: int, min_score: float, allow: np.ndarray | None):
+    def search(self, queries: np.ndarray, k: int, min_score: float, allow: np.ndarray | None, rescore: Any = None):
         index = self._ready()
-        scores, ids = index._core.search(queries, k, min_score, allow)
+        # The public method: its checks cost nothing on arrays the coordinator already validated (no copies).
+        extra = {} if rescore is None else {"rescore": rescore}
+        scores, ids = index.search(queries, k, filter=allow, min_score=min_score, **extra)
         return self.epoch, scores, ids
 
     def add(self, vectors: np.ndarray, ids: np.ndarray):
         index = self._ready()
-        index._core.add(vectors, ids)
+        index.add(vectors, ids)
         return self.epoch, len(ids)
 
     def remove(self, ids: np.ndarray):
-        return self.epoch, int(self._ready()._core.remove(ids))
+        return self.epoch, self._ready().remove(ids)
 
     def contains(self, ids: np.ndarray):
         index = self._ready()
         if len(ids) <= 64:
-            mask = np.fromiter((index._core.contains(int(i)) for i in ids), dtype=bool, count=len(ids))
+            mask = np.fromiter((int(i) in index for i in ids), dtype=bool, count=len(ids))
         else:
-            mask = np.isin(ids, index._core.ids())
+            mask = np.isin(ids, index.ids())
         return self.epoch, mask
 
     def ids(self):
@@ -412,7 +415,7 @@ class ShardedIndex:
             self._epochs[i] = info["epoch"]
         first = infos[0]
         for i, info in enumerate(infos[1:], start=1):
-            for key in ("dim", "metric", "fingerprint"):
+            for key in ("dim", "metric", "dtype", "fingerprint"):
                 if info[key] != first[key]:
                     raise ValueError(f"shards disagree on {key}: shard 0 ({self._name(0)}) has {first[key]!r}, "
                                      f"shard {i} ({self._name(i)}) has {info[key]!r}")
@@ -427,6 +430,7 @@ class ShardedIndex:
         self._dim = int(first["dim"])
         self._metric = first["metric"]
         self._fingerprint = first["fingerprint"]
+        self._dtype = first["dtype"]
         self._next_id = max(int(info["next_id"]) for info in infos)
         if check_ids and n > 1:
             all_ids = self._call(range(n), "ids", lambda i: ())
@@ -553,6 +557,11 @@ class ShardedIndex:
         return self._metric
 
     @property
+    def dtype(self) -> str:
+        """The shards' storage type: ``"float32"`` or ``"int8"``."""
+        return self._dtype
+
+    @property
     def num_shards(self) -> int:
         """Number of shards."""
         return len(self._sources)
@@ -597,7 +606,8 @@ class ShardedIndex:
         return bool(self.contains([id_])[0])
 
     # -- search ---------------------------------------------------------------------------------------------
-    def search(self, queries: Any, k: int = 10, *, filter: Any = None, min_score: float | None = None) -> SearchResult:
+    def search(self, queries: Any, k: int = 10, *, filter: Any = None, min_score: float | None = None,
+               rescore: int | None = None) -> SearchResult:
         """Finds the k best-scoring vectors across all shards; the same contract as `simdex.Index.search`.
 
         Args:
@@ -605,10 +615,14 @@ class ShardedIndex:
             k: results per query; padded with (score -inf, id -1) when fewer qualify.
             filter: optional allow-list of ids (sent to every shard; each applies it inside its scan).
             min_score: optional floor on the score.
+            rescore: int8 shards only, as in `Index.search`: each shard rescores its own k * rescore best
+                candidates with the kept float vectors.
 
         Returns:
-            SearchResult(scores float32 (nq, k), ids int64 (nq, k)), best first, ties to the lower id: the same
-            ids and scores as one index holding every shard's vectors.
+            SearchResult(scores float32 (nq, k), ids int64 (nq, k)), best first, ties to the lower id. For float32
+            shards: the same ids and scores as one index holding every shard's vectors. int8 shards score on
+            their own calibration, so they merge exactly only when they share one (trained on the same sample
+            with `Index.train`); with ``rescore`` the returned scores are exact float scores either way.
 
         Raises:
             ShardError: (Ray backend) a shard failed twice, or restarted and lost unsaved changes.
@@ -624,7 +638,7 @@ class ShardedIndex:
             allow_arg: Any = None if allow is None else ray.put(allow)
         else:
             q_arg, allow_arg = q, allow
-        parts = self._call(range(self.num_shards), "search", lambda i: (q_arg, k, floor, allow_arg))
+        parts = self._call(range(self.num_shards), "search", lambda i: (q_arg, k, floor, allow_arg, rescore))
         return merge_topk(parts, k)
 
     # -- mutation -------------------------------------------------------------------------------------------
