@@ -224,7 +224,8 @@ class _ShardWorker:
 # -- backends -------------------------------------------------------------------------------------------------
 
 class _ThreadBackend:
-    """Runs the workers in this process; calls to different shards overlap on a thread pool."""
+    """Runs the workers in this process: one shard after another, or side by side on a thread pool when
+    max_workers > 1."""
 
     name = "threads"
 
