@@ -38,7 +38,10 @@ __all__ = [
     "RandomProjection",
     "ReductionReport",
     "SearchResult",
+    "ShardError",
+    "ShardedIndex",
     "TextSearchResult",
+    "distributed_ingest",
     "get_num_threads",
     "ingest",
     "load",
@@ -50,6 +53,25 @@ __all__ = [
     "simd_override",
     "write_index",
 ]
+
+
+# Loaded on first use: the sharding layer's optional backend (Ray) must never load with `import simdex`.
+_LAZY = {
+    "ShardedIndex": ("sharded", "ShardedIndex"),
+    "ShardError": ("sharded", "ShardError"),
+    "distributed_ingest": ("distributed", "distributed_ingest"),
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        from importlib import import_module
+
+        module, attr = _LAZY[name]
+        value = getattr(import_module(f".{module}", __name__), attr)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'simdex' has no attribute {name!r}")
 
 
 def simd_info() -> dict:
