@@ -15,7 +15,8 @@ QEMU = shutil.which("qemu-aarch64-static") or shutil.which("qemu-aarch64")
 
 
 @pytest.mark.skipif(not (CXX and QEMU), reason="needs aarch64-linux-gnu-g++ and qemu-aarch64 (Debian packages)")
-def test_neon_kernels_match_scalar_under_qemu(tmp_path):
+@pytest.mark.parametrize("cpu", ["max", "cortex-a57"])  # with FEAT_DotProd, and without (plain NEON only)
+def test_neon_kernels_match_scalar_under_qemu(tmp_path, cpu):
     if not os.path.exists(os.path.join(ROOT, "cpp", "tests", "kernel_check.cpp")):
         pytest.skip("source tree not available (installed package only)")
     objs = []
@@ -31,6 +32,7 @@ def test_neon_kernels_match_scalar_under_qemu(tmp_path):
         objs.append(str(obj))
     exe = tmp_path / "kernel_check"
     subprocess.run([CXX, "-static", *objs, "-o", str(exe), "-lpthread"], check=True, capture_output=True)
-    run = subprocess.run([QEMU, str(exe)], capture_output=True, text=True, timeout=300)
+    run = subprocess.run([QEMU, "-cpu", cpu, str(exe)], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout + run.stderr
     assert "neon: checked" in run.stdout and "0 failures" in run.stdout
+    assert ("neon_dotprod: checked" in run.stdout) == (cpu == "max")  # dispatch reads HWCAP_ASIMDDP

@@ -28,6 +28,27 @@ namespace {
 
 using F32Array = py::array_t<float, py::array::c_style | py::array::forcecast>;
 using I64Array = py::array_t<std::int64_t, py::array::c_style | py::array::forcecast>;
+using I8Array = py::array_t<std::int8_t, py::array::c_style>;
+
+// The int8 kernels take codes in [-127, 127]; -128 would break the AVX2 sign trick and the VNNI bias.
+void check_codes(const I8Array& x, const char* what) {
+    const std::int8_t* p = x.data();
+    for (py::ssize_t i = 0; i < x.size(); ++i)
+        if (p[i] == -128)
+            throw std::invalid_argument(std::string(what) + ": int8 codes must be in [-127, 127], got -128 at flat index " +
+                                        std::to_string(i));
+}
+
+std::size_t rows_of_i8(const I8Array& x, std::size_t dim, const char* what) {
+    if (x.ndim() != 2)
+        throw std::invalid_argument(std::string(what) + ": expected a 2-D array, got " + std::to_string(x.ndim()) + "-D");
+    if (static_cast<std::size_t>(x.shape(1)) != dim)
+        throw std::invalid_argument(std::string(what) + ": expected " + std::to_string(dim) + " columns, got " +
+                                    std::to_string(x.shape(1)));
+    check_codes(x, what);
+    return static_cast<std::size_t>(x.shape(0));
+}
+
 using F64Array = py::array_t<double, py::array::c_style | py::array::forcecast>;
 
 py::array_t<double> square_f64(std::size_t d) {
@@ -127,10 +148,12 @@ PYBIND11_MODULE(_core, m) {
             d["compiled"] = isa_list(compiled_isas());
             d["supported"] = isa_list(supported_isas());
             d["active"] = isa_name(active_kernels().isa);
+            d["int8"] = active_kernels().i8_name;
             d["note"] = dispatch_note();
             return d;
         },
-        "SIMD levels compiled into this build, supported by this CPU, and active now.");
+        "SIMD levels compiled into this build, supported by this CPU, and active now; 'int8' names the int8\n"
+        "kernels the active level runs.");
     m.def(
         "set_simd", [](const std::string& isa) { set_active_isa(parse_isa(isa)); }, py::arg("isa"),
         "Selects the SIMD level used from now on (for tests and benchmarks).");
@@ -310,6 +333,74 @@ PYBIND11_MODULE(_core, m) {
             },
             py::arg("x"));
     m.def(
+        "dot_i8",
+        [](I8Array a, I8Array b, const std::string& isa) {
+            if (a.ndim() != 1 || b.ndim() != 1 || a.shape(0) != b.shape(0))
+                throw std::invalid_argument("dot_i8: expected two 1-D int8 arrays of the same length");
+            check_codes(a, "a");
+            check_codes(b, "b");
+            const KernelTable& kt = table_arg(isa);
+            py::gil_scoped_release release;
+            return kt.dot_i8(a.data(), b.data(), static_cast<std::size_t>(a.shape(0)));
+        },
+        py::arg("a"), py::arg("b"), py::arg("isa") = "");
+    m.def(
+        "dot_rows_i8",
+        [](I8Array q, I8Array x, const std::string& isa) {
+            if (q.ndim() != 1) throw std::invalid_argument("dot_rows_i8: q must be 1-D");
+            check_codes(q, "q");
+            const std::size_t d = static_cast<std::size_t>(q.shape(0)), n = rows_of_i8(x, d, "x");
+            const KernelTable& kt = table_arg(isa);
+            py::array_t<float> out(static_cast<py::ssize_t>(n));
+            float* o = out.mutable_data();
+            py::gil_scoped_release release;
+            kt.dot_rows_i8(q.data(), x.data(), n, d, o);
+            return out;
+        },
+        py::arg("q"), py::arg("x"), py::arg("isa") = "");
+    m.def(
+        "gemm_scores_i8",
+        [](I8Array q, I8Array x, std::size_t kc_step, const std::string& isa) {
+            // Full (nq x n) score matrix through the packed int8 micro-kernel, the depth split in kc_step chunks.
+            if (q.ndim() != 2) throw std::invalid_argument("gemm_scores_i8: q must be 2-D");
+            if (kc_step == 0 || kc_step % 4 != 0)
+                throw std::invalid_argument("gemm_scores_i8: kc_step must be a positive multiple of 4, got " +
+                                            std::to_string(kc_step));
+            check_codes(q, "q");
+            const std::size_t d = static_cast<std::size_t>(q.shape(1)), nq = static_cast<std::size_t>(q.shape(0));
+            const std::size_t n = rows_of_i8(x, d, "x");
+            const KernelTable& kt = table_arg(isa);
+            const std::size_t mr = kt.gemm_i8_mr, nr = kt.gemm_i8_nr, qp = (nq + mr - 1) / mr, xp = (n + nr - 1) / nr;
+            const std::size_t depth = kernels::i8_depth(d);
+            py::array_t<float> out({static_cast<py::ssize_t>(nq), static_cast<py::ssize_t>(n)});
+            float* o = out.mutable_data();
+            py::gil_scoped_release release;
+            std::vector<std::int8_t> a(qp * mr * depth), b(xp * nr * depth);
+            std::vector<float> c(qp * mr * xp * nr);
+            kernels::pack_panels_i8(q.data(), nq, d, mr, false, a.data());
+            kernels::pack_panels_i8(x.data(), n, d, nr, kt.gemm_i8_flip, b.data());
+            const std::size_t ldc = xp * nr;
+            std::vector<std::int32_t> bias(mr);
+            for (std::size_t k0 = 0; k0 < depth; k0 += kc_step) {
+                const std::size_t kc = std::min(kc_step, depth - k0);
+                for (std::size_t i = 0; i < qp; ++i) {
+                    const std::int8_t* ap = a.data() + i * mr * depth + k0 * mr;
+                    for (std::size_t r = 0; r < mr; ++r) {
+                        std::int32_t sum = 0;
+                        for (std::size_t k = 0; k < kc; ++k) sum += ap[(k / 4) * mr * 4 + r * 4 + k % 4];
+                        bias[r] = sum * 128;
+                    }
+                    for (std::size_t j = 0; j < xp; ++j)
+                        kt.gemm_i8(kc, ap, b.data() + j * nr * depth + k0 * nr, bias.data(),
+                                   c.data() + i * mr * ldc + j * nr, ldc, k0 > 0);
+                }
+            }
+            for (std::size_t i = 0; i < nq; ++i)
+                for (std::size_t j = 0; j < n; ++j) o[i * n + j] = c[i * ldc + j];
+            return out;
+        },
+        py::arg("q"), py::arg("x"), py::arg("kc_step") = 64, py::arg("isa") = "");
+    m.def(
         "read_bandwidth",
         [](std::size_t nbytes, int repeats) {
             // Streams a buffer with the active kernel on all threads, like a single-query scan does, and returns
@@ -336,12 +427,47 @@ PYBIND11_MODULE(_core, m) {
         "Measured RAM read bandwidth in bytes/s with all threads (a benchmark helper).");
 
     py::class_<FlatIndex>(m, "FlatIndex")
-        .def(py::init([](std::size_t dim, const std::string& metric) {
-                 return std::make_unique<FlatIndex>(dim, parse_metric(metric));
+        .def(py::init([](std::size_t dim, const std::string& metric, const std::string& dtype, bool keep_originals) {
+                 return std::make_unique<FlatIndex>(dim, parse_metric(metric), parse_dtype(dtype), keep_originals);
              }),
-             py::arg("dim"), py::arg("metric") = "cosine")
+             py::arg("dim"), py::arg("metric") = "cosine", py::arg("dtype") = "float32",
+             py::arg("keep_originals") = false)
         .def_property_readonly("dim", &FlatIndex::dim)
         .def_property_readonly("metric", [](const FlatIndex& self) { return metric_name(self.metric()); })
+        .def_property_readonly("dtype", [](const FlatIndex& self) { return dtype_name(self.dtype()); })
+        .def_property_readonly("keeps_originals", &FlatIndex::keeps_originals)
+        .def_property_readonly("trained", py::cpp_function(&FlatIndex::trained, py::call_guard<py::gil_scoped_release>()))
+        .def(
+            "train",
+            [](FlatIndex& self, F32Array x) {
+                const std::size_t n = rows_of(x, self.dim(), "training vectors");
+                py::gil_scoped_release release;
+                self.train(x.data(), n);
+            },
+            py::arg("vectors"))
+        .def("calibration",
+             [](const FlatIndex& self) {
+                 std::vector<float> c;
+                 {
+                     py::gil_scoped_release release;
+                     c = self.calibration();
+                 }
+                 py::array_t<float> out({py::ssize_t(2), static_cast<py::ssize_t>(self.dim())});
+                 std::copy(c.begin(), c.end(), out.mutable_data());
+                 return out;
+             },
+             "int8 calibration as a (2, dim) float32 array: offsets, then steps.")
+        .def(
+            "codes",
+            [](const FlatIndex& self, I64Array ids) {
+                if (ids.ndim() != 1) throw std::invalid_argument("ids: expected a 1-D array");
+                py::array_t<std::int8_t> out({static_cast<py::ssize_t>(ids.shape(0)), static_cast<py::ssize_t>(self.dim())});
+                std::int8_t* o = out.mutable_data();
+                py::gil_scoped_release release;
+                self.codes(ids.data(), static_cast<std::size_t>(ids.shape(0)), o);
+                return out;
+            },
+            py::arg("ids"))
         // Everything that takes the index lock releases the GIL first: a search holding the lock may need the GIL
         // to poll for Ctrl-C, so waiting for the lock with the GIL held could deadlock.
         .def_property_readonly("next_id", py::cpp_function(&FlatIndex::next_id, py::call_guard<py::gil_scoped_release>()))
@@ -369,7 +495,8 @@ PYBIND11_MODULE(_core, m) {
         .def("reset", &FlatIndex::reset, py::call_guard<py::gil_scoped_release>())
         .def(
             "search",
-            [](const FlatIndex& self, F32Array q, std::size_t k, float min_score, std::optional<I64Array> filter) {
+            [](const FlatIndex& self, F32Array q, std::size_t k, float min_score, std::optional<I64Array> filter,
+               std::size_t rescore) {
                 const std::size_t nq = rows_of(q, self.dim(), "queries");
                 if (k == 0) throw std::invalid_argument("k must be positive, got 0");
                 py::array_t<float> scores({static_cast<py::ssize_t>(nq), static_cast<py::ssize_t>(k)});
@@ -377,6 +504,7 @@ PYBIND11_MODULE(_core, m) {
                 SearchParams p;
                 p.k = k;
                 p.min_score = min_score;
+                p.rescore = rescore;
                 if (filter) {
                     if (filter->ndim() != 1) throw std::invalid_argument("filter: expected a 1-D array of ids");
                     p.has_filter = true;
@@ -393,7 +521,7 @@ PYBIND11_MODULE(_core, m) {
                 return py::make_tuple(scores, ids);
             },
             py::arg("queries"), py::arg("k"), py::arg("min_score") = -std::numeric_limits<float>::infinity(),
-            py::arg("filter") = py::none())
+            py::arg("filter") = py::none(), py::arg("rescore") = 0)
         .def("ids",
              [](const FlatIndex& self) {
                  std::vector<std::int64_t> v;
@@ -418,6 +546,21 @@ PYBIND11_MODULE(_core, m) {
             },
             py::arg("ids"))
         .def("memory_usage", &FlatIndex::memory_usage, py::call_guard<py::gil_scoped_release>())
+        .def("memory_breakdown",
+             [](const FlatIndex& self) {
+                 MemoryUsage m;
+                 {
+                     py::gil_scoped_release release;
+                     m = self.memory_breakdown();
+                 }
+                 py::dict d;
+                 d["vectors"] = m.vectors;
+                 d["calibration"] = m.calibration;
+                 d["ids"] = m.ids;
+                 d["metadata"] = m.metadata;
+                 d["file_image"] = m.file_image;
+                 return d;
+             })
         .def_property(
             "metadata",
             [](const FlatIndex& self) {

@@ -11,6 +11,13 @@
 #if defined(__APPLE__)
 #include <sys/sysctl.h>
 #endif
+#if defined(__linux__) && (defined(__aarch64__) || defined(_M_ARM64))
+#include <asm/hwcap.h>
+#include <sys/auxv.h>
+#ifndef HWCAP_ASIMDDP
+#define HWCAP_ASIMDDP (1 << 20)
+#endif
+#endif
 #if defined(__linux__) && defined(SIMDEX_X86)
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -22,19 +29,47 @@ namespace {
 using namespace kernels;
 
 const KernelTable kScalarTable{Isa::scalar, "scalar", dot_f32_scalar, dot_rows_f32_scalar, gemm_f32_scalar,
-                               kScalarMr, kScalarNr, select_ge_f32_scalar, pack_nr_f32_scalar};
+                               kScalarMr, kScalarNr, select_ge_f32_scalar, pack_nr_f32_scalar,
+                               "scalar", dot_i8_scalar, dot_rows_i8_scalar, gemm_i8_scalar,
+                               kScalarI8Mr, kScalarI8Nr, false};
 #ifdef SIMDEX_COMPILED_AVX2
 const KernelTable kAvx2Table{Isa::avx2, "avx2", dot_f32_avx2, dot_rows_f32_avx2, gemm_f32_avx2,
-                             kAvx2Mr, kAvx2Nr, select_ge_f32_avx2, pack_nr_f32_avx2};
+                             kAvx2Mr, kAvx2Nr, select_ge_f32_avx2, pack_nr_f32_avx2,
+                             "avx2", dot_i8_avx2, dot_rows_i8_avx2, gemm_i8_avx2, kAvx2I8Mr, kAvx2I8Nr, false};
+#endif
+#ifdef SIMDEX_COMPILED_AVX_VNNI
+const KernelTable kAvxVnniTable{Isa::avx_vnni, "avx_vnni", dot_f32_avx2, dot_rows_f32_avx2, gemm_f32_avx2,
+                                kAvx2Mr, kAvx2Nr, select_ge_f32_avx2, pack_nr_f32_avx2,
+                                "avx_vnni", dot_i8_avx_vnni, dot_rows_i8_avx_vnni, gemm_i8_avx_vnni,
+                                kAvxVnniI8Mr, kAvxVnniI8Nr, true};
 #endif
 #ifdef SIMDEX_COMPILED_AVX512
+// AVX-512 without VNNI (Skylake-SP): float kernels at 512 bits, int8 through the AVX2 sign trick.
 const KernelTable kAvx512Table{Isa::avx512, "avx512", dot_f32_avx512, dot_rows_f32_avx512, gemm_f32_avx512,
-                               kAvx512Mr, kAvx512Nr, select_ge_f32_avx512, pack_nr_f32_avx512};
+                               kAvx512Mr, kAvx512Nr, select_ge_f32_avx512, pack_nr_f32_avx512,
+                               "avx2", dot_i8_avx2, dot_rows_i8_avx2, gemm_i8_avx2, kAvx2I8Mr, kAvx2I8Nr, false};
+#endif
+#ifdef SIMDEX_COMPILED_AVX512_VNNI
+const KernelTable kAvx512VnniTable{Isa::avx512_vnni, "avx512_vnni", dot_f32_avx512, dot_rows_f32_avx512,
+                                   gemm_f32_avx512, kAvx512Mr, kAvx512Nr, select_ge_f32_avx512, pack_nr_f32_avx512,
+                                   "avx512_vnni", dot_i8_avx512_vnni, dot_rows_i8_avx512_vnni, gemm_i8_avx512_vnni,
+                                   kAvx512VnniI8Mr, kAvx512VnniI8Nr, true};
 #endif
 #ifdef SIMDEX_COMPILED_NEON
 const KernelTable kNeonTable{Isa::neon, "neon", dot_f32_neon, dot_rows_f32_neon, gemm_f32_neon,
-                             kNeonMr, kNeonNr, select_ge_f32_neon, pack_nr_f32_neon};
+                             kNeonMr, kNeonNr, select_ge_f32_neon, pack_nr_f32_neon,
+                             "neon", dot_i8_neon, dot_rows_i8_neon, gemm_i8_neon, kScalarI8Mr, kScalarI8Nr, false};
 #endif
+#ifdef SIMDEX_COMPILED_NEON_DOTPROD
+const KernelTable kNeonDotprodTable{Isa::neon_dotprod, "neon_dotprod", dot_f32_neon, dot_rows_f32_neon,
+                                    gemm_f32_neon, kNeonMr, kNeonNr, select_ge_f32_neon, pack_nr_f32_neon,
+                                    "neon_dotprod", dot_i8_neon_dotprod, dot_rows_i8_neon_dotprod,
+                                    gemm_i8_neon_dotprod, kNeonDotI8Mr, kNeonDotI8Nr, false};
+#endif
+
+// From the lowest level to the best one; supported_isas() keeps this order.
+constexpr Isa kAllIsas[] = {Isa::scalar,      Isa::avx2, Isa::avx_vnni,    Isa::avx512,
+                            Isa::avx512_vnni, Isa::neon, Isa::neon_dotprod};
 
 const KernelTable* table_of(Isa isa) {
     switch (isa) {
@@ -48,6 +83,15 @@ const KernelTable* table_of(Isa isa) {
 #ifdef SIMDEX_COMPILED_NEON
         case Isa::neon: return &kNeonTable;
 #endif
+#ifdef SIMDEX_COMPILED_AVX_VNNI
+        case Isa::avx_vnni: return &kAvxVnniTable;
+#endif
+#ifdef SIMDEX_COMPILED_AVX512_VNNI
+        case Isa::avx512_vnni: return &kAvx512VnniTable;
+#endif
+#ifdef SIMDEX_COMPILED_NEON_DOTPROD
+        case Isa::neon_dotprod: return &kNeonDotprodTable;
+#endif
         default: return nullptr;
     }
 }
@@ -60,7 +104,7 @@ unsigned long long xgetbv0() {
 }
 
 struct X86Features {
-    bool avx2 = false, avx512 = false;
+    bool avx2 = false, avx512 = false, avx_vnni = false, avx512_vnni = false;
 };
 
 X86Features detect_x86() {
@@ -82,7 +126,25 @@ X86Features detect_x86() {
     if (sysctlbyname("hw.optional.avx512f", &on, &len, nullptr, 0) == 0) zmm_os = on != 0 && ymm_os;
 #endif
     f.avx512 = f.avx2 && zmm_os && avx512_bits;
+    f.avx512_vnni = f.avx512 && (c & (1u << 11));  // CPUID.(7,0):ECX bit 11 AVX512_VNNI
+    unsigned a1 = 0, b1 = 0, c1 = 0, d1 = 0;
+    if (a >= 1 && __get_cpuid_count(7, 1, &a1, &b1, &c1, &d1))
+        f.avx_vnni = f.avx2 && (a1 & (1u << 4));  // CPUID.(7,1):EAX bit 4 AVX-VNNI
     return f;
+}
+#endif
+
+#if defined(__aarch64__) || defined(_M_ARM64)
+bool arm_dotprod() {
+#if defined(__APPLE__)
+    int on = 0;
+    size_t len = sizeof(on);
+    return sysctlbyname("hw.optional.arm.FEAT_DotProd", &on, &len, nullptr, 0) == 0 && on != 0;
+#elif defined(__linux__)
+    return (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0;
+#else
+    return false;
+#endif
 }
 #endif
 
@@ -104,9 +166,12 @@ bool cpu_supports(Isa isa) {
 #ifdef SIMDEX_X86
         case Isa::avx2: { static const X86Features f = detect_x86(); return f.avx2; }
         case Isa::avx512: { static const X86Features f = detect_x86(); return f.avx512; }
+        case Isa::avx_vnni: { static const X86Features f = detect_x86(); return f.avx_vnni; }
+        case Isa::avx512_vnni: { static const X86Features f = detect_x86(); return f.avx512_vnni; }
 #endif
 #if defined(__aarch64__) || defined(_M_ARM64)
         case Isa::neon: return true;  // Advanced SIMD is part of the AArch64 baseline
+        case Isa::neon_dotprod: { static const bool ok = arm_dotprod(); return ok; }
 #endif
         default: return false;
     }
@@ -147,19 +212,23 @@ const char* isa_name(Isa isa) noexcept {
         case Isa::avx2: return "avx2";
         case Isa::avx512: return "avx512";
         case Isa::neon: return "neon";
+        case Isa::avx_vnni: return "avx_vnni";
+        case Isa::avx512_vnni: return "avx512_vnni";
+        case Isa::neon_dotprod: return "neon_dotprod";
     }
     return "unknown";
 }
 
 Isa parse_isa(const std::string& name) {
-    for (Isa isa : {Isa::scalar, Isa::avx2, Isa::avx512, Isa::neon})
+    for (Isa isa : kAllIsas)
         if (name == isa_name(isa)) return isa;
-    throw std::invalid_argument("unknown SIMD level '" + name + "': expected one of scalar, avx2, avx512, neon");
+    throw std::invalid_argument("unknown SIMD level '" + name +
+                                "': expected one of scalar, avx2, avx_vnni, avx512, avx512_vnni, neon, neon_dotprod");
 }
 
 std::vector<Isa> compiled_isas() {
     std::vector<Isa> out;
-    for (Isa isa : {Isa::scalar, Isa::avx2, Isa::avx512, Isa::neon})
+    for (Isa isa : kAllIsas)
         if (table_of(isa)) out.push_back(isa);
     return out;
 }

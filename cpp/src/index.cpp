@@ -10,6 +10,7 @@
 
 #include "simdex/dispatch.hpp"
 #include "simdex/scan.hpp"
+#include "simdex/topk.hpp"
 
 namespace simdex {
 namespace {
@@ -103,6 +104,14 @@ Metric parse_metric(const std::string& name) {
     throw std::invalid_argument("metric must be 'cosine' or 'ip', got '" + name + "'");
 }
 
+const char* dtype_name(Dtype d) noexcept { return d == Dtype::float32 ? "float32" : "int8"; }
+
+Dtype parse_dtype(const std::string& name) {
+    if (name == "float32") return Dtype::float32;
+    if (name == "int8") return Dtype::int8;
+    throw std::invalid_argument("dtype must be 'float32' or 'int8', got '" + name + "'");
+}
+
 void normalize_rows(float* x, std::size_t n, std::size_t dim) {
     const auto dot = active_kernels().dot_f32;
     for (std::size_t r = 0; r < n; ++r) {
@@ -115,15 +124,22 @@ void normalize_rows(float* x, std::size_t n, std::size_t dim) {
     }
 }
 
-FlatIndex::FlatIndex(std::size_t dim, Metric metric) : dim_(dim), metric_(metric) {
+FlatIndex::FlatIndex(std::size_t dim, Metric metric, Dtype dtype, bool keep_originals)
+    : dim_(dim), metric_(metric), dtype_(dtype), keep_originals_(keep_originals), quant_(dim) {
     if (dim == 0) throw std::invalid_argument("dim must be positive, got 0");
     if (dim > (std::size_t(1) << 20)) throw std::invalid_argument("dim must be at most 1048576, got " + std::to_string(dim));
+    if (dtype == Dtype::float32 && keep_originals)
+        throw std::invalid_argument("keep_originals applies to dtype 'int8'; a float32 index stores the vectors themselves");
+    if (dtype == Dtype::int8 && dim > kernels::kMaxI8Depth)
+        throw std::invalid_argument("int8 indexes take dim up to " + std::to_string(kernels::kMaxI8Depth) +
+                                    " (int32 sums of 127 * 127 products stay exact), got " + std::to_string(dim));
 }
 
 FlatIndex::FlatIndex(FlatIndex&& o) noexcept
-    : dim_(o.dim_), metric_(o.metric_), data_(std::move(o.data_)), base_(std::move(o.base_)),
-      base_rows_(o.base_rows_), ids_(std::move(o.ids_)), slot_of_(std::move(o.slot_of_)), next_id_(o.next_id_),
-      metadata_(std::move(o.metadata_)), extras_(std::move(o.extras_)) {}
+    : dim_(o.dim_), metric_(o.metric_), dtype_(o.dtype_), keep_originals_(o.keep_originals_),
+      quant_(std::move(o.quant_)), codes_(std::move(o.codes_)), base_codes_(o.base_codes_), data_(std::move(o.data_)),
+      base_(std::move(o.base_)), base_rows_(o.base_rows_), ids_(std::move(o.ids_)), slot_of_(std::move(o.slot_of_)),
+      next_id_(o.next_id_), metadata_(std::move(o.metadata_)), extras_(std::move(o.extras_)) {}
 
 bool FlatIndex::mapped() const {
     std::shared_lock<RwLock> lock(mu_);
@@ -136,12 +152,69 @@ void FlatIndex::make_writable_unlocked(std::size_t extra_rows, const char* what)
         throw std::invalid_argument(std::string("cannot ") + what + ": this index is memory-mapped read-only from " +
                                     base_->source() + "; load it with mmap=False to change it");
     // A file read into memory: its rows become owned, so the image can go.
-    FloatBuffer owned;
-    owned.reserve((ids_.size() + extra_rows) * dim_);
-    owned.assign(base_rows_, base_rows_ + ids_.size() * dim_);
-    data_ = std::move(owned);
+    if (has_floats()) {
+        FloatBuffer owned;
+        owned.reserve((ids_.size() + extra_rows) * dim_);
+        owned.assign(base_rows_, base_rows_ + ids_.size() * dim_);
+        data_ = std::move(owned);
+    }
+    if (dtype_ == Dtype::int8) {
+        CodeBuffer owned;
+        owned.reserve((ids_.size() + extra_rows) * dim_);
+        owned.assign(base_codes_, base_codes_ + ids_.size() * dim_);
+        codes_ = std::move(owned);
+    }
     base_.reset();
     base_rows_ = nullptr;
+    base_codes_ = nullptr;
+}
+
+void FlatIndex::train(const float* x, std::size_t n) {
+    if (dtype_ != Dtype::int8)
+        throw std::invalid_argument("train applies to dtype 'int8' indexes; a float32 index needs no training");
+    if (n == 0) throw std::invalid_argument("train: expected at least one vector, got 0");
+    std::size_t bad = 0;
+    if (!all_finite(x, n * dim_, &bad))
+        throw std::invalid_argument("training vectors must be finite: row " + std::to_string(bad / dim_) + ", column " +
+                                    std::to_string(bad % dim_) + " is NaN or Inf");
+    FloatBuffer tmp;
+    if (metric_ == Metric::cosine) {
+        tmp.assign(x, x + n * dim_);
+        normalize_rows(tmp.data(), n, dim_);
+        x = tmp.data();
+    }
+    Quantizer q(dim_);
+    q.train(x, n);
+    std::unique_lock<RwLock> lock(mu_);
+    if (quant_.trained())
+        throw std::invalid_argument("this int8 index is already calibrated, and the calibration is fixed so that every "
+                                    "batch is encoded the same way; create a new index to calibrate again");
+    quant_ = std::move(q);
+}
+
+bool FlatIndex::trained() const {
+    std::shared_lock<RwLock> lock(mu_);
+    return dtype_ == Dtype::float32 || quant_.trained();
+}
+
+std::vector<float> FlatIndex::calibration() const {
+    std::shared_lock<RwLock> lock(mu_);
+    if (dtype_ != Dtype::int8 || !quant_.trained())
+        throw std::invalid_argument(dtype_ == Dtype::int8 ? "this int8 index is not calibrated yet (train or add first)"
+                                                          : "a float32 index has no int8 calibration");
+    std::vector<float> out(quant_.offset());
+    out.insert(out.end(), quant_.scale().begin(), quant_.scale().end());
+    return out;
+}
+
+void FlatIndex::codes(const std::int64_t* ids, std::size_t n, std::int8_t* out) const {
+    std::shared_lock<RwLock> lock(mu_);
+    if (dtype_ != Dtype::int8) throw std::invalid_argument("a float32 index stores no int8 codes");
+    for (std::size_t i = 0; i < n; ++i) {
+        auto it = slot_of_.find(ids[i]);
+        if (it == slot_of_.end()) throw std::out_of_range("id " + std::to_string(ids[i]) + " is not in the index");
+        std::memcpy(out + i * dim_, codes_unlocked() + it->second * dim_, dim_);
+    }
 }
 
 std::size_t FlatIndex::size() const {
@@ -180,12 +253,16 @@ std::int64_t FlatIndex::add(const float* x, std::size_t n, const std::int64_t* i
     make_writable_unlocked(n, "add vectors");
     const std::int64_t first = next_id_;
     const std::size_t old = ids_.size();
-    // Reserve first so a bad_alloc leaves the index as it was.
-    data_.reserve((old + n) * dim_);
-    ids_.reserve(old + n);
-    slot_of_.reserve(old + n);
-    data_.insert(data_.end(), x, x + n * dim_);
-    if (metric_ == Metric::cosine) normalize_rows(data_.data() + old * dim_, n, dim_);
+    if (dtype_ == Dtype::int8) {
+        add_i8_unlocked(x, n);
+    } else {
+        // Reserve first so a bad_alloc leaves the index as it was.
+        data_.reserve((old + n) * dim_);
+        ids_.reserve(old + n);
+        slot_of_.reserve(old + n);
+        data_.insert(data_.end(), x, x + n * dim_);
+        if (metric_ == Metric::cosine) normalize_rows(data_.data() + old * dim_, n, dim_);
+    }
     for (std::size_t i = 0; i < n; ++i) {
         const std::int64_t id = ids ? ids[i] : next_id_ + static_cast<std::int64_t>(i);
         ids_.push_back(id);
@@ -193,6 +270,29 @@ std::int64_t FlatIndex::add(const float* x, std::size_t n, const std::int64_t* i
     }
     for (std::size_t i = old; i < ids_.size(); ++i) next_id_ = std::max(next_id_, ids_[i] + 1);
     return first;
+}
+
+void FlatIndex::add_i8_unlocked(const float* x, std::size_t n) {
+    if (n == 0) return;  // nothing to calibrate on, nothing to store
+    const std::size_t old = ids_.size();
+    FloatBuffer tmp;
+    if (metric_ == Metric::cosine) {
+        tmp.assign(x, x + n * dim_);
+        normalize_rows(tmp.data(), n, dim_);
+        x = tmp.data();
+    }
+    // The first add of an index never trained calibrates on its own rows; later ones reuse that calibration.
+    Quantizer q(dim_);
+    if (!quant_.trained()) q.train(x, n);
+    const Quantizer& use = quant_.trained() ? quant_ : q;
+    codes_.reserve((old + n) * dim_);
+    if (keep_originals_) data_.reserve((old + n) * dim_);
+    ids_.reserve(old + n);
+    slot_of_.reserve(old + n);
+    codes_.resize((old + n) * dim_);
+    use.encode(x, n, codes_.data() + old * dim_);
+    if (keep_originals_) data_.insert(data_.end(), x, x + n * dim_);
+    if (!quant_.trained()) quant_ = std::move(q);
 }
 
 std::size_t FlatIndex::remove(const std::int64_t* ids, std::size_t n) {
@@ -205,12 +305,15 @@ std::size_t FlatIndex::remove(const std::int64_t* ids, std::size_t n) {
         const std::size_t slot = it->second, last = ids_.size() - 1;
         slot_of_.erase(it);
         if (slot != last) {  // move the last row into the hole
-            std::memcpy(data_.data() + slot * dim_, data_.data() + last * dim_, dim_ * sizeof(float));
+            if (has_floats())
+                std::memcpy(data_.data() + slot * dim_, data_.data() + last * dim_, dim_ * sizeof(float));
+            if (dtype_ == Dtype::int8) std::memcpy(codes_.data() + slot * dim_, codes_.data() + last * dim_, dim_);
             ids_[slot] = ids_[last];
             slot_of_[ids_[slot]] = slot;
         }
         ids_.pop_back();
-        data_.resize(ids_.size() * dim_);
+        if (has_floats()) data_.resize(ids_.size() * dim_);
+        if (dtype_ == Dtype::int8) codes_.resize(ids_.size() * dim_);
         ++removed;
     }
     return removed;
@@ -221,7 +324,9 @@ void FlatIndex::reset() {
     if (base_ && base_->mapped()) make_writable_unlocked(0, "reset");
     base_.reset();
     base_rows_ = nullptr;
+    base_codes_ = nullptr;
     data_ = FloatBuffer();
+    codes_ = CodeBuffer();  // the int8 calibration stays (as FAISS's reset keeps training)
     ids_.clear();
     ids_.shrink_to_fit();
     slot_of_ = {};
@@ -243,34 +348,103 @@ void FlatIndex::search(const float* queries, std::size_t nq, const SearchParams&
         queries = normalized.data();
     }
     std::shared_lock<RwLock> lock(mu_);
-    const float* rows = rows_unlocked();
-    ScanView all{rows, ids_.data(), ids_.size(), dim_, nullptr};
-    if (!p.has_filter) return run_search(kt, all, queries, nq, p, scores, ids);
-
-    // Filter: an allow-list of ids becomes a row mask checked inside the scan. When few rows qualify,
-    // they are gathered and only they are scored.
+    // Filter: an allow-list of ids becomes the sorted slots that qualify.
     std::vector<std::size_t> slots;
-    slots.reserve(std::min(p.filter_size, ids_.size()));
-    for (std::size_t i = 0; i < p.filter_size; ++i) {
-        auto it = slot_of_.find(p.filter[i]);
-        if (it != slot_of_.end()) slots.push_back(it->second);
-    }
-    std::sort(slots.begin(), slots.end());
-    slots.erase(std::unique(slots.begin(), slots.end()), slots.end());
-    if (slots.size() * 8 < ids_.size()) {
-        FloatBuffer sub(slots.size() * dim_);
-        std::vector<std::int64_t> sub_ids(slots.size());
-        for (std::size_t i = 0; i < slots.size(); ++i) {
-            std::memcpy(sub.data() + i * dim_, rows + slots[i] * dim_, dim_ * sizeof(float));
-            sub_ids[i] = ids_[slots[i]];
+    if (p.has_filter) {
+        slots.reserve(std::min(p.filter_size, ids_.size()));
+        for (std::size_t i = 0; i < p.filter_size; ++i) {
+            auto it = slot_of_.find(p.filter[i]);
+            if (it != slot_of_.end()) slots.push_back(it->second);
         }
-        ScanView v{sub.data(), sub_ids.data(), slots.size(), dim_, nullptr};
-        return run_search(kt, v, queries, nq, p, scores, ids);
+        std::sort(slots.begin(), slots.end());
+        slots.erase(std::unique(slots.begin(), slots.end()), slots.end());
     }
-    std::vector<bool> mask(ids_.size(), false);
-    for (std::size_t r : slots) mask[r] = true;
+    if (dtype_ == Dtype::int8) return search_i8(kt, queries, nq, p, p.has_filter ? &slots : nullptr, scores, ids);
+    if (p.rescore) throw std::invalid_argument("rescore applies to int8 indexes; float32 scores are already exact");
+    ScanView all{rows_unlocked(), ids_.data(), ids_.size(), dim_, nullptr};
+    with_filter(all, p.has_filter ? &slots : nullptr, [&](const ScanView& v) { run_search(kt, v, queries, nq, p, scores, ids); });
+}
+
+// Runs fn on the rows a filter leaves: a row mask checked inside the scan, or, when few rows qualify, a gathered
+// copy of just them.
+template <class T, class Fn>
+void FlatIndex::with_filter(RowsView<T> all, const std::vector<std::size_t>* slots, Fn&& fn) const {
+    if (!slots) return fn(all);
+    if (slots->size() * 8 < all.n) {
+        std::vector<T, AlignedAllocator<T>> sub(slots->size() * dim_);
+        std::vector<std::int64_t> sub_ids(slots->size());
+        for (std::size_t i = 0; i < slots->size(); ++i) {
+            std::memcpy(sub.data() + i * dim_, all.data + (*slots)[i] * dim_, dim_ * sizeof(T));
+            sub_ids[i] = ids_[(*slots)[i]];
+        }
+        return fn(RowsView<T>{sub.data(), sub_ids.data(), slots->size(), dim_, nullptr});
+    }
+    std::vector<bool> mask(all.n, false);
+    for (std::size_t r : *slots) mask[r] = true;
     all.allow = &mask;
-    run_search(kt, all, queries, nq, p, scores, ids);
+    fn(all);
+}
+
+void FlatIndex::search_i8(const KernelTable& kt, const float* queries, std::size_t nq, const SearchParams& p,
+                          const std::vector<std::size_t>* slots, float* scores, std::int64_t* ids) const {
+    constexpr float kNone = -std::numeric_limits<float>::infinity();
+    if (p.rescore && !keep_originals_)
+        throw std::invalid_argument("rescore needs the original float vectors: create the index with "
+                                    "keep_originals=True (or search without rescore)");
+    if (p.rescore && p.k > std::numeric_limits<std::size_t>::max() / p.rescore)
+        throw std::invalid_argument("k * rescore overflows");
+    for (std::size_t i = 0; i < nq * p.k; ++i) {
+        scores[i] = kNone;
+        ids[i] = -1;
+    }
+    if (!quant_.trained() || ids_.empty()) return;
+
+    // Queries become int8 weights u with a step t and a constant <q, offset> each (quantize.hpp).
+    std::vector<std::int8_t> qcodes(nq * dim_);
+    std::vector<float> step(nq);
+    std::vector<double> offset_term(nq);
+    for (std::size_t i = 0; i < nq; ++i)
+        quant_.encode_query(queries + i * dim_, qcodes.data() + i * dim_, &step[i], &offset_term[i]);
+
+    // The scan ranks by the exact integer dot products; min_score applies to final scores below.
+    SearchParams sp = p;
+    sp.k = p.rescore ? std::min(p.k * p.rescore, std::max(p.k, ids_.size())) : p.k;  // no more candidates than rows
+    sp.min_score = kNone;
+    sp.rescore = 0;
+    std::vector<float> dots(nq * sp.k);
+    std::vector<std::int64_t> found(nq * sp.k);
+    ScanViewI8 all{codes_unlocked(), ids_.data(), ids_.size(), dim_, nullptr};
+    with_filter(all, slots, [&](const ScanViewI8& v) { run_search_i8(kt, v, qcodes.data(), nq, sp, dots.data(), found.data()); });
+
+    const float* originals = rows_unlocked();
+    std::vector<std::pair<float, std::int64_t>> cand;
+    for (std::size_t i = 0; i < nq; ++i) {
+        const float* d = dots.data() + i * sp.k;
+        const std::int64_t* f = found.data() + i * sp.k;
+        float* out_s = scores + i * p.k;
+        std::int64_t* out_i = ids + i * p.k;
+        cand.clear();
+        for (std::size_t j = 0; j < sp.k && f[j] >= 0; ++j) {
+            float s;
+            if (p.rescore) {
+                s = kt.dot_f32(queries + i * dim_, originals + slot_of_.at(f[j]) * dim_, dim_);
+            } else {
+                s = static_cast<float>(static_cast<double>(step[i]) * d[j] + offset_term[i]);
+            }
+            cand.emplace_back(s, f[j]);
+        }
+        if (p.rescore)
+            std::sort(cand.begin(), cand.end(), [](const auto& a, const auto& b) {
+                return ranks_before(a.first, a.second, b.first, b.second);
+            });
+        std::size_t out = 0;
+        for (std::size_t j = 0; j < cand.size() && out < p.k; ++j) {
+            if (cand[j].first < p.min_score) break;
+            out_s[out] = cand[j].first;
+            out_i[out] = cand[j].second;
+            ++out;
+        }
+    }
 }
 
 std::vector<std::int64_t> FlatIndex::ids() const {
@@ -288,20 +462,31 @@ void FlatIndex::reconstruct(const std::int64_t* ids, std::size_t n, float* out) 
     for (std::size_t i = 0; i < n; ++i) {
         auto it = slot_of_.find(ids[i]);
         if (it == slot_of_.end()) throw std::out_of_range("id " + std::to_string(ids[i]) + " is not in the index");
-        std::memcpy(out + i * dim_, rows_unlocked() + it->second * dim_, dim_ * sizeof(float));
+        if (has_floats())
+            std::memcpy(out + i * dim_, rows_unlocked() + it->second * dim_, dim_ * sizeof(float));
+        else
+            quant_.decode(codes_unlocked() + it->second * dim_, 1, out + i * dim_);
     }
 }
 
-std::size_t FlatIndex::memory_usage() const {
+MemoryUsage FlatIndex::memory_breakdown() const {
     std::shared_lock<RwLock> lock(mu_);
-    // Vectors, the slot -> id array, and the id -> slot hash map (buckets plus one node per entry).
-    const std::size_t node = sizeof(void*) + sizeof(std::int64_t) + sizeof(std::size_t) + sizeof(std::size_t);
+    MemoryUsage m;
     // A file read into memory counts whole; a mapping is the page cache's, not this index's.
-    const std::size_t image = base_ && !base_->mapped() ? base_->size() : 0;
-    std::size_t extras = 0;
-    for (const ExtraSection& e : extras_) extras += e.data.capacity();
-    return image + extras + data_.capacity() * sizeof(float) + ids_.capacity() * sizeof(std::int64_t) +
-           slot_of_.bucket_count() * sizeof(void*) + slot_of_.size() * node + metadata_.capacity();
+    m.file_image = base_ && !base_->mapped() ? base_->size() : 0;
+    m.vectors = data_.capacity() * sizeof(float) + codes_.capacity();
+    m.calibration = (quant_.offset().capacity() + quant_.scale().capacity()) * sizeof(float);
+    // The slot -> id array, and the id -> slot hash map (buckets plus one node per entry).
+    const std::size_t node = sizeof(void*) + sizeof(std::int64_t) + sizeof(std::size_t) + sizeof(std::size_t);
+    m.ids = ids_.capacity() * sizeof(std::int64_t) + slot_of_.bucket_count() * sizeof(void*) + slot_of_.size() * node;
+    for (const ExtraSection& e : extras_) m.calibration += e.data.capacity();
+    m.metadata = metadata_.capacity();
+    return m;
+}
+
+std::size_t FlatIndex::memory_usage() const {
+    const MemoryUsage m = memory_breakdown();
+    return m.file_image + m.vectors + m.calibration + m.ids + m.metadata;
 }
 
 std::string FlatIndex::metadata() const {

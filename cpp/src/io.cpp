@@ -19,6 +19,16 @@ constexpr const char* kIndexSection = "index";
 constexpr const char* kIdsSection = "ids";
 constexpr const char* kVectorsSection = "vectors.f32";
 constexpr const char* kMetadataSection = "metadata";
+// int8 indexes (docs/int8.md): the calibration (per-dimension offsets and steps, absent until calibrated), the
+// codes, and "vectors.f32" only when the index keeps the original rows.
+constexpr const char* kOffsetSection = "int8.offset";
+constexpr const char* kStepSection = "int8.step";
+constexpr const char* kCodesSection = "codes.i8";
+
+// "index" section flags. A reader that does not know a bit refuses the file.
+constexpr std::uint32_t kFlagInt8 = 1u;       // rows are int8 codes
+constexpr std::uint32_t kFlagOriginals = 2u;  // an int8 index that also keeps the float rows
+constexpr std::uint32_t kKnownFlags = kFlagInt8 | kFlagOriginals;
 
 // Sections the Python layer stores through FlatIndex::set_extra_sections: an index pre-transform (PCA, random
 // projection) as JSON parameters, its matrix, the mean it centers with, and its explained variance.
@@ -38,7 +48,7 @@ struct IndexHeader {
     std::uint64_t count;     // rows of "ids" and "vectors.f32"
     std::int64_t next_id;    // the next automatic id; every stored id is below it
     std::uint32_t metric;    // 0 cosine (rows stored unit-norm), 1 inner product
-    std::uint32_t flags;     // 0
+    std::uint32_t flags;     // kFlagInt8, kFlagOriginals
     std::uint8_t reserved[32];
 };
 static_assert(sizeof(IndexHeader) == 64, "index section layout");
@@ -83,10 +93,18 @@ format::Writer FlatIndex::writer_unlocked() const {
     h.count = ids_.size();
     h.next_id = next_id_;
     h.metric = metric_ == Metric::cosine ? 0 : 1;
+    if (dtype_ == Dtype::int8) h.flags = kFlagInt8 | (keep_originals_ ? kFlagOriginals : 0u);
     format::Writer w;
     w.add_copy(kIndexSection, &h, sizeof h, true);
     w.add(kIdsSection, DType::i64, ids_.size(), 1, ids_.data(), true);
-    w.add(kVectorsSection, DType::f32, ids_.size(), dim_, rows_unlocked(), true);
+    if (has_floats()) w.add(kVectorsSection, DType::f32, ids_.size(), dim_, rows_unlocked(), true);
+    if (dtype_ == Dtype::int8) {
+        if (quant_.trained()) {
+            w.add(kOffsetSection, DType::f32, 1, dim_, quant_.offset().data(), true);
+            w.add(kStepSection, DType::f32, 1, dim_, quant_.scale().data(), true);
+        }
+        w.add(kCodesSection, DType::i8, ids_.size(), dim_, codes_unlocked(), true);
+    }
     w.add_bytes(kMetadataSection, metadata_.data(), metadata_.size(), false);
     for (const ExtraSection& e : extras_) w.add(e.name, e.dtype, e.rows, e.cols, e.data.data(), e.required);
     return w;
@@ -112,11 +130,12 @@ FlatIndex FlatIndex::load_bytes(const void* data, std::size_t size) {
 
 FlatIndex FlatIndex::from_blob(format::BlobPtr blob) {
     format::ReadOptions options;
-    options.known = {kIndexSection, kIdsSection, kVectorsSection, kMetadataSection};
+    options.known = {kIndexSection, kIdsSection, kVectorsSection, kMetadataSection, kOffsetSection, kStepSection,
+                       kCodesSection};
     for (const char* e : kExtraSections) options.known.emplace_back(e);
     // Checking the vectors of a mapped file would read all of it; their sizes and bounds are still checked,
-    // and a damaged float can change scores but never memory safety.
-    if (blob->mapped()) options.unverified = {kVectorsSection};
+    // and a damaged float or code can change scores but never memory safety.
+    if (blob->mapped()) options.unverified = {kVectorsSection, kCodesSection};
     const format::Reader r(std::move(blob), options);
 
     IndexHeader h;
@@ -124,14 +143,43 @@ FlatIndex FlatIndex::from_blob(format::BlobPtr blob) {
     if (h.dim == 0 || h.dim > kMaxDim)
         r.fail("dim " + std::to_string(h.dim) + " is outside 1.." + std::to_string(kMaxDim));
     if (h.metric > 1) r.fail("unknown metric code " + std::to_string(h.metric) + " (0 cosine, 1 ip)");
-    if (h.flags != 0) r.fail("unknown index flags " + std::to_string(h.flags));
+    if (h.flags & ~kKnownFlags) r.fail("unknown index flags " + std::to_string(h.flags));
+    if ((h.flags & kFlagOriginals) && !(h.flags & kFlagInt8)) r.fail("flag 'originals' is set on a float32 index");
+    const Dtype dtype = (h.flags & kFlagInt8) ? Dtype::int8 : Dtype::float32;
+    const bool floats = dtype == Dtype::float32 || (h.flags & kFlagOriginals);
     if (h.next_id < 0) r.fail("next id " + std::to_string(h.next_id) + " is negative");
     for (std::uint8_t b : h.reserved)
         if (b != 0) r.fail("reserved bytes of the index section are set");
     const format::SectionView& ids = r.get(kIdsSection, DType::i64, h.count, 1);
-    const format::SectionView& vectors = r.get(kVectorsSection, DType::f32, h.count, h.dim);
+    const format::SectionView* vectors = floats ? &r.get(kVectorsSection, DType::f32, h.count, h.dim) : nullptr;
+    if (!floats && r.find(kVectorsSection)) r.fail("section 'vectors.f32' in an int8 index without the originals flag");
+    if (dtype == Dtype::float32 && (r.find(kCodesSection) || r.find(kOffsetSection) || r.find(kStepSection)))
+        r.fail("int8 sections in a float32 index");
 
-    FlatIndex index(static_cast<std::size_t>(h.dim), h.metric == 0 ? Metric::cosine : Metric::ip);
+    FlatIndex index(static_cast<std::size_t>(h.dim), h.metric == 0 ? Metric::cosine : Metric::ip, dtype,
+                    dtype == Dtype::int8 && floats);
+    if (dtype == Dtype::int8) {
+        const format::SectionView& codes = r.get(kCodesSection, DType::i8, h.count, h.dim);
+        if (r.find(kOffsetSection) || r.find(kStepSection)) {
+            std::vector<float> offset(h.dim), step(h.dim);
+            std::memcpy(offset.data(), r.get(kOffsetSection, DType::f32, 1, h.dim).data, h.dim * sizeof(float));
+            std::memcpy(step.data(), r.get(kStepSection, DType::f32, 1, h.dim).data, h.dim * sizeof(float));
+            try {
+                index.quant_.set(offset.data(), step.data());
+            } catch (const std::invalid_argument& e) {
+                r.fail(e.what());
+            }
+        } else if (h.count > 0) {
+            r.fail("an int8 index with vectors needs its calibration ('int8.offset', 'int8.step')");
+        }
+        if (codes.verified) {
+            // -128 never comes out of the encoder; the kernels' exactness assumes codes in [-127, 127].
+            const std::int8_t* c = codes.as<std::int8_t>();
+            for (std::size_t i = 0; i < h.count * h.dim; ++i)
+                if (c[i] == -128) r.fail("code -128 at row " + std::to_string(i / h.dim) + " (codes are in [-127, 127])");
+        }
+        index.base_codes_ = codes.as<std::int8_t>();
+    }
     // Every allocation below is bounded by the file's size: count rows of 8 + 4 * dim bytes are in it.
     const std::size_t n = static_cast<std::size_t>(h.count);
     index.ids_.resize(n);
@@ -144,9 +192,9 @@ FlatIndex FlatIndex::from_blob(format::BlobPtr blob) {
                    std::to_string(h.next_id - 1) + " (below the recorded next id)");
         if (!index.slot_of_.emplace(id, i).second) r.fail("id " + std::to_string(id) + " appears twice");
     }
-    if (vectors.verified) {
+    if (vectors && vectors->verified) {
         // A checksummed section can still hold NaN or Inf if it was written that way on purpose.
-        const float* v = vectors.as<float>();
+        const float* v = vectors->as<float>();
         for (std::size_t i = 0; i < n * index.dim_; ++i) {
             std::uint32_t bits;
             std::memcpy(&bits, v + i, 4);
@@ -172,7 +220,7 @@ FlatIndex FlatIndex::from_blob(format::BlobPtr blob) {
         index.extras_.push_back(std::move(e));
     }
     index.next_id_ = h.next_id;
-    index.base_rows_ = vectors.as<float>();
+    index.base_rows_ = vectors ? vectors->as<float>() : nullptr;
     index.base_ = r.blob();
     return index;
 }

@@ -1,5 +1,9 @@
 // Scalar reference kernels: the oracle every SIMD kernel is tested against. Baseline flags, no intrinsics.
-// Accumulation is in float, in index order, like the SIMD kernels' per-lane sums.
+// float: accumulation in float, in index order, like the SIMD kernels' per-lane sums.
+// int8: products of codes in [-127, 127] summed in int32, exact for n <= kMaxI8Depth (127 * 127 * n < 2^31);
+// every SIMD level must return the same integers.
+#include <cstring>
+
 #include "simdex/kernels.hpp"
 
 namespace simdex::kernels {
@@ -47,6 +51,60 @@ void pack_panels(const float* x, std::size_t rows, std::size_t dim, std::size_t 
             float* dst = panel + k * width;
             for (std::size_t j = 0; j < live; ++j) dst[j] = src[j * dim + k];
             for (std::size_t j = live; j < width; ++j) dst[j] = 0.0f;
+        }
+    }
+}
+
+std::int32_t dot_i8_scalar(const std::int8_t* a, const std::int8_t* b, std::size_t n) noexcept {
+    std::int32_t s = 0;
+    for (std::size_t i = 0; i < n; ++i) s += std::int32_t(a[i]) * std::int32_t(b[i]);
+    return s;
+}
+
+void dot_rows_i8_scalar(const std::int8_t* q, const std::int8_t* x, std::size_t rows, std::size_t dim,
+                        float* out) noexcept {
+    for (std::size_t r = 0; r < rows; ++r) out[r] = static_cast<float>(dot_i8_scalar(q, x + r * dim, dim));
+}
+
+void gemm_i8_scalar(std::size_t kc, const std::int8_t* a, const std::int8_t* b, const std::int32_t*, float* c,
+                    std::size_t ldc, bool accumulate) noexcept {
+    constexpr std::size_t mr = kScalarI8Mr, nr = kScalarI8Nr;
+    std::int32_t acc[mr][nr] = {};
+    for (std::size_t k = 0; k < kc; k += 4, a += 4 * mr, b += 4 * nr)
+        for (std::size_t i = 0; i < mr; ++i)
+            for (std::size_t j = 0; j < nr; ++j)
+                for (std::size_t t = 0; t < 4; ++t) acc[i][j] += std::int32_t(a[4 * i + t]) * std::int32_t(b[4 * j + t]);
+    for (std::size_t i = 0; i < mr; ++i)
+        for (std::size_t j = 0; j < nr; ++j) {
+            const float v = static_cast<float>(acc[i][j]);
+            c[i * ldc + j] = accumulate ? c[i * ldc + j] + v : v;
+        }
+}
+
+void pack_panels_i8(const std::int8_t* x, std::size_t rows, std::size_t dim, std::size_t width, bool flip,
+                    std::int8_t* out) noexcept {
+    // Moves 4-byte groups (one micro-kernel step of one row); the ragged last group and missing rows are zeros.
+    const std::size_t depth = i8_depth(dim), groups = depth / 4, full = dim / 4;
+    const std::uint32_t mask = flip ? 0x80808080u : 0u;
+    for (std::size_t p0 = 0; p0 < rows; p0 += width) {
+        const std::size_t live = rows - p0 < width ? rows - p0 : width;
+        std::int8_t* panel = out + p0 * depth;
+        for (std::size_t j = 0; j < width; ++j) {
+            const std::int8_t* row = x + (p0 + j) * dim;
+            for (std::size_t g = 0; g < groups; ++g) {
+                std::uint32_t v = 0;
+                if (j < live) {
+                    if (g < full) {
+                        std::memcpy(&v, row + 4 * g, 4);
+                    } else {
+                        std::uint8_t tail[4] = {0, 0, 0, 0};
+                        std::memcpy(tail, row + 4 * g, dim - 4 * g);
+                        std::memcpy(&v, tail, 4);
+                    }
+                }
+                v ^= mask;
+                std::memcpy(panel + (g * width + j) * 4, &v, 4);
+            }
         }
     }
 }

@@ -1,6 +1,8 @@
 // Stand-alone check of every compiled SIMD level against the scalar reference, without Python: used to run the
 // NEON kernels under qemu-aarch64 on x86 hosts (see docs/testing.md). Exits non-zero on the first mismatch.
+#include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <random>
 #include <vector>
@@ -19,6 +21,60 @@ void expect(bool ok, const char* what, const char* isa, std::size_t n) {
         std::printf("FAIL %s isa=%s n=%zu\n", what, isa, n);
         ++failures;
     }
+}
+
+// The full (nq x n) int8 score matrix through pack_panels_i8 + the micro-kernel, the depth split in kc_step
+// chunks with the per-chunk bias the flipped (vpdpbusd) kernels subtract, as the batch scan calls it.
+std::vector<float> gemm_scores_i8(const KernelTable& kt, const std::vector<std::int8_t>& q, std::size_t nq,
+                                  const std::vector<std::int8_t>& x, std::size_t n, std::size_t d, std::size_t kc_step) {
+    const std::size_t mr = kt.gemm_i8_mr, nr = kt.gemm_i8_nr, qp = (nq + mr - 1) / mr, xp = (n + nr - 1) / nr;
+    const std::size_t depth = kernels::i8_depth(d), ldc = xp * nr;
+    std::vector<std::int8_t> a(qp * mr * depth), b(xp * nr * depth);
+    std::vector<float> c(qp * mr * ldc), out(nq * n);
+    kernels::pack_panels_i8(q.data(), nq, d, mr, false, a.data());
+    kernels::pack_panels_i8(x.data(), n, d, nr, kt.gemm_i8_flip, b.data());
+    std::vector<std::int32_t> bias(mr);
+    for (std::size_t k0 = 0; k0 < depth; k0 += kc_step) {
+        const std::size_t kc = std::min(kc_step, depth - k0);
+        for (std::size_t i = 0; i < qp; ++i) {
+            const std::int8_t* ap = a.data() + i * mr * depth + k0 * mr;
+            for (std::size_t r = 0; r < mr; ++r) {
+                std::int32_t s = 0;
+                for (std::size_t k = 0; k < kc; ++k) s += ap[(k / 4) * mr * 4 + r * 4 + k % 4];
+                bias[r] = s * 128;
+            }
+            for (std::size_t j = 0; j < xp; ++j)
+                kt.gemm_i8(kc, ap, b.data() + j * nr * depth + k0 * nr, bias.data(), c.data() + i * mr * ldc + j * nr,
+                           ldc, k0 > 0);
+        }
+    }
+    for (std::size_t i = 0; i < nq; ++i)
+        for (std::size_t j = 0; j < n; ++j) out[i * n + j] = c[i * ldc + j];
+    return out;
+}
+
+// int8 kernels must equal the scalar reference exactly (which is checked against a 64-bit sum here).
+void check_i8(const KernelTable& kt, const KernelTable& ref, std::size_t n, std::mt19937& gen) {
+    std::uniform_int_distribution<int> code(-127, 127);
+    auto codes = [&](std::size_t count) {
+        std::vector<std::int8_t> v(count);
+        for (auto& c : v) c = static_cast<std::int8_t>(code(gen));
+        return v;
+    };
+    const auto a = codes(n), b = codes(n);
+    long long wide = 0;
+    for (std::size_t i = 0; i < n; ++i) wide += static_cast<long long>(a[i]) * b[i];
+    expect(ref.dot_i8(a.data(), b.data(), n) == wide, "dot_i8_scalar", kt.name, n);
+    expect(kt.dot_i8(a.data(), b.data(), n) == ref.dot_i8(a.data(), b.data(), n), "dot_i8", kt.name, n);
+    const std::size_t rows = 13, nq = 29;
+    const auto x = codes(rows * n), q = codes(nq * n);
+    std::vector<float> got(rows), want(rows);
+    kt.dot_rows_i8(a.data(), x.data(), rows, n, got.data());
+    ref.dot_rows_i8(a.data(), x.data(), rows, n, want.data());
+    expect(got == want, "dot_rows_i8", kt.name, n);
+    for (std::size_t kc : {4, 64, 1024})
+        expect(gemm_scores_i8(kt, q, nq, x, rows, n, kc) == gemm_scores_i8(ref, q, nq, x, rows, n, kc), "gemm_i8",
+               kt.name, n);
 }
 
 }  // namespace
@@ -71,8 +127,9 @@ int main() {
             const std::size_t c1 = kt.select_ge_f32(x.data(), 9 * n, 0.5f, i1.data());
             const std::size_t c2 = ref.select_ge_f32(x.data(), 9 * n, 0.5f, i2.data());
             expect(c1 == c2 && std::equal(i1.begin(), i1.begin() + c1, i2.begin()), "select_ge_f32", kt.name, n);
+            check_i8(kt, ref, n, gen);
         }
-        std::printf("%s: checked\n", kt.name);
+        std::printf("%s: checked (int8 kernels: %s)\n", kt.name, kt.i8_name);
     }
     std::printf("%d failures\n", failures);
     return failures == 0 ? 0 : 1;

@@ -4,6 +4,7 @@
     >>> index = simdex.Index(384)                      # cosine by default
     >>> ids = index.add(np.random.rand(1000, 384))
     >>> scores, ids = index.search(np.random.rand(384), k=5)
+    >>> small = simdex.Index(384, dtype="int8")       # 1 byte per dimension, integer SIMD scoring
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ from ._core import get_num_threads, set_num_threads
 from ._index import FormatError, Index, SearchResult, load, load_bytes
 from .docstore import Document, Hit, TextSearchResult
 from .encoder import Encoder, FingerprintMismatch  # torch is imported when an Encoder is made
+from .faiss_compat import IndexFlatCosine, IndexFlatIP, IndexScalarQuantizer, read_index, write_index
 from .reduction import ReductionReport, reduction_report
 from .transform import PCA, RandomProjection
-from .faiss_compat import IndexFlatCosine, IndexFlatIP, read_index, write_index
 from .ingest import IngestReport, ingest
 
 __version__ = _core.__version__
@@ -31,12 +32,16 @@ __all__ = [
     "Index",
     "IndexFlatCosine",
     "IndexFlatIP",
+    "IndexScalarQuantizer",
     "IngestReport",
     "PCA",
     "RandomProjection",
     "ReductionReport",
     "SearchResult",
+    "ShardError",
+    "ShardedIndex",
     "TextSearchResult",
+    "distributed_ingest",
     "get_num_threads",
     "ingest",
     "load",
@@ -50,8 +55,28 @@ __all__ = [
 ]
 
 
+# Loaded on first use: the sharding layer's optional backend (Ray) must never load with `import simdex`.
+_LAZY = {
+    "ShardedIndex": ("sharded", "ShardedIndex"),
+    "ShardError": ("sharded", "ShardError"),
+    "distributed_ingest": ("distributed", "distributed_ingest"),
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        from importlib import import_module
+
+        module, attr = _LAZY[name]
+        value = getattr(import_module(f".{module}", __name__), attr)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'simdex' has no attribute {name!r}")
+
+
 def simd_info() -> dict:
-    """SIMD levels: ``compiled`` into this build, ``supported`` on this CPU, and ``active`` now."""
+    """SIMD levels: ``compiled`` into this build, ``supported`` on this CPU, and ``active`` now; ``int8``
+    names the int8 kernels the active level runs (``avx512_vnni``, ``avx_vnni``, ``avx2``, ``neon_dotprod``...)."""
     return _core.simd_info()
 
 

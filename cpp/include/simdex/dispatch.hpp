@@ -18,6 +18,14 @@ struct KernelTable {
     std::size_t gemm_nr;
     kernels::SelectGeF32Fn select_ge_f32;
     kernels::PackF32Fn pack_nr_f32;
+    // int8
+    const char* i8_name;  // which int8 kernels this level runs (e.g. "avx2" for the avx512 level)
+    kernels::DotI8Fn dot_i8;
+    kernels::DotRowsI8Fn dot_rows_i8;
+    kernels::GemmI8Fn gemm_i8;
+    std::size_t gemm_i8_mr;
+    std::size_t gemm_i8_nr;
+    bool gemm_i8_flip;  // database panels packed as x ^ 0x80 (vpdpbusd), with the bias subtracted in the kernel
 };
 
 const char* isa_name(Isa isa) noexcept;

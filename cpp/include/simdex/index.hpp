@@ -1,4 +1,5 @@
-// Exact inner-product / cosine index over float32 rows, with stable int64 ids, removal and filtered search.
+// Exact inner-product / cosine index over float32 rows, with stable int64 ids, removal and filtered search; or
+// the same over int8 codes (Dtype::int8, docs/int8.md), optionally keeping the float rows for rescoring.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -11,6 +12,7 @@
 #include <vector>
 
 #include "simdex/format.hpp"
+#include "simdex/quantize.hpp"
 #include "simdex/thread_pool.hpp"
 
 namespace simdex {
@@ -18,6 +20,11 @@ namespace simdex {
 enum class Metric { cosine, ip };
 const char* metric_name(Metric m) noexcept;
 Metric parse_metric(const std::string& name);  // std::invalid_argument on an unknown name
+
+// How rows are stored and scored: float32 rows, or int8 codes scored with the integer kernels.
+enum class Dtype { float32, int8 };
+const char* dtype_name(Dtype d) noexcept;
+Dtype parse_dtype(const std::string& name);  // std::invalid_argument on an unknown name
 
 // 64-byte aligned storage for SIMD rows.
 template <class T>
@@ -34,6 +41,7 @@ struct AlignedAllocator {
     bool operator!=(const AlignedAllocator<U>&) const noexcept { return false; }
 };
 using FloatBuffer = std::vector<float, AlignedAllocator<float>>;
+using CodeBuffer = std::vector<std::int8_t, AlignedAllocator<std::int8_t>>;
 
 // A reader-writer lock that lets a waiting writer in. glibc's std::shared_mutex prefers readers, so a steady stream
 // of overlapping searches could keep add() waiting forever; here a writer queues on gate_, and readers that arrive
@@ -69,7 +77,23 @@ struct SearchParams {
     const std::int64_t* filter = nullptr;
     std::size_t filter_size = 0;
     InterruptFn interrupt;  // polled between blocks of work (Ctrl-C)
+    // int8: 0 returns int8 scores; R >= 1 takes the k * R best by int8 score and rescores them exactly with the
+    // kept float rows (an index without them throws std::invalid_argument).
+    std::size_t rescore = 0;
 };
+
+struct KernelTable;
+
+// Bytes an index holds, by part.
+struct MemoryUsage {
+    std::size_t vectors = 0;      // float rows and int8 codes
+    std::size_t calibration = 0;  // int8 offsets and steps, pre-transform parameters
+    std::size_t ids = 0;          // slot -> id array and id -> slot map
+    std::size_t metadata = 0;
+    std::size_t file_image = 0;   // a loaded (not mapped) file whose sections hold the rows
+};
+template <class T>
+struct RowsView;
 
 // A section the Python layer keeps in the index file beside the vectors (an index pre-transform's parameters and
 // matrices). Only names listed in io.cpp (kExtraSections, docs/format.md) are accepted.
@@ -83,11 +107,25 @@ struct ExtraSection {
 
 class FlatIndex {
   public:
-    FlatIndex(std::size_t dim, Metric metric);
+    // keep_originals: an int8 index also keeps the float rows (for rescoring and reconstruct); std::invalid_argument
+    // with float32, whose rows are the originals.
+    FlatIndex(std::size_t dim, Metric metric, Dtype dtype = Dtype::float32, bool keep_originals = false);
     FlatIndex(FlatIndex&& other) noexcept;
 
     std::size_t dim() const noexcept { return dim_; }
     Metric metric() const noexcept { return metric_; }
+    Dtype dtype() const noexcept { return dtype_; }
+    bool keeps_originals() const noexcept { return dtype_ == Dtype::float32 || keep_originals_; }
+
+    // int8 calibration. train learns it from n rows (normalized first under cosine) and fixes it: every later
+    // batch is encoded the same way. Without train, the first add calibrates on its own rows. std::invalid_argument
+    // for a float32 index or one already calibrated (create a new index to recalibrate).
+    void train(const float* x, std::size_t n);
+    bool trained() const;
+    // offset (dim) then step (dim); std::invalid_argument when not calibrated.
+    std::vector<float> calibration() const;
+    // The stored int8 codes of the given ids (n x dim); std::out_of_range if one is missing.
+    void codes(const std::int64_t* ids, std::size_t n, std::int8_t* out) const;
     std::size_t size() const;
     std::int64_t next_id() const;
 
@@ -110,8 +148,10 @@ class FlatIndex {
     std::vector<std::int64_t> ids() const;
     bool contains(std::int64_t id) const;
     // Copies the stored (normalized, under cosine) vectors of the given ids; std::out_of_range if one is missing.
+    // int8: the kept float rows, or the decoded codes when the index keeps none.
     void reconstruct(const std::int64_t* ids, std::size_t n, float* out) const;
     std::size_t memory_usage() const;
+    MemoryUsage memory_breakdown() const;
 
     // Opaque JSON text the Python layer keeps with the index (e.g. the embedding model's fingerprint).
     std::string metadata() const;
@@ -135,14 +175,26 @@ class FlatIndex {
     static FlatIndex from_blob(format::BlobPtr blob);
     format::Writer writer_unlocked() const;
     void check_ids_unlocked(const std::int64_t* ids, std::size_t n) const;
-    // The rows: owned data_, or a loaded file image base_ (read-only).
+    // The rows: owned data_, or a loaded file image base_ (read-only). int8: the kept float rows, or nullptr.
     const float* rows_unlocked() const noexcept { return base_ ? base_rows_ : data_.data(); }
+    const std::int8_t* codes_unlocked() const noexcept { return base_ ? base_codes_ : codes_.data(); }
+    bool has_floats() const noexcept { return dtype_ == Dtype::float32 || keep_originals_; }
+    void add_i8_unlocked(const float* x, std::size_t n);
+    void search_i8(const KernelTable& kt, const float* queries, std::size_t nq, const SearchParams& p,
+                   const std::vector<std::size_t>* slots, float* scores, std::int64_t* ids) const;
+    template <class T, class Fn>
+    void with_filter(RowsView<T> all, const std::vector<std::size_t>* slots, Fn&& fn) const;
     // Before a change: refuses a mapped index; copies a loaded file image into data_ (room for extra_rows more).
     void make_writable_unlocked(std::size_t extra_rows, const char* what);
 
     std::size_t dim_;
     Metric metric_;
-    FloatBuffer data_;                 // size() rows of dim_ floats, unless base_ holds them
+    Dtype dtype_ = Dtype::float32;
+    bool keep_originals_ = false;
+    Quantizer quant_;                  // int8 calibration
+    CodeBuffer codes_;                 // int8: size() rows of dim_ codes, unless base_ holds them
+    const std::int8_t* base_codes_ = nullptr;
+    FloatBuffer data_;                 // size() rows of dim_ floats (int8: only with keep_originals), unless base_
     format::BlobPtr base_;             // a loaded file (mapped or read) whose vectors section holds the rows
     const float* base_rows_ = nullptr;
     std::vector<std::int64_t> ids_;    // slot -> id

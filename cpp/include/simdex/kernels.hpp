@@ -6,7 +6,9 @@
 
 namespace simdex {
 
-enum class Isa : int { scalar = 0, avx2 = 1, avx512 = 2, neon = 3 };
+// Levels. The *_vnni / *_dotprod levels use the same float kernels as their base level and add integer
+// dot-product instructions for int8 (vpdpbusd / sdot).
+enum class Isa : int { scalar = 0, avx2 = 1, avx512 = 2, neon = 3, avx_vnni = 4, avx512_vnni = 5, neon_dotprod = 6 };
 
 namespace kernels {
 
@@ -23,6 +25,39 @@ using GemmF32Fn = void (*)(std::size_t kc, const float* a, const float* b, float
 using PackF32Fn = void (*)(const float* x, std::size_t rows, std::size_t dim, float* out) noexcept;
 // Writes the indices j < n with s[j] >= t to out (ascending) and returns how many there were.
 using SelectGeF32Fn = std::size_t (*)(const float* s, std::size_t n, float t, std::uint32_t* out) noexcept;
+
+// int8 kernels. Inputs are codes in [-127, 127], never -128: the AVX2 sign trick (|a| * sign(b, a)) and the
+// vpdpbusd bias (a ^ 0x80 read as unsigned) are exact only on that range. Sums are exact in int32 while
+// 127 * 127 * n < 2^31, i.e. n <= kMaxI8Depth; the float outputs hold them exactly while |sum| < 2^24
+// (always for n <= 1040).
+inline constexpr std::size_t kMaxI8Depth = 133144;
+
+// <a, b> over n int8 codes.
+using DotI8Fn = std::int32_t (*)(const std::int8_t* a, const std::int8_t* b, std::size_t n) noexcept;
+// out[r] = <q, x[r * dim : (r + 1) * dim]> for r < rows, as float: the single-query int8 scan.
+using DotRowsI8Fn = void (*)(const std::int8_t* q, const std::int8_t* x, std::size_t rows, std::size_t dim,
+                             float* out) noexcept;
+// Register-blocked int8 micro-kernel over panels packed by pack_panels_i8 (kc: depth of this call in bytes, a
+// multiple of 4): C[i][j] (+)= sum_k a_i[k] * b_j[k] for i < mr, j < nr, written as float with row stride ldc.
+// Kernels whose database panels are packed flipped (b ^ 0x80, the unsigned operand of vpdpbusd) subtract
+// a_bias[i] = 128 * sum_k a_i[k] over this call's depth; the others ignore it.
+using GemmI8Fn = void (*)(std::size_t kc, const std::int8_t* a, const std::int8_t* b, const std::int32_t* a_bias,
+                          float* c, std::size_t ldc, bool accumulate) noexcept;
+
+#define SIMDEX_DECLARE_I8_KERNELS(isa)                                                                    \
+    std::int32_t dot_i8_##isa(const std::int8_t* a, const std::int8_t* b, std::size_t n) noexcept;      \
+    void dot_rows_i8_##isa(const std::int8_t* q, const std::int8_t* x, std::size_t rows, std::size_t dim, \
+                           float* out) noexcept;                                                         \
+    void gemm_i8_##isa(std::size_t kc, const std::int8_t* a, const std::int8_t* b, const std::int32_t* a_bias, \
+                       float* c, std::size_t ldc, bool accumulate) noexcept;
+
+SIMDEX_DECLARE_I8_KERNELS(scalar)
+SIMDEX_DECLARE_I8_KERNELS(avx2)
+SIMDEX_DECLARE_I8_KERNELS(avx_vnni)
+SIMDEX_DECLARE_I8_KERNELS(avx512_vnni)
+SIMDEX_DECLARE_I8_KERNELS(neon)
+SIMDEX_DECLARE_I8_KERNELS(neon_dotprod)
+#undef SIMDEX_DECLARE_I8_KERNELS
 
 #define SIMDEX_DECLARE_KERNELS(isa)                                                                       \
     float dot_f32_##isa(const float* a, const float* b, std::size_t n) noexcept;                        \
@@ -57,10 +92,24 @@ inline constexpr std::size_t kScalarMr = 4, kScalarNr = 4;
 inline constexpr std::size_t kAvx2Mr = 6, kAvx2Nr = 16;
 inline constexpr std::size_t kAvx512Mr = 12, kAvx512Nr = 32;
 inline constexpr std::size_t kNeonMr = 8, kNeonNr = 8;
+// int8 micro-kernels (plain NEON uses the scalar one).
+inline constexpr std::size_t kScalarI8Mr = 4, kScalarI8Nr = 4;
+inline constexpr std::size_t kAvx2I8Mr = 4, kAvx2I8Nr = 16;
+inline constexpr std::size_t kAvxVnniI8Mr = 6, kAvxVnniI8Nr = 16;
+inline constexpr std::size_t kAvx512VnniI8Mr = 12, kAvx512VnniI8Nr = 32;
+inline constexpr std::size_t kNeonDotI8Mr = 8, kNeonDotI8Nr = 8;
 
 // Packs rows [0, rows) of a row-major (rows x dim) matrix into ceil(rows / width) panels, each laid out
 // [k][width] over the full dim, zero-padding missing rows. out holds ceil(rows / width) * width * dim floats.
 void pack_panels(const float* x, std::size_t rows, std::size_t dim, std::size_t width, float* out) noexcept;
+
+// Depth of an int8 panel: dim rounded up to a multiple of 4 (the micro-kernels read 4 bytes per row per step).
+inline constexpr std::size_t i8_depth(std::size_t dim) noexcept { return (dim + 3) & ~std::size_t(3); }
+// Packs rows [0, rows) of a row-major (rows x dim) int8 matrix into ceil(rows / width) panels laid out
+// [k / 4][width][4] over i8_depth(dim), zero-padding missing rows and depth; flip stores every byte ^ 0x80.
+// out holds ceil(rows / width) * width * i8_depth(dim) bytes.
+void pack_panels_i8(const std::int8_t* x, std::size_t rows, std::size_t dim, std::size_t width, bool flip,
+                    std::int8_t* out) noexcept;
 
 }  // namespace kernels
 }  // namespace simdex

@@ -1,6 +1,7 @@
-// The exact scan behind FlatIndex::search: single queries stream rows through dot_rows_f32 across the thread
-// pool; batches run the packed GEMM micro-kernel over query-tile x database-tile blocks. Both keep per-worker
-// top-k lists while they scan (no nq x n score matrix) and merge them at the end.
+// The exact scan behind FlatIndex::search, shared by float32 and int8: single queries stream rows through a
+// dot_rows kernel across the thread pool; batches run a packed GEMM micro-kernel over query-tile x
+// database-tile blocks. Both keep per-worker top-k lists while they scan (no nq x n score matrix) and merge
+// them at the end. The element type only changes the kernels and the panel packing (see scan.cpp).
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -12,16 +13,24 @@
 namespace simdex {
 
 // The rows a search scans: the whole index, or a gathered subset when a filter is very selective.
-struct ScanView {
-    const float* data;
+template <class T>
+struct RowsView {
+    const T* data;
     const std::int64_t* ids;
     std::size_t n;
     std::size_t dim;
     const std::vector<bool>* allow;  // by row of this view; nullptr: all rows qualify
 };
+using ScanView = RowsView<float>;
+using ScanViewI8 = RowsView<std::int8_t>;
 
 // queries: nq x dim (already normalized when the metric asks for it); scores / ids: nq x p.k.
 void run_search(const KernelTable& kt, const ScanView& v, const float* queries, std::size_t nq,
                 const SearchParams& p, float* scores, std::int64_t* ids);
+
+// queries: nq x dim int8 codes in [-127, 127]. scores: the exact integer dot products <query code, row code>
+// (as float, exact while |sum| < 2^24), best first, ties to the lower id; p.min_score applies to them.
+void run_search_i8(const KernelTable& kt, const ScanViewI8& v, const std::int8_t* queries, std::size_t nq,
+                   const SearchParams& p, float* scores, std::int64_t* ids);
 
 }  // namespace simdex
