@@ -21,6 +21,8 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'simdex[ray]'): Ray backend not tested")
+if not hasattr(ray, "init"):  # e.g. a folder named ray (Ray's own temp dir) in the working directory
+    pytest.skip("the 'ray' found is not the Ray package", allow_module_level=True)
 
 import simdex
 from simdex.sharded import shard_of

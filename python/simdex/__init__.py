@@ -17,6 +17,8 @@ from ._index import FormatError, Index, SearchResult, load, load_bytes
 from .docstore import Document, Hit, TextSearchResult
 from .encoder import Encoder, FingerprintMismatch  # torch is imported when an Encoder is made
 from .faiss_compat import IndexFlatCosine, IndexFlatIP, IndexScalarQuantizer, read_index, write_index
+from .reduction import ReductionReport, reduction_report
+from .transform import PCA, RandomProjection
 from .ingest import IngestReport, ingest
 
 __version__ = _core.__version__
@@ -32,6 +34,9 @@ __all__ = [
     "IndexFlatIP",
     "IndexScalarQuantizer",
     "IngestReport",
+    "PCA",
+    "RandomProjection",
+    "ReductionReport",
     "SearchResult",
     "ShardError",
     "ShardedIndex",
@@ -42,6 +47,7 @@ __all__ = [
     "load",
     "load_bytes",
     "read_index",
+    "reduction_report",
     "set_num_threads",
     "simd_info",
     "simd_override",

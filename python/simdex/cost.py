@@ -6,11 +6,12 @@ from dataclasses import asdict, dataclass
 from typing import List, Tuple
 
 BYTES_PER_VALUE = {"float32": 4, "float16": 2, "int8": 1}
-# What simdex keeps per vector besides the vector: the int64 id, its slot in the id hash map (bucket pointer
-# plus node: next pointer, key, value, cached hash), and for int8 a float32 correction term.
+# What simdex keeps per vector besides the vector: the int64 id and its slot in the id hash map (bucket pointer
+# plus node: next pointer, key, value, cached hash). int8 needs nothing per vector (docs/int8.md: per-dimension
+# offsets and steps only, 8 bytes per dimension for the whole index).
 ID_BYTES = 8
 ID_MAP_BYTES = 8 + 32
-INT8_EXTRA_BYTES = 4
+INT8_EXTRA_BYTES = 0
 
 
 @dataclass
