@@ -63,8 +63,8 @@ class Index:
     with ``transform_query``). The transform is trained on the first ``add`` if it is not fitted yet (or
     explicitly with :meth:`train`) and is saved in the index file. Scores estimate the full-dimension score:
     for ``PCA`` (its default ``center="database"``) the inner product of the query with each vector's PCA
-    reconstruction; for random projections and ``PCA(center="both")`` under cosine, the cosine of the
-    reduced vectors (they are renormalized); for an orthogonal random projection under ``"ip"``, the reduced
+    reconstruction; for random projections and ``PCA(center="both" or "none")`` under cosine, the cosine of
+    the reduced vectors (they are renormalized); for an orthogonal random projection under ``"ip"``, the reduced
     inner product scaled by ``dim / out_dim``. ``reconstruct`` returns the stored (reduced) vectors.
     """
 
