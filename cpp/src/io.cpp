@@ -164,7 +164,8 @@ FlatIndex FlatIndex::from_blob(format::BlobPtr blob) {
             // -128 never comes out of the encoder; the kernels' exactness assumes codes in [-127, 127].
             const std::int8_t* c = codes.as<std::int8_t>();
             for (std::size_t i = 0; i < h.count * h.dim; ++i)
-                if (c[i] == -128) r.fail("code -128 at row " + std::to_string(i / h.dim) + " (codes are in [-127, 127])");
+                if (c[i] == -128)
+                    r.fail("code -128 at row " + std::to_string(i / h.dim) + " (codes are in [-127, 127])");
         }
         index.base_codes_ = codes.as<std::int8_t>();
     }
