@@ -23,7 +23,7 @@ constexpr const char* kMetadataSection = "metadata";
 // codes, and "vectors.f32" only when the index keeps the original rows.
 constexpr const char* kOffsetSection = "int8.offset";
 constexpr const char* kStepSection = "int8.step";
-constexpr const char* kCodesSection = "codes.i8";
+constexpr const char* kCodesSection = "int8.codes";
 
 // "index" section flags. A reader that does not know a bit refuses the file.
 constexpr std::uint32_t kFlagInt8 = 1u;       // rows are int8 codes
