@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 
 import numpy as np
-
 from simdex.encoder import Prepared
 
 
@@ -36,4 +35,4 @@ class TinyStandInEncoder:
             codes = np.frombuffer(raw, dtype=np.uint8).reshape(-1, 16).astype(np.float32) - 127.5
             out[rows] = np.tile(codes, (1, -(-self.dim // 16)))[:, :self.dim]
         self.computed += prepared.n
-        return out
+        return out / np.linalg.norm(out, axis=1, keepdims=True)

@@ -60,3 +60,16 @@ def test_eval_ingest_search_and_demo(tmp_path, capsys, minilm):
     capsys.readouterr()
     assert main(["search", str(idx), "send email with python", "-k", "2"]) == 0
     assert "smtplib" in capsys.readouterr().out.splitlines()[0]
+
+
+@pytest.mark.encoder
+def test_demo_runs_offline_and_writes_table_json_plot(tmp_path, capsys, minilm):
+    assert main(["demo", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    rows = json.loads((tmp_path / "demo.json").read_text())["rows"]
+    assert [r["variant"] for r in rows] == ["float32", "int8", "int8+rescore", "pca192", "pca192+int8", "float32+bm25"]
+    by = {r["variant"]: r for r in rows}
+    assert by["float32"]["recall@10"] > 0.8  # MiniLM on the Python docs set
+    assert abs(by["int8"]["recall@10"] - by["float32"]["recall@10"]) <= 0.01
+    assert by["int8+rescore"]["recall@10"] == pytest.approx(by["float32"]["recall@10"], abs=0.003)
+    assert (tmp_path / "demo.png").read_bytes()[:4] == b"\x89PNG" and "recall@10" in out

@@ -15,6 +15,7 @@
 #include "simdex/dispatch.hpp"
 #include "simdex/format.hpp"
 #include "simdex/index.hpp"
+#include "simdex/project.hpp"
 #include "simdex/thread_pool.hpp"
 
 namespace py = pybind11;
@@ -48,6 +49,18 @@ std::size_t rows_of_i8(const I8Array& x, std::size_t dim, const char* what) {
                                     std::to_string(x.shape(1)));
     check_codes(x, what);
     return static_cast<std::size_t>(x.shape(0));
+}
+
+using F64Array = py::array_t<double, py::array::c_style | py::array::forcecast>;
+
+py::array_t<double> square_f64(std::size_t d) {
+    return py::array_t<double>({static_cast<py::ssize_t>(d), static_cast<py::ssize_t>(d)});
+}
+
+void check_size(const py::array& a, std::size_t want, const char* what) {
+    if (static_cast<std::size_t>(a.size()) != want)
+        throw std::invalid_argument(std::string(what) + ": expected " + std::to_string(want) + " values, got " +
+                                    std::to_string(a.size()));
 }
 
 std::size_t rows_of(const F32Array& x, std::size_t dim, const char* what) {
@@ -146,6 +159,8 @@ PYBIND11_MODULE(_core, m) {
     m.def(
         "set_simd", [](const std::string& isa) { set_active_isa(parse_isa(isa)); }, py::arg("isa"),
         "Selects the SIMD level used from now on (for tests and benchmarks).");
+    m.def("amx_bf16_usable", &amx_bf16_usable,
+          "True when PCA can accumulate its covariance with bf16 products on AMX tiles here and now.");
     m.def("get_num_threads", [] { return num_threads(); }, "Threads used by heavy calls.");
     m.def(
         "set_num_threads", [](std::size_t n) { set_num_threads(n); }, py::arg("n"),
@@ -235,6 +250,90 @@ PYBIND11_MODULE(_core, m) {
         },
         py::arg("s"), py::arg("t"), py::arg("isa") = "");
 
+    py::class_<MomentAccumulator>(m, "MomentAccumulator",
+                                  "Count, mean and scatter of float32 rows, accumulated over batches in double.")
+        .def(py::init<std::size_t, bool>(), py::arg("dim"), py::arg("bf16") = false)
+        .def_property_readonly("dim", &MomentAccumulator::dim)
+        .def_property_readonly("bf16", &MomentAccumulator::bf16)
+        .def_property_readonly("count", &MomentAccumulator::count)
+        .def(
+            "add",
+            [](MomentAccumulator& self, F32Array x) {
+                const std::size_t n = rows_of(x, self.dim(), "x");
+                with_interrupts([&] {
+                    py::gil_scoped_release release;
+                    self.add(x.data(), n, python_interrupted);
+                });
+            },
+            py::arg("x"))
+        .def("reset", &MomentAccumulator::reset)
+        .def("mean",
+             [](const MomentAccumulator& self) {
+                 py::array_t<double> out(static_cast<py::ssize_t>(self.dim()));
+                 self.mean(out.mutable_data());
+                 return out;
+             })
+        .def("scatter",
+             [](const MomentAccumulator& self) {
+                 auto out = square_f64(self.dim());
+                 double* o = out.mutable_data();
+                 py::gil_scoped_release release;
+                 self.scatter(o);
+                 return out;
+             })
+        .def("second_moment",
+             [](const MomentAccumulator& self) {
+                 auto out = square_f64(self.dim());
+                 double* o = out.mutable_data();
+                 py::gil_scoped_release release;
+                 self.second_moment(o);
+                 return out;
+             })
+        .def("get_state",
+             [](const MomentAccumulator& self) {
+                 const std::size_t d = self.dim();
+                 py::array_t<float> shift(static_cast<py::ssize_t>(d));
+                 py::array_t<double> sum(static_cast<py::ssize_t>(d));
+                 auto scatter = square_f64(d);
+                 std::copy(self.shift().begin(), self.shift().end(), shift.mutable_data());
+                 std::copy(self.shifted_sum().begin(), self.shifted_sum().end(), sum.mutable_data());
+                 std::copy(self.shifted_scatter().begin(), self.shifted_scatter().end(), scatter.mutable_data());
+                 return py::make_tuple(self.count(), shift, sum, scatter);
+             })
+        .def(
+            "set_state",
+            [](MomentAccumulator& self, std::size_t count, F32Array shift, F64Array sum, F64Array scatter) {
+                const std::size_t d = self.dim();
+                check_size(shift, d, "shift");
+                check_size(sum, d, "sum");
+                check_size(scatter, d * d, "scatter");
+                self.restore(count, shift.data(), sum.data(), scatter.data());
+            },
+            py::arg("count"), py::arg("shift"), py::arg("sum"), py::arg("scatter"));
+
+    py::class_<LinearProjection>(m, "LinearProjection", "y = x W^T - bias on the blocked SIMD GEMM.")
+        .def(py::init([](F32Array w, std::optional<F32Array> bias) {
+                 if (w.ndim() != 2) throw std::invalid_argument("matrix: expected a 2-D array");
+                 const std::size_t out = static_cast<std::size_t>(w.shape(0)), in = static_cast<std::size_t>(w.shape(1));
+                 if (bias) check_size(*bias, out, "bias");
+                 return std::make_unique<LinearProjection>(w.data(), out, in, bias ? bias->data() : nullptr);
+             }),
+             py::arg("matrix"), py::arg("bias") = py::none())
+        .def_property_readonly("in_dim", &LinearProjection::in_dim)
+        .def_property_readonly("out_dim", &LinearProjection::out_dim)
+        .def(
+            "apply",
+            [](const LinearProjection& self, F32Array x) {
+                const std::size_t n = rows_of(x, self.in_dim(), "x");
+                py::array_t<float> y({static_cast<py::ssize_t>(n), static_cast<py::ssize_t>(self.out_dim())});
+                float* o = y.mutable_data();
+                with_interrupts([&] {
+                    py::gil_scoped_release release;
+                    self.apply(x.data(), n, o, python_interrupted);
+                });
+                return y;
+            },
+            py::arg("x"));
     m.def(
         "dot_i8",
         [](I8Array a, I8Array b, const std::string& isa) {
@@ -480,6 +579,47 @@ PYBIND11_MODULE(_core, m) {
                 py::gil_scoped_release release;
                 self.set_metadata(std::move(text));
             })
+        .def(
+            "extra_sections",
+            [](const FlatIndex& self) {
+                std::vector<ExtraSection> v;
+                {
+                    py::gil_scoped_release release;
+                    v = self.extra_sections();
+                }
+                py::list out;
+                for (const ExtraSection& e : v)
+                    out.append(py::make_tuple(e.name, format::dtype_name(e.dtype), e.rows, e.cols, e.required,
+                                              py::bytes(reinterpret_cast<const char*>(e.data.data()), e.data.size())));
+                return out;
+            },
+            "Sections kept with the index for the Python layer: (name, dtype, rows, cols, required, bytes) tuples.")
+        .def(
+            "set_extra_sections",
+            [](FlatIndex& self, const py::list& items) {
+                std::vector<ExtraSection> v;
+                for (const py::handle& item : items) {
+                    auto t = item.cast<py::tuple>();
+                    if (t.size() != 6)
+                        throw std::invalid_argument("expected (name, dtype, rows, cols, required, bytes) tuples");
+                    ExtraSection e;
+                    e.name = t[0].cast<std::string>();
+                    const std::string dtype = t[1].cast<std::string>();
+                    if (dtype == "bytes") e.dtype = format::DType::bytes;
+                    else if (dtype == "float32") e.dtype = format::DType::f32;
+                    else if (dtype == "float64") e.dtype = format::DType::f64;
+                    else throw std::invalid_argument("section dtype: expected bytes, float32 or float64, got " + dtype);
+                    e.rows = t[2].cast<std::uint64_t>();
+                    e.cols = t[3].cast<std::uint64_t>();
+                    e.required = t[4].cast<bool>();
+                    const std::string data = t[5].cast<std::string>();
+                    e.data.assign(data.begin(), data.end());
+                    v.push_back(std::move(e));
+                }
+                py::gil_scoped_release release;
+                self.set_extra_sections(std::move(v));
+            },
+            py::arg("sections"))
         .def("save", &FlatIndex::save, py::arg("path"), py::call_guard<py::gil_scoped_release>())
         .def(
             "to_bytes",

@@ -18,6 +18,10 @@
 #define HWCAP_ASIMDDP (1 << 20)
 #endif
 #endif
+#if defined(__linux__) && defined(SIMDEX_X86)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 
 namespace simdex {
 namespace {
@@ -144,6 +148,18 @@ bool arm_dotprod() {
 }
 #endif
 
+#if defined(SIMDEX_X86) && defined(SIMDEX_COMPILED_AMX) && defined(__linux__)
+bool detect_amx_bf16() {
+    unsigned a, b, c, d;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
+    const bool amx_bf16 = d & (1u << 22), amx_tile = d & (1u << 24);
+    if (!amx_bf16 || !amx_tile) return false;
+    if ((xgetbv0() & (3ull << 17)) != (3ull << 17)) return false;  // XTILECFG and XTILEDATA state
+    constexpr long kReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
+    return syscall(SYS_arch_prctl, kReqXcompPerm, kXfeatureXtiledata) == 0;
+}
+#endif
+
 bool cpu_supports(Isa isa) {
     switch (isa) {
         case Isa::scalar: return true;
@@ -236,6 +252,15 @@ const KernelTable& kernels_for(Isa isa) {
 const KernelTable& active_kernels() { return *active_slot().load(std::memory_order_acquire); }
 
 void set_active_isa(Isa isa) { active_slot().store(&kernels_for(isa), std::memory_order_release); }
+
+bool amx_bf16_usable() {
+#if defined(SIMDEX_X86) && defined(SIMDEX_COMPILED_AMX) && defined(__linux__)
+    static const bool ok = cpu_supports(Isa::avx512) && detect_amx_bf16();
+    return ok && active_kernels().isa == Isa::avx512;
+#else
+    return false;
+#endif
+}
 
 std::string dispatch_note() {
     active_slot();  // make sure the environment has been read

@@ -140,7 +140,7 @@ FlatIndex::FlatIndex(FlatIndex&& o) noexcept
     : dim_(o.dim_), metric_(o.metric_), dtype_(o.dtype_), keep_originals_(o.keep_originals_),
       quant_(std::move(o.quant_)), codes_(std::move(o.codes_)), base_codes_(o.base_codes_), data_(std::move(o.data_)),
       base_(std::move(o.base_)), base_rows_(o.base_rows_), ids_(std::move(o.ids_)), slot_of_(std::move(o.slot_of_)),
-      next_id_(o.next_id_), metadata_(std::move(o.metadata_)) {}
+      next_id_(o.next_id_), metadata_(std::move(o.metadata_)), extras_(std::move(o.extras_)) {}
 
 bool FlatIndex::mapped() const {
     std::shared_lock<RwLock> lock(mu_);
@@ -482,6 +482,7 @@ MemoryUsage FlatIndex::memory_breakdown() const {
     // The slot -> id array, and the id -> slot hash map (buckets plus one node per entry).
     const std::size_t node = sizeof(void*) + sizeof(std::int64_t) + sizeof(std::size_t) + sizeof(std::size_t);
     m.ids = ids_.capacity() * sizeof(std::int64_t) + slot_of_.bucket_count() * sizeof(void*) + slot_of_.size() * node;
+    for (const ExtraSection& e : extras_) m.calibration += e.data.capacity();
     m.metadata = metadata_.capacity();
     return m;
 }

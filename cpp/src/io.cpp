@@ -30,6 +30,16 @@ constexpr std::uint32_t kFlagInt8 = 1u;       // rows are int8 codes
 constexpr std::uint32_t kFlagOriginals = 2u;  // an int8 index that also keeps the float rows
 constexpr std::uint32_t kKnownFlags = kFlagInt8 | kFlagOriginals;
 
+// Sections the Python layer stores through FlatIndex::set_extra_sections: an index pre-transform (PCA, random
+// projection) as JSON parameters, its matrix, the mean it centers with, and its explained variance.
+constexpr const char* kExtraSections[] = {"transform", "transform.mat", "transform.mean", "transform.var"};
+
+bool is_extra_section(const std::string& name) {
+    for (const char* e : kExtraSections)
+        if (name == e) return true;
+    return false;
+}
+
 constexpr std::uint64_t kMaxDim = std::uint64_t(1) << 20;  // as FlatIndex's constructor
 
 // The "index" section: 64 bytes, little-endian.
@@ -96,6 +106,7 @@ format::Writer FlatIndex::writer_unlocked() const {
         w.add(kCodesSection, DType::i8, ids_.size(), dim_, codes_unlocked(), true);
     }
     w.add_bytes(kMetadataSection, metadata_.data(), metadata_.size(), false);
+    for (const ExtraSection& e : extras_) w.add(e.name, e.dtype, e.rows, e.cols, e.data.data(), e.required);
     return w;
 }
 
@@ -121,6 +132,7 @@ FlatIndex FlatIndex::from_blob(format::BlobPtr blob) {
     format::ReadOptions options;
     options.known = {kIndexSection, kIdsSection, kVectorsSection, kMetadataSection, kOffsetSection, kStepSection,
                        kCodesSection};
+    for (const char* e : kExtraSections) options.known.emplace_back(e);
     // Checking the vectors of a mapped file would read all of it; their sizes and bounds are still checked,
     // and a damaged float or code can change scores but never memory safety.
     if (blob->mapped()) options.unverified = {kVectorsSection, kCodesSection};
@@ -197,10 +209,42 @@ FlatIndex FlatIndex::from_blob(format::BlobPtr blob) {
         if (bad != meta->length) r.fail("section 'metadata' is not UTF-8 text (byte " + std::to_string(bad) + ")");
         index.metadata_.assign(reinterpret_cast<const char*>(meta->data), static_cast<std::size_t>(meta->length));
     }
+    for (const format::SectionView& v : r.sections()) {
+        if (!is_extra_section(v.name)) continue;
+        ExtraSection e;
+        e.name = v.name;
+        e.dtype = v.dtype;
+        e.rows = v.rows;
+        e.cols = v.cols;
+        e.required = v.required;
+        e.data.assign(v.data, v.data + v.length);
+        index.extras_.push_back(std::move(e));
+    }
     index.next_id_ = h.next_id;
     index.base_rows_ = vectors ? vectors->as<float>() : nullptr;
     index.base_ = r.blob();
     return index;
+}
+
+std::vector<ExtraSection> FlatIndex::extra_sections() const {
+    std::shared_lock<RwLock> lock(mu_);
+    return extras_;
+}
+
+void FlatIndex::set_extra_sections(std::vector<ExtraSection> sections) {
+    for (std::size_t i = 0; i < sections.size(); ++i) {
+        const ExtraSection& e = sections[i];
+        if (!is_extra_section(e.name)) throw std::invalid_argument("unknown extra section name '" + e.name + "'");
+        for (std::size_t j = 0; j < i; ++j)
+            if (sections[j].name == e.name) throw std::invalid_argument("section '" + e.name + "' given twice");
+        const std::size_t width = format::dtype_size(e.dtype);
+        if (width == 0 || e.cols == 0 || e.rows > e.data.size() || e.data.size() != e.rows * e.cols * width)
+            throw std::invalid_argument("section '" + e.name + "': " + std::to_string(e.data.size()) +
+                                        " bytes do not hold " + std::to_string(e.rows) + " x " +
+                                        std::to_string(e.cols) + " " + format::dtype_name(e.dtype));
+    }
+    std::unique_lock<RwLock> lock(mu_);
+    extras_ = std::move(sections);
 }
 
 }  // namespace simdex

@@ -17,6 +17,8 @@ from ._index import FormatError, Index, SearchResult, load, load_bytes
 from .docstore import Document, Hit, TextSearchResult
 from .encoder import Encoder, FingerprintMismatch  # torch is imported when an Encoder is made
 from .faiss_compat import IndexFlatCosine, IndexFlatIP, IndexScalarQuantizer, read_index, write_index
+from .reduction import ReductionReport, reduction_report
+from .transform import PCA, RandomProjection
 from .ingest import IngestReport, ingest
 
 __version__ = _core.__version__
@@ -32,18 +34,44 @@ __all__ = [
     "IndexFlatIP",
     "IndexScalarQuantizer",
     "IngestReport",
+    "PCA",
+    "RandomProjection",
+    "ReductionReport",
     "SearchResult",
+    "ShardError",
+    "ShardedIndex",
     "TextSearchResult",
+    "distributed_ingest",
     "get_num_threads",
     "ingest",
     "load",
     "load_bytes",
     "read_index",
+    "reduction_report",
     "set_num_threads",
     "simd_info",
     "simd_override",
     "write_index",
 ]
+
+
+# Loaded on first use: the sharding layer's optional backend (Ray) must never load with `import simdex`.
+_LAZY = {
+    "ShardedIndex": ("sharded", "ShardedIndex"),
+    "ShardError": ("sharded", "ShardError"),
+    "distributed_ingest": ("distributed", "distributed_ingest"),
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        from importlib import import_module
+
+        module, attr = _LAZY[name]
+        value = getattr(import_module(f".{module}", __name__), attr)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'simdex' has no attribute {name!r}")
 
 
 def simd_info() -> dict:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import operator
 import os
+import threading
 import warnings
 from typing import Any, Callable, NamedTuple, Optional
 
@@ -55,9 +56,20 @@ class Index:
     After ``fork()`` the child can use the index (with its own thread pool), unless another thread of the
     parent was changing it at that instant: then every call in the child raises RuntimeError rather than
     read half-changed data. Ctrl-C interrupts a long search with KeyboardInterrupt; the index stays intact.
+
+    Dimensionality reduction: with ``transform=simdex.PCA(384)`` (or :class:`simdex.RandomProjection`) the
+    index stores ``out_dim``-dimensional vectors. Vectors and queries keep arriving at ``dim``; under cosine
+    they are normalized at full dimension first, then projected (database rows with ``transform``, queries
+    with ``transform_query``). The transform is trained on the first ``add`` if it is not fitted yet (or
+    explicitly with :meth:`train`) and is saved in the index file. Scores estimate the full-dimension score:
+    for ``PCA`` (its default ``center="database"``) the inner product of the query with each vector's PCA
+    reconstruction; for random projections and ``PCA(center="both")`` under cosine, the cosine of the
+    reduced vectors (they are renormalized); for an orthogonal random projection under ``"ip"``, the reduced
+    inner product scaled by ``dim / out_dim``. ``reconstruct`` returns the stored (reduced) vectors.
     """
 
-    def __init__(self, dim: int, metric: str = "cosine", dtype: str = "float32", keep_originals: bool = False) -> None:
+    def __init__(self, dim: int, metric: str = "cosine", dtype: str = "float32", keep_originals: bool = False,
+                 transform: Any = None) -> None:
         dim = as_dim(dim)
         if metric not in METRICS:
             raise ValueError(f"metric: expected one of {METRICS}, got {metric!r}")
@@ -66,24 +78,54 @@ class Index:
             raise TypeError(f"keep_originals: expected a bool, got {type(keep_originals).__name__}")
         if keep_originals and dtype == "float32":
             raise ValueError("keep_originals=True applies to dtype='int8'; a float32 index stores the vectors themselves")
-        self._core = _core.FlatIndex(dim, metric, dtype, bool(keep_originals))
+        self._dim, self._metric = dim, metric
+        self._transform = _check_transform(transform, dim)
+        self._train_lock = threading.Lock()
+        if self._transform is None:
+            self._core = _core.FlatIndex(dim, metric, dtype, bool(keep_originals))
+        else:
+            # Normalization (cosine) happens before projecting; the reduced vectors are renormalized only for the
+            # transforms whose ranking gains from it (see _renormalize), else scored by inner product.
+            self._core = _core.FlatIndex(self._transform.out_dim, "cosine" if self._renormalized() else "ip", dtype,
+                                         bool(keep_originals))
+            self._store_transform()
 
     @classmethod
-    def _from_core(cls, core: Any) -> "Index":
+    def _from_core(cls, core: Any, source: str = "<index>") -> "Index":
         self = cls.__new__(cls)
         self._core = core
+        self._train_lock = threading.Lock()
+        sections = {t[0]: t for t in core.extra_sections()}
+        if "transform" in sections:
+            from .transform import _from_sections
+
+            self._transform, self._dim, self._metric = _from_sections(sections, core.dim, source)
+        else:
+            self._transform, self._dim, self._metric = None, core.dim, core.metric
         return self
+
+    def _renormalized(self) -> bool:
+        return self._metric == "cosine" and self._transform._renormalize
+
+    def _store_transform(self) -> None:
+        """Puts the transform (fitted or not) into the core's extra sections, so save writes it."""
+        self._core.set_extra_sections(self._transform._sections(self._dim, self._metric))
 
     # -- properties -------------------------------------------------------------------------------------
     @property
     def dim(self) -> int:
-        """Vector dimension."""
-        return self._core.dim
+        """Vector dimension (of the vectors given to add and search, before any transform)."""
+        return self._dim
 
     @property
     def metric(self) -> str:
         """``"cosine"`` or ``"ip"``."""
-        return self._core.metric
+        return self._metric
+
+    @property
+    def transform(self) -> Any:
+        """The dimensionality-reduction pre-transform, or None."""
+        return self._transform
 
     @property
     def dtype(self) -> str:
@@ -118,6 +160,7 @@ class Index:
         extra = ""
         if self.dtype == "int8":
             extra = ", dtype='int8'" + (", keep_originals=True" if self.keep_originals else "")
+        extra += f", transform={self._transform!r}" if self._transform is not None else ""
         return f"simdex.Index(dim={self.dim}, metric={self.metric!r}{extra}, size={len(self)}{mapped})"
 
     def ids(self) -> np.ndarray:
@@ -129,9 +172,9 @@ class Index:
 
     def memory_usage(self, detail: bool = False) -> "int | dict":
         """Bytes held by the index: vectors (or int8 codes and kept originals), calibration, ids and the id
-        lookup table. The vectors of a memory-mapped index are not counted: they are the file's pages in the page
-        cache, shared and reclaimable. ``detail=True`` returns the bytes by part (``vectors``, ``calibration``,
-        ``ids``, ``metadata``, ``file_image``)."""
+        lookup table. ``detail=True`` returns them by part (``vectors``, ``calibration``, ``ids``, ``metadata``,
+        ``file_image``). The vectors of a memory-mapped index are not counted: they are the file's pages in the page
+        cache, shared and reclaimable."""
         if detail:
             return {k: int(v) for k, v in self._core.memory_breakdown().items()}
         return int(self._core.memory_usage())
@@ -152,33 +195,6 @@ class Index:
         return self.metadata.get("fingerprint")
 
     # -- mutation ---------------------------------------------------------------------------------------
-    def train(self, vectors: Any) -> None:
-        """Learns the int8 calibration from a representative sample (normalized first under cosine).
-
-        Each dimension's range is the sample's minimum..maximum, with outliers beyond 8 (robust) standard
-        deviations from the mean clipped, and widened a little when the sample is small (its extremes fall short
-        of a large collection's); values outside the range are clipped to it. The calibration is then fixed
-        and saved with the index. Without ``train``, the first :meth:`add` calibrates on its own vectors.
-
-        Args:
-            vectors: float array (n, dim) or (dim,); thousands of vectors or more give stable ranges.
-
-        Raises:
-            ValueError: a float32 index, an index already calibrated, NaN or Inf, a wrong shape.
-            TypeError: non-floating vectors.
-        """
-        if self.dtype != "int8":
-            raise ValueError("train applies to dtype='int8' indexes; a float32 index needs no training")
-        x = as_matrix(vectors, self.dim, "vectors")
-        if x.shape[0] < MIN_CALIBRATION_VECTORS:
-            warnings.warn(
-                f"int8 calibration from {x.shape[0]} vectors (fewer than {MIN_CALIBRATION_VECTORS}): dimension ranges "
-                "may be too narrow, and values outside them are clipped; train on a larger sample for better recall",
-                UserWarning,
-                stacklevel=2,
-            )
-        self._core.train(x)
-
     def add(self, vectors: Any, ids: Any = None, *, fingerprint: Optional[dict] = None) -> np.ndarray:
         """Adds vectors and returns their ids.
 
@@ -206,12 +222,80 @@ class Index:
                 UserWarning,
                 stacklevel=2,
             )
+        if self._transform is not None:
+            x = self._project(self._normalized(x), train=True)
         if ids is None:
             start = self._core.add(x, None)  # chosen under the index lock, so concurrent adds get distinct ids
             return np.arange(start, start + x.shape[0], dtype=np.int64)
         id_arr = as_ids(ids, "ids", n=x.shape[0])
         self._core.add(x, id_arr)
         return id_arr
+
+    def train(self, sample: Any) -> None:
+        """Learns what the index needs from data before its first add, from a representative sample (a few
+        thousand of the vectors to come): the transform (e.g. the PCA fit), then the int8 calibration on the
+        sample as the index stores it (normalized under cosine, projected by the transform).
+
+        int8 calibration: each dimension's range is the sample's minimum..maximum, with outliers beyond 8 (robust)
+        standard deviations from the mean clipped, and widened a little when the sample is small (its extremes
+        fall short of a large collection's); values outside the range are clipped to it. It is then fixed and
+        saved with the index. Without ``train``, the first :meth:`add` trains on its own batch.
+
+        Raises:
+            ValueError: nothing to train (a float32 index without transform), an index already holding
+                vectors or already calibrated, or an unusable sample (wrong dim, NaN, too few rows).
+            TypeError: non-floating vectors.
+        """
+        if self._transform is None and self.dtype != "int8":
+            raise ValueError("train: this float32 index has no transform, so it needs no training (pass "
+                             "transform=simdex.PCA(...) or dtype='int8')")
+        x = as_matrix(sample, self.dim, "sample")
+        if self._transform is not None:
+            with self._train_lock:
+                if len(self._core):
+                    raise ValueError(
+                        f"train: the index already holds {len(self._core)} vectors projected with the current "
+                        "transform; train before the first add, or build a new index"
+                    )
+                self._fit_transform(self._normalized(x))
+            x = self._project(self._normalized(x))
+        if self.dtype == "int8":
+            if x.shape[0] < MIN_CALIBRATION_VECTORS:
+                warnings.warn(
+                    f"int8 calibration from {x.shape[0]} vectors (fewer than {MIN_CALIBRATION_VECTORS}): dimension "
+                    "ranges may be too narrow, and values outside them are clipped; train on a larger sample for "
+                    "better recall",
+                    UserWarning,
+                    stacklevel=2,
+                )
+            self._core.train(x)
+
+    def _normalized(self, x: np.ndarray) -> np.ndarray:
+        if self._metric != "cosine":
+            return x
+        norms = np.linalg.norm(x, axis=1, keepdims=True)
+        return x / np.where(norms > 0, norms, 1).astype(np.float32)
+
+    def _fit_transform(self, x: np.ndarray) -> None:
+        from .transform import PCA
+
+        t = self._transform
+        if isinstance(t, PCA) and x.shape[0] < t.out_dim:
+            raise ValueError(f"training {t!r} needs at least {t.out_dim} vectors, got {x.shape[0]}; call "
+                             "index.train(sample) with a larger sample, or add a larger first batch")
+        t.fit(x)
+        self._store_transform()
+
+    def _project(self, x: np.ndarray, train: bool = False, query: bool = False) -> np.ndarray:
+        """Projects x (already normalized under cosine); trains the transform first if asked and needed."""
+        t = self._transform
+        if not t.is_fitted:
+            if not train:
+                raise ValueError(f"{t!r} is not trained yet: add vectors or call index.train(sample) first")
+            with self._train_lock:
+                if not t.is_fitted:
+                    self._fit_transform(x)
+        return t.transform_query(x) if query else t.transform(x)
 
     def remove(self, ids: Any) -> int:
         """Removes the given ids (absent ones are ignored) and returns how many were removed.
@@ -227,8 +311,9 @@ class Index:
         self._core.reset()
 
     def reconstruct(self, ids: Any) -> np.ndarray:
-        """The stored vectors (normalized under cosine) for the given ids, float32 (n, dim). An int8 index
-        returns the kept originals, or else the decoded codes ``offset + step * code``."""
+        """The stored vectors (normalized under cosine) for the given ids, float32 (n, dim); with a transform,
+        the reduced vectors (n, transform.out_dim) as stored. An int8 index returns the kept originals, or else the
+        decoded codes ``offset + step * code``."""
         return self._core.reconstruct(as_ids(ids, "ids"))
 
     def codes(self, ids: Any) -> np.ndarray:
@@ -266,8 +351,30 @@ class Index:
         floor = as_min_score(min_score)
         allow = None if filter is None else as_ids(filter, "filter")
         r = _as_rescore(rescore, self)
-        scores, ids = self._core.search(q, k, floor, allow, r)
-        return SearchResult(scores, ids)
+        if self._transform is None:
+            scores, ids = self._core.search(q, k, floor, allow, r)
+            return SearchResult(scores, ids)
+        qn = self._normalized(q)
+        reduced = self._project(qn, query=True)
+        if self._renormalized():  # scores are cosines in the reduced space
+            offset, scale = None, 1.0
+        else:
+            offset, scale = self._transform._query_offset(qn), self._transform._score_scale
+        if offset is None and scale == 1.0:
+            scores, ids = self._core.search(reduced, k, floor, allow, r)
+            return SearchResult(scores, ids)
+        # Adding a per-query constant and scaling by a positive factor keep each row's order, so the floor can
+        # be applied afterwards: what falls below it is a tail of the row.
+        scores, ids = self._core.search(reduced, k, float("-inf"), allow, r)
+        found = ids >= 0
+        scores = scores * np.float32(scale)
+        if offset is not None:
+            scores = scores + offset[:, None]
+        scores[~found] = -np.inf
+        if min_score is not None:
+            drop = found & (scores < floor)
+            scores[drop], ids[drop] = -np.inf, -1
+        return SearchResult(scores.astype(np.float32, copy=False), ids)
 
     # -- persistence ------------------------------------------------------------------------------------
     def save(self, path: "str | os.PathLike[str]") -> None:
@@ -501,6 +608,24 @@ def _as_rescore(rescore: Any, index: Index) -> int:
     return r
 
 
+def _check_transform(transform: Any, dim: int) -> Any:
+    if transform is None:
+        return None
+    from .transform import _LinearTransform
+
+    if not isinstance(transform, _LinearTransform):
+        raise TypeError(
+            f"transform: expected simdex.PCA or simdex.RandomProjection, got {type(transform).__name__}"
+        )
+    if transform.out_dim > dim:
+        raise ValueError(f"transform: out_dim {transform.out_dim} is larger than the index dim {dim}")
+    if transform.is_fitted and transform.in_dim != dim:
+        raise ValueError(
+            f"transform: fitted on {transform.in_dim}-dimensional vectors, the index dim is {dim}"
+        )
+    return transform
+
+
 def _checked(core: Any, source: str) -> Index:
     # The core checked that metadata is UTF-8; whether it is a JSON object is the Python layer's business.
     text = core.metadata
@@ -511,7 +636,7 @@ def _checked(core: Any, source: str) -> Index:
             raise FormatError(f"{source}: section 'metadata' is not valid JSON ({e})") from None
         if not isinstance(value, dict):
             raise FormatError(f"{source}: section 'metadata' holds a JSON {type(value).__name__}, expected an object")
-    return Index._from_core(core)
+    return Index._from_core(core, source)
 
 
 def load(path: "str | os.PathLike[str]", mmap: bool = False) -> Index:

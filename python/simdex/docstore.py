@@ -11,8 +11,9 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator, Optional
+from typing import Any
 
 import numpy as np
 
@@ -27,7 +28,7 @@ CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 _IN_CHUNK = 500  # ids per "IN (...)" query, below SQLite's parameter limit
 
 
-def docs_path(index_path: "str | os.PathLike[str]") -> str:
+def docs_path(index_path: str | os.PathLike[str]) -> str:
     """The document store file that belongs to an index file."""
     return os.fspath(index_path) + ".docs.sqlite"
 
@@ -47,7 +48,7 @@ class Document:
 
     id: Any
     text: str
-    source: Optional[str]
+    source: str | None
     metadata: dict = field(default_factory=dict)
     span: tuple = (0, 0)
 
@@ -64,7 +65,7 @@ class Hit:
 
     id: int
     score: float
-    document: Optional[Document]
+    document: Document | None
 
     @property
     def doc_id(self) -> Any:
@@ -72,12 +73,12 @@ class Hit:
         return None if self.document is None else self.document.id
 
     @property
-    def text(self) -> Optional[str]:
+    def text(self) -> str | None:
         """The document's text, or None."""
         return None if self.document is None else self.document.text
 
     @property
-    def chunk(self) -> Optional[str]:
+    def chunk(self) -> str | None:
         """The text of the matching chunk, or None."""
         return None if self.document is None else self.document.chunk
 
@@ -104,7 +105,7 @@ class TextSearchResult:
 class DocStore:
     """SQLite tables for documents and chunks; ``path=None`` keeps them in memory."""
 
-    def __init__(self, path: Optional[str] = None) -> None:
+    def __init__(self, path: str | None = None) -> None:
         self.path = path
         self._db = sqlite3.connect(path if path is not None else ":memory:", check_same_thread=False)
         self._db.executescript(_SCHEMA)
@@ -113,7 +114,7 @@ class DocStore:
 
     def _reset_pending(self) -> None:
         self._next_doc = (self._db.execute("SELECT MAX(id) FROM documents").fetchone()[0] or 0) + 1
-        self._pending: Optional[list] = None  # [lowest, highest + 1] chunk id written since the last commit
+        self._pending: list | None = None  # [lowest, highest + 1] chunk id written since the last commit
 
     # -- state ------------------------------------------------------------------------------------------
     def get_state(self, key: str, default: Any = None) -> Any:
@@ -133,7 +134,7 @@ class DocStore:
         return int(self.get_state("seq", 0))
 
     @property
-    def pending(self) -> Optional[list]:
+    def pending(self) -> list | None:
         """[lowest, highest + 1] of the chunk ids written since the last commit, or None."""
         return None if self._pending is None else list(self._pending)
 

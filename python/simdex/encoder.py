@@ -17,8 +17,9 @@ import logging
 import os
 import queue
 import threading
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator, Optional, Sequence, TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -41,14 +42,14 @@ class FingerprintMismatch(ValueError):
     """Vectors or queries from one embedding model met an index filled by another."""
 
 
-def fingerprint_difference(expected: Optional[dict], got: Optional[dict]) -> list:
+def fingerprint_difference(expected: dict | None, got: dict | None) -> list:
     """The identity entries (see `IDENTITY_KEYS`) on which two fingerprints differ, as readable strings."""
     expected, got = expected or {}, got or {}
     return [f"{key}: {expected.get(key)!r} vs {got.get(key)!r}" for key in IDENTITY_KEYS
             if expected.get(key) != got.get(key)]
 
 
-def check_fingerprint(index_fp: Optional[dict], encoder_fp: Optional[dict], what: str) -> None:
+def check_fingerprint(index_fp: dict | None, encoder_fp: dict | None, what: str) -> None:
     """Raises FingerprintMismatch when `encoder_fp` does not describe the model that made `index_fp`."""
     diff = fingerprint_difference(index_fp, encoder_fp)
     if diff:
@@ -65,7 +66,7 @@ def background(items: Iterable[T], depth: int = PREFETCH) -> Iterator[T]:
     Exceptions raised while producing are re-raised in the consumer. Closing the generator stops the thread after
     the item it is producing.
     """
-    q: "queue.Queue[tuple[int, Any]]" = queue.Queue(maxsize=depth)
+    q: queue.Queue[tuple[int, Any]] = queue.Queue(maxsize=depth)
     stop = threading.Event()
 
     def put(entry: tuple) -> bool:
@@ -117,7 +118,7 @@ def _check_texts(texts: Sequence[Any], name: str = "texts") -> None:
             raise TypeError(f"{name}[{i}]: expected str, got {type(t).__name__}")
 
 
-def _resolve_model(model: "str | os.PathLike[str]") -> tuple:
+def _resolve_model(model: str | os.PathLike[str]) -> tuple:
     """(name recorded in the fingerprint, what SentenceTransformer loads)."""
     model = os.fspath(model)
     if os.path.isdir(model):
@@ -150,8 +151,8 @@ class Encoder:
     to embed all of a long text).
     """
 
-    def __init__(self, model: "str | os.PathLike[str]" = DEFAULT_MODEL, device: str = "auto", dtype: Any = "auto",
-                 batch_size: Optional[int] = None) -> None:
+    def __init__(self, model: str | os.PathLike[str] = DEFAULT_MODEL, device: str = "auto", dtype: Any = "auto",
+                 batch_size: int | None = None) -> None:
         try:
             import torch
             from sentence_transformers import SentenceTransformer
@@ -182,11 +183,21 @@ class Encoder:
         st.to(self._device)
         self._model = st
         self._max_seq_length = st.max_seq_length
-        dim = st.get_embedding_dimension() if hasattr(st, "get_embedding_dimension") else None
+        # sentence-transformers 6 names; older releases call them tokenize / get_sentence_embedding_dimension
+        self._tokenize = getattr(st, "preprocess", None) or st.tokenize
+        dim_of = getattr(st, "get_embedding_dimension", None) or st.get_sentence_embedding_dimension
+        dim = dim_of()
         if dim is None:
             dim = int(st.encode(["x"], convert_to_numpy=True).shape[1])
         self._dim = int(dim)
-        pooling = next((m.pooling_mode for m in st.modules() if hasattr(m, "pooling_mode")), None)
+        pooling = None
+        for m in st.modules():
+            if hasattr(m, "pooling_mode"):
+                pooling = m.pooling_mode
+            elif hasattr(m, "get_pooling_mode_str"):
+                pooling = m.get_pooling_mode_str()
+            if pooling is not None:
+                break
         if isinstance(pooling, (tuple, list)):
             pooling = "+".join(pooling)
         import sentence_transformers
@@ -256,7 +267,7 @@ class Encoder:
                 f"dtype={self._fingerprint['dtype']!r}, dim={self.dim})")
 
     # -- the two halves of encoding ---------------------------------------------------------------------
-    def prepare(self, texts: Sequence[str], batch_size: Optional[int] = None) -> Prepared:
+    def prepare(self, texts: Sequence[str], batch_size: int | None = None) -> Prepared:
         """Tokenizes texts into length-sorted batches of `batch_size` (default: the encoder's): the CPU half of
         encoding, safe to run in another thread while `compute` runs."""
         _check_texts(texts)
@@ -266,7 +277,7 @@ class Encoder:
         pin = self._device.type == "cuda"
         for start in range(0, len(texts), bs):
             rows = order[start:start + bs]
-            features = self._model.preprocess([texts[i] for i in rows])
+            features = self._tokenize([texts[i] for i in rows])
             mask = features.get("attention_mask")
             if mask is not None and self._max_seq_length and mask.shape[1] >= self._max_seq_length:
                 out.truncated += int(mask[:, -1].sum())
@@ -296,8 +307,8 @@ class Encoder:
             raise TypeError(f"text: expected str, got {type(text).__name__}")
         return self.compute(self.prepare([text]))[0]
 
-    def embed_batch(self, texts: Sequence[str], *, batch_size: Optional[int] = None,
-                    show_progress_bar: Optional[bool] = None) -> np.ndarray:
+    def embed_batch(self, texts: Sequence[str], *, batch_size: int | None = None,
+                    show_progress_bar: bool | None = None) -> np.ndarray:
         """Embeds a list of texts for throughput: (n, dim) float32, rows in the order of `texts`.
 
         Texts are sorted by length over the whole list (less padding), tokenized in a background thread while the
@@ -328,7 +339,7 @@ class Encoder:
                 bar.update(len(block))
         return out
 
-    def embed_stream(self, texts: Iterable[str], batch_size: Optional[int] = None) -> Iterator[np.ndarray]:
+    def embed_stream(self, texts: Iterable[str], batch_size: int | None = None) -> Iterator[np.ndarray]:
         """Embeds an iterable of any length lazily: yields one (<= batch_size, dim) float32 array per
         `batch_size` consecutive texts, in order.
 
@@ -353,7 +364,7 @@ class Encoder:
         finally:
             prepared.close()
 
-    def _batch_size(self, batch_size: Optional[int]) -> int:
+    def _batch_size(self, batch_size: int | None) -> int:
         if batch_size is None:
             return self.batch_size
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:

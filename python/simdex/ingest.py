@@ -22,9 +22,10 @@ import logging
 import os
 import time
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Optional, Union
+from typing import Any, Callable
 
 import numpy as np
 
@@ -105,7 +106,7 @@ def _check_key(key: Any) -> bool:
     return key is None or isinstance(key, str) or (isinstance(key, int) and not isinstance(key, bool))
 
 
-def _record(rec: dict, text_field: str, id_field: str, source: Optional[str]) -> Union[tuple, str]:
+def _record(rec: dict, text_field: str, id_field: str, source: str | None) -> tuple | str:
     text, key = rec.get(text_field), rec.get(id_field)
     if not isinstance(text, str) or not _check_key(key):
         return "malformed"
@@ -122,7 +123,7 @@ def _open_source(source: Any, text_field: str, id_field: str) -> tuple:
         if path.is_dir():
             files = sorted(p for p in path.rglob("*") if p.suffix.lower() in FOLDER_SUFFIXES and p.is_file())
 
-            def parse_file(p: Path) -> Union[tuple, str]:
+            def parse_file(p: Path) -> tuple | str:
                 try:
                     return p.relative_to(path).as_posix(), p.read_bytes().decode("utf-8"), str(p), None
                 except UnicodeDecodeError:
@@ -140,7 +141,7 @@ def _open_source(source: Any, text_field: str, id_field: str) -> tuple:
                 yield from enumerate(f, 1)
 
         if name.endswith(JSONL_SUFFIXES):
-            def parse_json(raw: tuple) -> Union[tuple, str]:
+            def parse_json(raw: tuple) -> tuple | str:
                 lineno, line = raw
                 if not line.strip():
                     return "empty"
@@ -156,7 +157,7 @@ def _open_source(source: Any, text_field: str, id_field: str) -> tuple:
 
             return "jsonl:" + str(path.resolve()), lines(), parse_json, None
 
-        def parse_line(raw: tuple) -> Union[tuple, str]:
+        def parse_line(raw: tuple) -> tuple | str:
             lineno, line = raw
             try:
                 return None, line.rstrip(b"\r\n").decode("utf-8"), f"{path}:{lineno}", None
@@ -169,7 +170,7 @@ def _open_source(source: Any, text_field: str, id_field: str) -> tuple:
         raise TypeError(f"source: expected a path or an iterable of texts, (id, text) pairs or records, got "
                         f"{type(source).__name__}")
 
-    def parse_item(item: Any) -> Union[tuple, str]:
+    def parse_item(item: Any) -> tuple | str:
         key = None
         if isinstance(item, dict):
             return _record(item, text_field, id_field, None)
@@ -191,7 +192,7 @@ def _open_source(source: Any, text_field: str, id_field: str) -> tuple:
 
 
 # -- the reader thread ---------------------------------------------------------------------------------------
-def _read_units(raw: Iterator[Any], parse: Callable, encoder: Any, batch_size: int, chunk_tokens: Optional[int],
+def _read_units(raw: Iterator[Any], parse: Callable, encoder: Any, batch_size: int, chunk_tokens: int | None,
                 overlap: int, max_chars: int, first_item: int) -> Iterator[_Unit]:
     """Reads, checks, chunks and tokenizes; yields units of about WINDOW_BATCHES batches of chunks."""
     target = batch_size * WINDOW_BATCHES
@@ -243,10 +244,10 @@ def _read_units(raw: Iterator[Any], parse: Callable, encoder: Any, batch_size: i
 
 
 # -- ingest ------------------------------------------------------------------------------------------------------
-def ingest(source: Any, index_or_path: Any, encoder: Any = None, batch_size: Optional[int] = None,
-           chunk_tokens: Optional[int] = None, overlap: int = 0, checkpoint_every: Optional[int] = None, *,
+def ingest(source: Any, index_or_path: Any, encoder: Any = None, batch_size: int | None = None,
+           chunk_tokens: int | None = None, overlap: int = 0, checkpoint_every: int | None = None, *,
            text_field: str = "text", id_field: str = "id", max_chars: int = 100_000,
-           source_name: Optional[str] = None, show_progress_bar: Optional[bool] = None) -> IngestReport:
+           source_name: str | None = None, show_progress_bar: bool | None = None) -> IngestReport:
     """Embeds a corpus into an index, keeping the texts, resumably and in bounded memory.
 
     Args:

@@ -38,6 +38,11 @@ bool is_supported(Isa isa);
 const KernelTable& active_kernels();         // the table searches use
 const KernelTable& kernels_for(Isa isa);     // std::invalid_argument if not supported here
 void set_active_isa(Isa isa);                // std::invalid_argument if not supported here
-std::string dispatch_note();                 // why the active level differs from the best one, or ""
+std::string dispatch_note();
+
+// True when kernels::syrk_block_bf16_amx can run: compiled in, the CPU has AMX-TILE and AMX-BF16, the OS keeps tile
+// state (XCR0 bits 17-18) and granted this process the tile data permission (Linux arch_prctl), and the active
+// level is avx512 (a lowered SIMD level turns it off too).
+bool amx_bf16_usable();                 // why the active level differs from the best one, or ""
 
 }  // namespace simdex

@@ -87,13 +87,23 @@ struct KernelTable;
 // Bytes an index holds, by part.
 struct MemoryUsage {
     std::size_t vectors = 0;      // float rows and int8 codes
-    std::size_t calibration = 0;  // int8 offsets and steps
+    std::size_t calibration = 0;  // int8 offsets and steps, pre-transform parameters
     std::size_t ids = 0;          // slot -> id array and id -> slot map
     std::size_t metadata = 0;
     std::size_t file_image = 0;   // a loaded (not mapped) file whose sections hold the rows
 };
 template <class T>
 struct RowsView;
+
+// A section the Python layer keeps in the index file beside the vectors (an index pre-transform's parameters and
+// matrices). Only names listed in io.cpp (kExtraSections, docs/format.md) are accepted.
+struct ExtraSection {
+    std::string name;
+    format::DType dtype = format::DType::bytes;
+    std::uint64_t rows = 0, cols = 0;
+    bool required = false;  // an index that cannot be searched correctly without it
+    std::vector<std::uint8_t> data;
+};
 
 class FlatIndex {
   public:
@@ -147,6 +157,11 @@ class FlatIndex {
     std::string metadata() const;
     void set_metadata(std::string text);
 
+    // Extra sections saved with the index, replaced as a whole; std::invalid_argument on an unknown name, a
+    // duplicate, or a size that does not match dtype x rows x cols.
+    std::vector<ExtraSection> extra_sections() const;
+    void set_extra_sections(std::vector<ExtraSection> sections);
+
     // Files (io.cpp, docs/format.md). save is atomic and durable; it excludes add/remove/reset for its whole
     // duration (a consistent snapshot) while searches go on. load validates the whole file before using it and
     // throws FormatError for anything malformed. mmap: the rows stay in a read-only mapping of the file (opening
@@ -186,6 +201,7 @@ class FlatIndex {
     std::unordered_map<std::int64_t, std::size_t> slot_of_;
     std::int64_t next_id_ = 0;
     std::string metadata_;
+    std::vector<ExtraSection> extras_;
     mutable RwLock mu_;                // search / save / readers shared; add / remove / reset exclusive
 };
 

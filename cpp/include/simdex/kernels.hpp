@@ -74,6 +74,19 @@ SIMDEX_DECLARE_KERNELS(avx512)
 SIMDEX_DECLARE_KERNELS(neon)
 #undef SIMDEX_DECLARE_KERNELS
 
+// AMX-BF16 (x86-64 Linux, kernels_amx.cpp): c (32 x 32 floats, row stride ldc) (+)= A^T B over k_pairs (a multiple
+// of 16) pairs of rows. Each 32-bit word holds two bf16 values, the low half from row 2p and the high half from
+// row 2p + 1 of the same column. b: k_pairs rows of 32 words (columns), contiguous. a: the same kind of words for
+// the 32 block rows, laid out [p / 16][32 columns][16 pairs], contiguous. Products are exact in fp32, sums are
+// fp32. Call only when amx_bf16_usable() is true.
+void syrk_block_bf16_amx(const std::uint32_t* a, const std::uint32_t* b, std::size_t k_pairs, float* c,
+                         std::size_t ldc, bool accumulate) noexcept;
+// Packs rows lo and hi (d floats each, minus shift; masked-off lanes read nothing) as the words of one pair row:
+// column j = 32 jb + jj goes to b[jb * b_stride + jj] and a[jb * a_stride + 16 jj]; columns d .. 32 ceil(d / 32)
+// get 0. Adds z_lo[j] + z_hi[j] to sum[j] in double (exact sums: the mean is not rounded to bf16).
+void pack_pair_bf16_amx(const float* lo, const float* hi, const float* shift, std::size_t d, std::uint32_t* b,
+                        std::size_t b_stride, std::uint32_t* a, std::size_t a_stride, double* sum) noexcept;
+
 // Micro-kernel geometry per ISA: mr query rows x nr database rows per call.
 inline constexpr std::size_t kScalarMr = 4, kScalarNr = 4;
 inline constexpr std::size_t kAvx2Mr = 6, kAvx2Nr = 16;

@@ -1,0 +1,347 @@
+"""ShardedIndex with the threads backend: exact equality with one index, routing, persistence, open errors."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import simdex
+from simdex.sharded import MANIFEST_NAME, merge_topk, shard_of
+
+DIM = 24
+
+
+def _split(x, ids, num_shards, metric="cosine", route=None):
+    """Shards over the given vectors: by routing (default) or by an explicit shard number per row."""
+    route = shard_of(ids, num_shards) if route is None else route
+    shards = []
+    for s in range(num_shards):
+        index = simdex.Index(x.shape[1], metric)
+        if (route == s).any():
+            index.add(x[route == s], ids[route == s])
+        shards.append(index)
+    return shards
+
+
+def _single(x, ids, metric="cosine"):
+    index = simdex.Index(x.shape[1], metric)
+    index.add(x, ids)
+    return index
+
+
+@pytest.fixture
+def data(rng):
+    x = rng.standard_normal((3000, DIM)).astype(np.float32)
+    ids = rng.permutation(10_000)[:3000].astype(np.int64)
+    return x, ids
+
+
+def _assert_same(a, b):
+    np.testing.assert_array_equal(a.ids, b.ids)
+    np.testing.assert_array_equal(a.scores, b.scores)
+
+
+@pytest.mark.parametrize("metric", ["cosine", "ip"])
+@pytest.mark.parametrize("nq", [1, 5, 100])
+@pytest.mark.parametrize("k", [1, 10, 50])
+def test_equals_single_index(data, rng, metric, nq, k):
+    x, ids = data
+    one = _single(x, ids, metric)
+    with simdex.ShardedIndex(_split(x, ids, 4, metric)) as sharded:
+        q = rng.standard_normal((nq, DIM)).astype(np.float32)
+        _assert_same(sharded.search(q, k), one.search(q, k))
+
+
+def test_ties_go_to_the_lower_id_across_shards(rng):
+    # 40 copies of 5 distinct vectors: every result list is full of exact ties spread over all shards.
+    base = rng.standard_normal((5, DIM)).astype(np.float32)
+    x = np.repeat(base, 40, axis=0)
+    ids = rng.permutation(1000)[:200].astype(np.int64)
+    one = _single(x, ids)
+    # Round-robin by position, so tied ids land in shards out of id order.
+    route = np.arange(200) % 3
+    with simdex.ShardedIndex(_split(x, ids, 3, route=route)) as sharded:
+        q = base + 0.01 * rng.standard_normal(base.shape).astype(np.float32)
+        got, want = sharded.search(q, 60), one.search(q, 60)
+        _assert_same(got, want)
+        # The tie rule itself: within equal scores, ids ascend.
+        for s_row, i_row in zip(got.scores, got.ids):
+            for a in range(59):
+                if s_row[a] == s_row[a + 1]:
+                    assert i_row[a] < i_row[a + 1]
+
+
+def test_padding_filter_and_min_score(data, rng):
+    x, ids = data
+    one = _single(x, ids)
+    with simdex.ShardedIndex(_split(x, ids, 4)) as sharded:
+        q = rng.standard_normal((8, DIM)).astype(np.float32)
+        allow = rng.choice(ids, 7, replace=False).tolist() + [10**9]  # one id that is nowhere
+        got = sharded.search(q, 10, filter=allow)
+        _assert_same(got, one.search(q, 10, filter=allow))
+        assert (got.ids[:, 7:] == -1).all() and np.isneginf(got.scores[:, 7:]).all()
+        assert set(got.ids[:, :7].ravel()) <= set(allow)
+        _assert_same(sharded.search(q, 20, min_score=0.3), one.search(q, 20, min_score=0.3))
+        # k above the total size pads every row.
+        small = simdex.ShardedIndex(_split(x[:6], ids[:6], 4))
+        res = small.search(q, 9)
+        assert (res.ids[:, 6:] == -1).all() and sorted(res.ids[0, :6]) == sorted(ids[:6])
+
+
+def test_merge_topk_orders_by_score_then_id():
+    a = (np.array([[0.9, 0.5, -np.inf]], np.float32), np.array([[7, 3, -1]]))
+    b = (np.array([[0.9, 0.5, 0.1]], np.float32), np.array([[2, 8, 1]]))
+    got = merge_topk([a, b], 5)
+    assert got.ids.tolist() == [[2, 7, 3, 8, 1]]
+    assert got.scores.tolist()[0][:2] == [pytest.approx(0.9)] * 2
+
+
+def _splitmix64(z):
+    m = (1 << 64) - 1
+    z = (z + 0x9E3779B97F4A7C15) & m
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & m
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & m
+    return z ^ (z >> 31)
+
+
+def test_routing_is_stable_and_balanced():
+    # The rule is part of the on-disk contract (distributed_ingest writes shards with it): pin it to a plain
+    # Python splitmix64, whose first output from seed 0 is the published 0xE220A8397B1DCDAF.
+    assert _splitmix64(0) == 0xE220A8397B1DCDAF
+    some = [0, 1, 2, 3, 4, 5, 977, 2**62, 2**63 - 1]
+    for n in (1, 3, 4, 7):
+        assert shard_of(some, n).tolist() == [_splitmix64(i) % n for i in some]
+    counts = np.bincount(shard_of(np.arange(100_000), 8), minlength=8)
+    assert counts.min() > 0.95 * 100_000 / 8
+    strided = np.bincount(shard_of(np.arange(0, 800_000, 8), 8), minlength=8)
+    assert strided.min() > 0.95 * 100_000 / 8
+    with pytest.raises(ValueError, match="num_shards"):
+        shard_of([1], 0)
+
+
+def test_add_routes_by_id_hash_and_matches_single(data, rng):
+    x, ids = data
+    shards = [simdex.Index(DIM) for _ in range(4)]
+    sharded = simdex.ShardedIndex(shards)
+    got_ids = sharded.add(x, ids)
+    np.testing.assert_array_equal(got_ids, ids)
+    route = shard_of(ids, 4)
+    for s, index in enumerate(shards):
+        assert sorted(index.ids().tolist()) == sorted(ids[route == s].tolist())
+    # Default ids continue after the largest id ever held, like Index.add.
+    more = sharded.add(rng.standard_normal((3, DIM)))
+    assert more.tolist() == [int(ids.max()) + 1 + i for i in range(3)]
+    assert len(sharded) == 3003 and int(more[0]) in sharded
+    q = rng.standard_normal((10, DIM)).astype(np.float32)
+    one = _single(x, ids)
+    one.add(np.vstack([shards[shard_of([i], 4)[0]].reconstruct([i]) for i in more]), more)
+    _assert_same(sharded.search(q, 15), one.search(q, 15))
+
+
+def test_add_rejects_bad_ids_before_touching_any_shard(data):
+    x, ids = data
+    shards = _split(x, ids, 3)
+    sharded = simdex.ShardedIndex(shards)
+    before = [len(s) for s in shards]
+    fresh = np.array([10_001, 10_002], np.int64)
+    with pytest.raises(ValueError, match="already stored"):
+        sharded.add(x[:3], np.concatenate([fresh, ids[:1]]))
+    with pytest.raises(ValueError, match="more than once"):
+        sharded.add(x[:2], [10_005, 10_005])
+    with pytest.raises(ValueError, match="non-negative"):
+        sharded.add(x[:1], [-4])
+    with pytest.raises(ValueError, match="columns"):
+        sharded.add(np.zeros((2, DIM + 1)))
+    assert [len(s) for s in shards] == before
+
+
+def test_remove_and_contains(data, rng):
+    x, ids = data
+    sharded = simdex.ShardedIndex(_split(x, ids, 4))
+    gone = ids[:50]
+    assert sharded.remove(np.concatenate([gone, [10**9]])) == 50
+    assert not sharded.contains(gone).any() and sharded.contains(ids[50:]).all()
+    q = rng.standard_normal((6, DIM)).astype(np.float32)
+    _assert_same(sharded.search(q, 10), _single(x[50:], ids[50:]).search(q, 10))
+
+
+def test_save_and_open_round_trip(data, rng, tmp_path):
+    x, ids = data
+    sharded = simdex.ShardedIndex(_split(x, ids, 4))
+    manifest_path = sharded.save(tmp_path / "idx")
+    manifest = json.loads(Path(manifest_path).read_text())
+    assert manifest["format"] == "simdex-sharded" and manifest["routing"] == "splitmix64"
+    assert sum(s["count"] for s in manifest["shards"]) == 3000 and manifest["dim"] == DIM
+    q = rng.standard_normal((9, DIM)).astype(np.float32)
+    want = _single(x, ids).search(q, 12)
+    for mmap in (False, True):
+        with simdex.ShardedIndex.open(tmp_path / "idx", mmap=mmap) as reopened:
+            _assert_same(reopened.search(q, 12), want)
+    # Opened from its files, save() writes back over them.
+    opened = simdex.ShardedIndex(str(tmp_path / "idx"))
+    opened.add(rng.standard_normal((4, DIM)))
+    assert opened.save() is None
+    files = [str(tmp_path / "idx" / s["file"]) for s in manifest["shards"]]
+    assert sum(len(simdex.load(f)) for f in files) == 3004
+    # A list of paths works too.
+    assert len(simdex.ShardedIndex(files)) == 3004
+
+
+def test_save_without_folder_needs_files(data):
+    x, ids = data
+    with pytest.raises(ValueError, match="in-memory"):
+        simdex.ShardedIndex(_split(x, ids, 2)).save()
+
+
+def test_fingerprint_is_shared(data, tmp_path):
+    x, ids = data
+    shards = _split(x, ids, 2)
+    for s in shards:
+        s.metadata = {"fingerprint": {"model": "m", "dim": DIM}}
+    sharded = simdex.ShardedIndex(shards)
+    assert sharded.fingerprint == {"model": "m", "dim": DIM}
+    path = sharded.save(tmp_path / "fp")
+    assert json.loads(Path(path).read_text())["fingerprint"] == {"model": "m", "dim": DIM}
+    shards[1].metadata = {"fingerprint": {"model": "other", "dim": DIM}}
+    with pytest.raises(ValueError, match="disagree on fingerprint.*shard 1"):
+        simdex.ShardedIndex(shards)
+
+
+def test_mismatched_shards_are_rejected(data):
+    x, ids = data
+    with pytest.raises(ValueError, match="disagree on dim"):
+        simdex.ShardedIndex([simdex.Index(DIM), simdex.Index(DIM + 1)])
+    with pytest.raises(ValueError, match="disagree on metric"):
+        simdex.ShardedIndex([simdex.Index(DIM), simdex.Index(DIM, "ip")])
+    a, b = _single(x[:10], ids[:10]), _single(x[5:15], ids[5:15])
+    with pytest.raises(ValueError, match=r"share ids \(5 in all\).*shards \[0, 1\]"):
+        simdex.ShardedIndex([a, b])
+    with pytest.raises(ValueError, match="at least one shard"):
+        simdex.ShardedIndex([])
+    with pytest.raises(ValueError, match="backend"):
+        simdex.ShardedIndex([a], backend="dask")
+    with pytest.raises(TypeError, match="wrap it in a list"):
+        simdex.ShardedIndex(a)
+    with pytest.raises(TypeError, match=r"shards\[1\]"):
+        simdex.ShardedIndex([a, 3])
+
+
+@pytest.fixture
+def saved(data, tmp_path):
+    x, ids = data
+    simdex.ShardedIndex(_split(x, ids, 3)).save(tmp_path / "s")
+    return tmp_path / "s"
+
+
+def test_missing_shard_reported_at_open(saved):
+    os.unlink(saved / "shard-00001.simdex")
+    with pytest.raises(FileNotFoundError, match="shard 1 .*shard-00001.simdex"):
+        simdex.ShardedIndex.open(saved)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip"])
+def test_corrupt_shard_reported_at_open(saved, damage):
+    path = saved / "shard-00002.simdex"
+    raw = bytearray(path.read_bytes())
+    if damage == "truncate":
+        raw = raw[: len(raw) // 2]
+    else:
+        raw[len(raw) // 2] ^= 0xFF
+    path.write_bytes(bytes(raw))
+    with pytest.raises(simdex.FormatError, match="shard 2 .*shard-00002.simdex"):
+        simdex.ShardedIndex.open(saved)
+
+
+def test_manifest_problems_reported_at_open(saved, tmp_path, rng):
+    with pytest.raises(FileNotFoundError, match="no shard manifest"):
+        simdex.ShardedIndex.open(tmp_path)
+    # A shard file replaced by one from another save.
+    other = simdex.Index(DIM)
+    other.add(rng.standard_normal((2, DIM)), [10**6, 10**6 + 1])
+    other.save(saved / "shard-00000.simdex")
+    with pytest.raises(simdex.FormatError, match="shard 0 .*holds 2 vectors, the manifest says"):
+        simdex.ShardedIndex.open(saved)
+    (saved / MANIFEST_NAME).write_text("{not json")
+    with pytest.raises(simdex.FormatError, match="not a valid JSON manifest"):
+        simdex.ShardedIndex.open(saved)
+    (saved / MANIFEST_NAME).write_text(json.dumps({"format": "something-else"}))
+    with pytest.raises(simdex.FormatError, match="simdex-sharded"):
+        simdex.ShardedIndex.open(saved)
+
+
+@pytest.mark.parametrize("max_workers", [1, 4])
+def test_concurrent_searches_agree(data, rng, max_workers):
+    from concurrent.futures import ThreadPoolExecutor
+
+    x, ids = data
+    one = _single(x, ids)
+    sharded = simdex.ShardedIndex(_split(x, ids, 4), max_workers=max_workers)
+    qs = [rng.standard_normal((7, DIM)).astype(np.float32) for _ in range(8)]
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda q: sharded.search(q, 5), qs))
+    for q, got in zip(qs, results):
+        _assert_same(got, one.search(q, 5))
+
+
+def test_closed_index_refuses_calls(data):
+    x, ids = data
+    sharded = simdex.ShardedIndex(_split(x, ids, 2))
+    sharded.close()
+    with pytest.raises(ValueError, match="closed"):
+        sharded.search(x[:1], 3)
+
+
+def test_import_simdex_does_not_import_ray():
+    code = ("import sys, simdex; simdex.ShardedIndex; simdex.ShardError; "
+            "assert 'ray' not in sys.modules, 'ray was imported'; print('ok')")
+    out = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"
+
+
+def test_ray_backend_without_ray_says_how_to_install():
+    # sys.modules["ray"] = None makes `import ray` fail, as on a machine without it.
+    code = ("import sys; sys.modules['ray'] = None\n"
+            "import simdex\n"
+            "for call in (lambda: simdex.ShardedIndex([simdex.Index(4)], backend='ray'),\n"
+            "             lambda: simdex.distributed_ingest(['x.jsonl'], 'out')):\n"
+            "    try:\n"
+            "        call()\n"
+            "    except ImportError as e:\n"
+            "        print(e)\n")
+    out = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.strip().splitlines()
+    assert len(lines) == 2 and all("pip install 'simdex[ray]'" in line for line in lines), lines
+
+
+def test_int8_shards_with_one_calibration_equal_one_int8_index(data, rng):
+    x, ids = data
+    sample = x[rng.choice(len(x), 1000, replace=False)]
+
+    def int8_index(rows):
+        index = simdex.Index(DIM, dtype="int8", keep_originals=True)
+        index.train(sample)  # one calibration for all: int8 scores are then comparable across shards
+        if len(rows):
+            index.add(x[rows], ids[rows])
+        return index
+
+    route = shard_of(ids, 3)
+    sharded = simdex.ShardedIndex([int8_index(np.flatnonzero(route == s)) for s in range(3)])
+    one = int8_index(np.arange(len(x)))
+    assert sharded.dtype == "int8"
+    q = rng.standard_normal((12, DIM)).astype(np.float32)
+    _assert_same(sharded.search(q, 10), one.search(q, 10))
+    # With rescore the scores are the exact float ones (candidates are chosen per shard, so only scores are
+    # compared with the float vectors, not ids with the single index).
+    got = sharded.search(q, 5, rescore=4)
+    exact = simdex.Index(DIM)
+    exact.add(x, ids)
+    for row_q, row_ids, row_scores in zip(q, got.ids, got.scores):
+        want = exact.search(row_q, 1, filter=row_ids).scores  # any allowed id's exact score is <= the best
+        assert row_scores[0] == pytest.approx(float(want[0, 0]), abs=1e-5)
+    with pytest.raises(ValueError, match="disagree on dtype"):
+        simdex.ShardedIndex([int8_index(np.arange(5)), simdex.Index(DIM)])
