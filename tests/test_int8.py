@@ -580,9 +580,9 @@ def _int8_file(rng, keep_originals=False):
 def test_int8_file_sections(rng):
     sdx, f = _int8_file(rng)
     names = [s.name for s in f.sections]
-    assert {"index", "ids", "int8.offset", "int8.step", "codes.i8"} <= set(names) and "vectors.f32" not in names
-    assert f.get("codes.i8").dtype == sdx.I8 and (f.get("codes.i8").rows, f.get("codes.i8").cols) == (1200, 4)
-    assert all(f.get(n).flags & sdx.REQUIRED for n in ("int8.offset", "int8.step", "codes.i8"))
+    assert {"index", "ids", "int8.offset", "int8.step", "int8.codes"} <= set(names) and "vectors.f32" not in names
+    assert f.get("int8.codes").dtype == sdx.I8 and (f.get("int8.codes").rows, f.get("int8.codes").cols) == (1200, 4)
+    assert all(f.get(n).flags & sdx.REQUIRED for n in ("int8.offset", "int8.step", "int8.codes"))
     flags = sdx.INDEX_HEADER.unpack(f.get("index").data)[4]
     assert flags == 1  # int8, no originals
     _, kept = _int8_file(rng, keep_originals=True)
@@ -613,11 +613,11 @@ def test_damaged_int8_files_are_refused(damage, message, rng):
         off[1] = np.nan
         f.get("int8.offset").data = off.tobytes()
     elif damage == "code -128":
-        codes = np.frombuffer(f.get("codes.i8").data, np.int8).copy()
+        codes = np.frombuffer(f.get("int8.codes").data, np.int8).copy()
         codes[7 * 4 + 1] = -128
-        f.get("codes.i8").data = codes.tobytes()
+        f.get("int8.codes").data = codes.tobytes()
     elif damage == "no calibration":
-        sections = [s for s in sections if not s.name.startswith("int8.")]
+        sections = [s for s in sections if s.name not in ("int8.offset", "int8.step")]
     elif damage == "originals flag on float32":
         head[4] = 2
     elif damage == "unknown flag":

@@ -35,13 +35,15 @@ void check_codes(const I8Array& x, const char* what) {
     const std::int8_t* p = x.data();
     for (py::ssize_t i = 0; i < x.size(); ++i)
         if (p[i] == -128)
-            throw std::invalid_argument(std::string(what) + ": int8 codes must be in [-127, 127], got -128 at flat index " +
+            throw std::invalid_argument(std::string(what) +
+                                        ": int8 codes must be in [-127, 127], got -128 at flat index " +
                                         std::to_string(i));
 }
 
 std::size_t rows_of_i8(const I8Array& x, std::size_t dim, const char* what) {
     if (x.ndim() != 2)
-        throw std::invalid_argument(std::string(what) + ": expected a 2-D array, got " + std::to_string(x.ndim()) + "-D");
+        throw std::invalid_argument(std::string(what) + ": expected a 2-D array, got " + std::to_string(x.ndim()) +
+                                    "-D");
     if (static_cast<std::size_t>(x.shape(1)) != dim)
         throw std::invalid_argument(std::string(what) + ": expected " + std::to_string(dim) + " columns, got " +
                                     std::to_string(x.shape(1)));
@@ -436,7 +438,8 @@ PYBIND11_MODULE(_core, m) {
         .def_property_readonly("metric", [](const FlatIndex& self) { return metric_name(self.metric()); })
         .def_property_readonly("dtype", [](const FlatIndex& self) { return dtype_name(self.dtype()); })
         .def_property_readonly("keeps_originals", &FlatIndex::keeps_originals)
-        .def_property_readonly("trained", py::cpp_function(&FlatIndex::trained, py::call_guard<py::gil_scoped_release>()))
+        .def_property_readonly("trained",
+                               py::cpp_function(&FlatIndex::trained, py::call_guard<py::gil_scoped_release>()))
         .def(
             "train",
             [](FlatIndex& self, F32Array x) {
@@ -461,7 +464,8 @@ PYBIND11_MODULE(_core, m) {
             "codes",
             [](const FlatIndex& self, I64Array ids) {
                 if (ids.ndim() != 1) throw std::invalid_argument("ids: expected a 1-D array");
-                py::array_t<std::int8_t> out({static_cast<py::ssize_t>(ids.shape(0)), static_cast<py::ssize_t>(self.dim())});
+                py::array_t<std::int8_t> out(
+                    {static_cast<py::ssize_t>(ids.shape(0)), static_cast<py::ssize_t>(self.dim())});
                 std::int8_t* o = out.mutable_data();
                 py::gil_scoped_release release;
                 self.codes(ids.data(), static_cast<std::size_t>(ids.shape(0)), o);

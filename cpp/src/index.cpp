@@ -129,7 +129,8 @@ FlatIndex::FlatIndex(std::size_t dim, Metric metric, Dtype dtype, bool keep_orig
     if (dim == 0) throw std::invalid_argument("dim must be positive, got 0");
     if (dim > (std::size_t(1) << 20)) throw std::invalid_argument("dim must be at most 1048576, got " + std::to_string(dim));
     if (dtype == Dtype::float32 && keep_originals)
-        throw std::invalid_argument("keep_originals applies to dtype 'int8'; a float32 index stores the vectors themselves");
+        throw std::invalid_argument(
+            "keep_originals applies to dtype 'int8'; a float32 index stores the vectors themselves");
     if (dtype == Dtype::int8 && dim > kernels::kMaxI8Depth)
         throw std::invalid_argument("int8 indexes take dim up to " + std::to_string(kernels::kMaxI8Depth) +
                                     " (int32 sums of 127 * 127 products stay exact), got " + std::to_string(dim));
@@ -362,7 +363,8 @@ void FlatIndex::search(const float* queries, std::size_t nq, const SearchParams&
     if (dtype_ == Dtype::int8) return search_i8(kt, queries, nq, p, p.has_filter ? &slots : nullptr, scores, ids);
     if (p.rescore) throw std::invalid_argument("rescore applies to int8 indexes; float32 scores are already exact");
     ScanView all{rows_unlocked(), ids_.data(), ids_.size(), dim_, nullptr};
-    with_filter(all, p.has_filter ? &slots : nullptr, [&](const ScanView& v) { run_search(kt, v, queries, nq, p, scores, ids); });
+    with_filter(all, p.has_filter ? &slots : nullptr,
+                [&](const ScanView& v) { run_search(kt, v, queries, nq, p, scores, ids); });
 }
 
 // Runs fn on the rows a filter leaves: a row mask checked inside the scan, or, when few rows qualify, a gathered
@@ -414,7 +416,8 @@ void FlatIndex::search_i8(const KernelTable& kt, const float* queries, std::size
     std::vector<float> dots(nq * sp.k);
     std::vector<std::int64_t> found(nq * sp.k);
     ScanViewI8 all{codes_unlocked(), ids_.data(), ids_.size(), dim_, nullptr};
-    with_filter(all, slots, [&](const ScanViewI8& v) { run_search_i8(kt, v, qcodes.data(), nq, sp, dots.data(), found.data()); });
+    with_filter(all, slots,
+                [&](const ScanViewI8& v) { run_search_i8(kt, v, qcodes.data(), nq, sp, dots.data(), found.data()); });
 
     const float* originals = rows_unlocked();
     std::vector<std::pair<float, std::int64_t>> cand;

@@ -23,7 +23,7 @@ constexpr const char* kMetadataSection = "metadata";
 // codes, and "vectors.f32" only when the index keeps the original rows.
 constexpr const char* kOffsetSection = "int8.offset";
 constexpr const char* kStepSection = "int8.step";
-constexpr const char* kCodesSection = "codes.i8";
+constexpr const char* kCodesSection = "int8.codes";
 
 // "index" section flags. A reader that does not know a bit refuses the file.
 constexpr std::uint32_t kFlagInt8 = 1u;       // rows are int8 codes
@@ -176,7 +176,8 @@ FlatIndex FlatIndex::from_blob(format::BlobPtr blob) {
             // -128 never comes out of the encoder; the kernels' exactness assumes codes in [-127, 127].
             const std::int8_t* c = codes.as<std::int8_t>();
             for (std::size_t i = 0; i < h.count * h.dim; ++i)
-                if (c[i] == -128) r.fail("code -128 at row " + std::to_string(i / h.dim) + " (codes are in [-127, 127])");
+                if (c[i] == -128)
+                    r.fail("code -128 at row " + std::to_string(i / h.dim) + " (codes are in [-127, 127])");
         }
         index.base_codes_ = codes.as<std::int8_t>();
     }

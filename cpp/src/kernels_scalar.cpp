@@ -73,7 +73,8 @@ void gemm_i8_scalar(std::size_t kc, const std::int8_t* a, const std::int8_t* b, 
     for (std::size_t k = 0; k < kc; k += 4, a += 4 * mr, b += 4 * nr)
         for (std::size_t i = 0; i < mr; ++i)
             for (std::size_t j = 0; j < nr; ++j)
-                for (std::size_t t = 0; t < 4; ++t) acc[i][j] += std::int32_t(a[4 * i + t]) * std::int32_t(b[4 * j + t]);
+                for (std::size_t t = 0; t < 4; ++t)
+                    acc[i][j] += std::int32_t(a[4 * i + t]) * std::int32_t(b[4 * j + t]);
     for (std::size_t i = 0; i < mr; ++i)
         for (std::size_t j = 0; j < nr; ++j) {
             const float v = static_cast<float>(acc[i][j]);

@@ -34,7 +34,8 @@ void Quantizer::train(const float* x, std::size_t n) {
     if (r == 0 && m >= 3) r = 1;
     const std::size_t keep = r + 1;
     std::vector<float> vmin(x, x + dim_), vmax(x, x + dim_);
-    std::vector<float> low(dim_ * keep), high(dim_ * keep);  // per column: max-heap of the smallest, min-heap of the largest
+    // Per column: a max-heap of the smallest values seen and a min-heap of the largest.
+    std::vector<float> low(dim_ * keep), high(dim_ * keep);
     for (std::size_t i = 0; i < m; ++i) {
         const float* row = row_of(i);
         for (std::size_t d = 0; d < dim_; ++d) {
@@ -119,7 +120,8 @@ void Quantizer::derive() {
 void Quantizer::set(const float* offset, const float* scale) {
     for (std::size_t d = 0; d < dim_; ++d) {
         if (!std::isfinite(offset[d]))
-            throw std::invalid_argument("int8 calibration: offset of dimension " + std::to_string(d) + " is not finite");
+            throw std::invalid_argument("int8 calibration: offset of dimension " + std::to_string(d) +
+                                        " is not finite");
         if (!std::isfinite(scale[d]) || scale[d] < 0)
             throw std::invalid_argument("int8 calibration: step of dimension " + std::to_string(d) +
                                         " must be finite and >= 0, got " + std::to_string(scale[d]));

@@ -79,8 +79,8 @@ struct I8Scorer {
     void micro(const Queries& pq, std::size_t dim, std::size_t ip, std::size_t k0, std::size_t kc,
                const std::int8_t* b, float* c, std::size_t ldc) const {
         const std::size_t d = depth(dim);
-        kt.gemm_i8(kc, pq.panels.data() + ip * mr() * d + k0 * mr(), b, pq.bias.data() + (k0 / kKc) * pq.rows + ip * mr(),
-                   c, ldc, k0 > 0);
+        const std::int32_t* bias = pq.bias.data() + (k0 / kKc) * pq.rows + ip * mr();
+        kt.gemm_i8(kc, pq.panels.data() + ip * mr() * d + k0 * mr(), b, bias, c, ldc, k0 > 0);
     }
 };
 

@@ -26,7 +26,8 @@ void expect(bool ok, const char* what, const char* isa, std::size_t n) {
 // The full (nq x n) int8 score matrix through pack_panels_i8 + the micro-kernel, the depth split in kc_step
 // chunks with the per-chunk bias the flipped (vpdpbusd) kernels subtract, as the batch scan calls it.
 std::vector<float> gemm_scores_i8(const KernelTable& kt, const std::vector<std::int8_t>& q, std::size_t nq,
-                                  const std::vector<std::int8_t>& x, std::size_t n, std::size_t d, std::size_t kc_step) {
+                                  const std::vector<std::int8_t>& x, std::size_t n, std::size_t d,
+                                  std::size_t kc_step) {
     const std::size_t mr = kt.gemm_i8_mr, nr = kt.gemm_i8_nr, qp = (nq + mr - 1) / mr, xp = (n + nr - 1) / nr;
     const std::size_t depth = kernels::i8_depth(d), ldc = xp * nr;
     std::vector<std::int8_t> a(qp * mr * depth), b(xp * nr * depth);

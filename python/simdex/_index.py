@@ -30,6 +30,15 @@ class SearchResult(NamedTuple):
     ids: np.ndarray
 
 
+class DiagnosedResult(NamedTuple):
+    """``search(..., diagnostics=True)``: the results plus one :class:`simdex.diagnostics.QueryDiagnostics` per
+    query (specificity z-score, gap, flags "tied" / "unspecific")."""
+
+    scores: np.ndarray
+    ids: np.ndarray
+    diagnostics: list
+
+
 class Index:
     """Exact nearest-neighbour index over float32 vectors (or their int8 codes), scored by inner product.
 
@@ -329,6 +338,7 @@ class Index:
         filter: Any = None,
         min_score: Optional[float] = None,
         rescore: Optional[int] = None,
+        diagnostics: bool = False,
     ) -> SearchResult:
         """Finds the k best-scoring vectors for each query.
 
@@ -343,9 +353,15 @@ class Index:
                 R >= 1: the k * R best by int8 score are rescored with the kept float vectors (the index needs
                 ``keep_originals=True``) and the k best of them returned with exact float scores.
 
+            diagnostics: also say how specific each query is (see :mod:`simdex.diagnostics`): returns a
+                :class:`DiagnosedResult` with a third field.
+
         Returns:
             SearchResult(scores float32 (nq, k), ids int64 (nq, k)), best first, ties to the lower id.
         """
+        if diagnostics:
+            res = self.search(queries, k, filter=filter, min_score=min_score, rescore=rescore)
+            return DiagnosedResult(res.scores, res.ids, self._diagnose(queries, res))
         q = as_matrix(queries, self.dim, "queries")
         k = as_k(k)
         floor = as_min_score(min_score)
@@ -438,6 +454,28 @@ class Index:
         self._docs().add([(None, t, None, None) for t in texts],
                          [(i, n, 0, len(t)) for n, (i, t) in enumerate(zip(new_ids.tolist(), texts))])
         return new_ids
+
+    def _diagnose(self, queries: Any, res: SearchResult) -> list:
+        """Per-query diagnostics, with the corpus statistics taken (and cached) from up to 10,000 stored rows."""
+        from .diagnostics import CorpusStats, diagnose
+
+        q = as_matrix(queries, self.dim, "queries")
+        qs = self._normalized(q) if self._transform is None else self._project(self._normalized(q), query=True)
+        n = len(self)
+        cached = getattr(self, "_diag_cache", None)
+        if cached is None or cached[0] != n:
+            ids = self.ids()
+            sample = self._core.reconstruct(ids[:: max(1, len(ids) // 10_000)]) if len(ids) >= 2 else None
+            cached = (n, CorpusStats(sample) if sample is not None else None)
+            self._diag_cache = cached
+        stats = cached[1]
+        best = res.ids[:, 0]
+        z = np.full(len(q), np.nan)
+        if stats is not None and (best >= 0).any():
+            found = best >= 0
+            rows = self._core.reconstruct(best[found])  # the stored row: its score in the space the stats describe
+            z[found] = stats.z_scores(qs[found], np.einsum("qd,qd->q", qs[found].astype(np.float64), rows))
+        return diagnose(res.scores, z)
 
     def search_text(self, query: str, k: int = 10, *, encoder: Any = None, chunks: bool = False,
                     filter: Any = None, min_score: Optional[float] = None) -> TextSearchResult:

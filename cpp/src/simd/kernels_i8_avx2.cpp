@@ -104,13 +104,15 @@ void gemm_i8_avx2(std::size_t kc, const std::int8_t* a, const std::int8_t* b, co
     const __m256i ones = _mm256_set1_epi16(1);
 #define SIMDEX_ROWS(X) X(0) X(1) X(2) X(3)
 #define SIMDEX_ZERO(i) __m256i lo##i = _mm256_setzero_si256(), hi##i = _mm256_setzero_si256();
-#define SIMDEX_STEP(i)                                                                                              \
-    {                                                                                                               \
-        std::int32_t ai;                                                                                            \
-        std::memcpy(&ai, a + 4 * (i), 4);                                                                           \
-        const __m256i av = _mm256_set1_epi32(ai);                                                                   \
-        lo##i = _mm256_add_epi32(lo##i, _mm256_madd_epi16(_mm256_maddubs_epi16(abs0, _mm256_sign_epi8(av, b0)), ones)); \
-        hi##i = _mm256_add_epi32(hi##i, _mm256_madd_epi16(_mm256_maddubs_epi16(abs1, _mm256_sign_epi8(av, b1)), ones)); \
+#define SIMDEX_STEP(i)                                                                                 \
+    {                                                                                                  \
+        std::int32_t ai;                                                                               \
+        std::memcpy(&ai, a + 4 * (i), 4);                                                              \
+        const __m256i av = _mm256_set1_epi32(ai);                                                      \
+        const __m256i p0 = _mm256_maddubs_epi16(abs0, _mm256_sign_epi8(av, b0));                       \
+        const __m256i p1 = _mm256_maddubs_epi16(abs1, _mm256_sign_epi8(av, b1));                       \
+        lo##i = _mm256_add_epi32(lo##i, _mm256_madd_epi16(p0, ones));                                  \
+        hi##i = _mm256_add_epi32(hi##i, _mm256_madd_epi16(p1, ones));                                  \
     }
 #define SIMDEX_STORE(i)                                                                  \
     {                                                                                    \
