@@ -82,13 +82,13 @@ def throughput(corpus: Path, limit: int | None, repeats: int, batch_size: int) -
 
 
 _RSS_CHILD = """
-import gzip, itertools, json, resource, sys, time
+import gzip, itertools, json, sys, time
 sys.path.insert(0, {tests!r})
 import simdex
 
-def rss_now():
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * resource.getpagesize()
+def status(field):  # VmRSS now, VmHWM peak (Linux); ru_maxrss would count the forking parent's pages
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith(field))
 
 if {model!r}:
     encoder = simdex.Encoder(device="cpu")
@@ -103,11 +103,11 @@ def docs():
     for i in range({n}):
         yield (f"doc-{{i}}", f"{{sentences[i % len(sentences)]}} ({{i}})")
 
-before = rss_now()
+before = status("VmRSS:")
 t = time.perf_counter()
 report = simdex.ingest(docs(), {path!r}, encoder=encoder)
 seconds = time.perf_counter() - t
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+peak = status("VmHWM:")
 print(json.dumps({{"docs": report.documents, "rss_before_ingest": before, "peak_rss": peak,
                   "growth": peak - before, "index_bytes": report.index.memory_usage(),
                   "docs_per_s": round(report.documents / seconds, 1)}}))
