@@ -26,15 +26,32 @@ enum class Dtype { float32, int8 };
 const char* dtype_name(Dtype d) noexcept;
 Dtype parse_dtype(const std::string& name);  // std::invalid_argument on an unknown name
 
-// 64-byte aligned storage for SIMD rows.
+namespace detail {
+// Asks the OS to back [p, p + bytes) with transparent huge pages (Linux madvise; a no-op elsewhere).
+void advise_huge_pages(void* p, std::size_t bytes) noexcept;
+}  // namespace detail
+
+// 64-byte aligned storage for SIMD rows. Buffers of 32 MiB or more are 2 MiB aligned and advised to use
+// transparent huge pages: a scan streams through them, and with 4 KiB pages it takes a TLB miss every 4 KiB (a
+// two-level page walk under virtualization); streaming 384 MB measured 1.2-1.8x faster with huge pages here.
 template <class T>
 struct AlignedAllocator {
     using value_type = T;
+    static constexpr std::size_t kHugeBytes = std::size_t(32) << 20;
+    static constexpr std::size_t kHugeAlign = std::size_t(2) << 20;
     AlignedAllocator() = default;
     template <class U>
     AlignedAllocator(const AlignedAllocator<U>&) noexcept {}
-    T* allocate(std::size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t(64))); }
-    void deallocate(T* p, std::size_t) noexcept { ::operator delete(p, std::align_val_t(64)); }
+    static std::align_val_t alignment(std::size_t bytes) noexcept {
+        return std::align_val_t(bytes >= kHugeBytes ? kHugeAlign : 64);
+    }
+    T* allocate(std::size_t n) {
+        const std::size_t bytes = n * sizeof(T);
+        void* p = ::operator new(bytes, alignment(bytes));
+        if (bytes >= kHugeBytes) detail::advise_huge_pages(p, bytes);  // before the first touch
+        return static_cast<T*>(p);
+    }
+    void deallocate(T* p, std::size_t n) noexcept { ::operator delete(p, alignment(n * sizeof(T))); }
     template <class U>
     bool operator==(const AlignedAllocator<U>&) const noexcept { return true; }
     template <class U>
