@@ -477,8 +477,33 @@ class Index:
             z[found] = stats.z_scores(qs[found], np.einsum("qd,qd->q", qs[found].astype(np.float64), rows))
         return diagnose(res.scores, z)
 
+    def _text_filter(self, filter: Any, keywords: Optional[str], limit: int, where: Optional[str]) -> Any:
+        """The allow-list for search_text: the caller's filter intersected with the keyword and where filters."""
+        if keywords is None and where is None:
+            return filter
+        if self._docstore is None:
+            raise ValueError("keywords / where need the texts: this index has no document store")
+        n = len(self)
+        cached = getattr(self, "_keyword_cache", None)
+        if cached is None or cached[0] != n:
+            from .hybrid import KeywordIndex
+
+            rows = self._docstore._db.execute(
+                "SELECT c.id, substr(d.text, c.start_char + 1, c.end_char - c.start_char), d.source, d.key "
+                "FROM chunks c JOIN documents d ON d.id = c.doc").fetchall()
+            cached = (n, KeywordIndex.from_records([r[0] for r in rows], [r[1] for r in rows],
+                                                   [{"source": r[2], "doc": r[3]} for r in rows]))
+            self._keyword_cache = cached
+        allow = None if filter is None else as_ids(filter, "filter")
+        for part in (cached[1].allow_list(keywords, limit) if keywords is not None else None,
+                     cached[1].where(where) if where is not None else None):
+            if part is not None:
+                allow = part if allow is None else np.intersect1d(allow, part)
+        return allow
+
     def search_text(self, query: str, k: int = 10, *, encoder: Any = None, chunks: bool = False,
-                    filter: Any = None, min_score: Optional[float] = None) -> TextSearchResult:
+                    filter: Any = None, min_score: Optional[float] = None, keywords: Optional[str] = None,
+                    keyword_limit: int = 200, where: Optional[str] = None) -> TextSearchResult:
         """Embeds a query and returns the k best documents (or chunks) with their texts.
 
         Args:
@@ -488,6 +513,10 @@ class Index:
             chunks: False: one result per document, its best-scoring chunk. True: the k best chunks, several may
                 come from one document.
             filter, min_score: as in `search` (filter holds vector ids, i.e. chunk ids).
+            keywords: hybrid search: only the ``keyword_limit`` best BM25 matches of these words (SQLite FTS5
+                over the stored texts) are ranked by the vector search; no filter when no text shares a word.
+            where: a SQL condition on the stored documents' ``source`` and ``doc`` (the document key), e.g.
+                ``"source LIKE 'man%'"``; only matching documents are ranked.
 
         Returns:
             TextSearchResult(ids int64 (<= k,), scores float32 (<= k,), documents): ids are vector (chunk) ids;
@@ -509,6 +538,7 @@ class Index:
                 f"search_text: the index holds {len(self)} vectors but no fingerprint, so nothing says which model "
                 "made them; add them with add(..., fingerprint=encoder.fingerprint) or set "
                 "index.metadata = {**index.metadata, 'fingerprint': encoder.fingerprint}")
+        filter = self._text_filter(filter, keywords, keyword_limit, where)
         q = enc.embed_query(query)
         n = len(self)
         fetch = k if chunks else max(1, min(n, max(4 * k, k + 16)))
