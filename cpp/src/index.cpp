@@ -49,6 +49,18 @@ void after_fork_child() {
     for (RwLock* l : live_locks()) l->reset_after_fork();
 }
 
+// Capacity grows by half again at least, so many small adds copy each row O(1) times, not O(adds) times.
+template <class V>
+void reserve_geometric(V& v, std::size_t needed) {
+    if (v.capacity() < needed) v.reserve(std::max(needed, v.capacity() + v.capacity() / 2));
+}
+
+template <class K, class T>
+void reserve_geometric(std::unordered_map<K, T>& m, std::size_t needed) {
+    if (static_cast<double>(m.bucket_count()) * m.max_load_factor() < static_cast<double>(needed))
+        m.reserve(std::max(needed, m.size() + m.size() / 2));
+}
+
 }  // namespace
 
 RwLock::RwLock() {
@@ -274,9 +286,9 @@ std::int64_t FlatIndex::add(const float* x, std::size_t n, const std::int64_t* i
         add_i8_unlocked(x, n);
     } else {
         // Reserve first so a bad_alloc leaves the index as it was.
-        data_.reserve((old + n) * dim_);
-        ids_.reserve(old + n);
-        slot_of_.reserve(old + n);
+        reserve_geometric(data_, (old + n) * dim_);
+        reserve_geometric(ids_, old + n);
+        reserve_geometric(slot_of_, old + n);
         data_.insert(data_.end(), x, x + n * dim_);
         if (metric_ == Metric::cosine) normalize_rows(data_.data() + old * dim_, n, dim_);
     }
@@ -302,10 +314,10 @@ void FlatIndex::add_i8_unlocked(const float* x, std::size_t n) {
     Quantizer q(dim_);
     if (!quant_.trained()) q.train(x, n);
     const Quantizer& use = quant_.trained() ? quant_ : q;
-    codes_.reserve((old + n) * dim_);
-    if (keep_originals_) data_.reserve((old + n) * dim_);
-    ids_.reserve(old + n);
-    slot_of_.reserve(old + n);
+    reserve_geometric(codes_, (old + n) * dim_);
+    if (keep_originals_) reserve_geometric(data_, (old + n) * dim_);
+    reserve_geometric(ids_, old + n);
+    reserve_geometric(slot_of_, old + n);
     codes_.resize((old + n) * dim_);
     use.encode(x, n, codes_.data() + old * dim_);
     if (keep_originals_) data_.insert(data_.end(), x, x + n * dim_);
