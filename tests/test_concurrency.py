@@ -70,22 +70,27 @@ def test_search_never_sees_half_a_batch(rng):
     index = simdex.Index(dim)
     index.add(rng.standard_normal((2000, dim)).astype(np.float32), np.arange(2000) + 10**6)
     directions = rng.standard_normal((batches, dim)).astype(np.float32)
-    done = threading.Event()
+    done, started = threading.Event(), threading.Event()
     seen = {"partial": 0, "whole": 0, "none": 0}
 
     def adder():
+        started.wait(10)  # adds are fast: let the searchers be running before the first one
         for b in range(batches):
             index.add(np.repeat(directions[b:b + 1], batch, axis=0), np.arange(batch) + b * batch)
         done.set()
 
     def searcher():
         r = np.random.default_rng(threading.get_ident() % 2**32)
-        while not done.is_set():
+        while True:
+            started.set()
+            finished = done.is_set()
             bs = r.integers(0, batches, 4)
             res = index.search(directions[bs], batch + 5)
             for b, ids in zip(bs, res.ids):
                 hits = int(np.sum((ids >= b * batch) & (ids < (b + 1) * batch)))
                 seen["whole" if hits == batch else "none" if hits == 0 else "partial"] += 1
+            if finished:
+                break
 
     run_threads([adder] + [searcher] * 3)
     assert seen["partial"] == 0
