@@ -177,11 +177,14 @@ def centering_variants(x, q, doc_ids, relevant, dims=(384, 256, 192)):
     for d in dims:
         w, w2 = vc[:, ::-1][:, :d].T, vm[:, ::-1][:, :d].T
         variants = {
-            "center both + renormalize (sklearn/FAISS)": (norm((x64 - mu) @ w.T), (q64 - mu) @ w.T),
+            "center both + renormalize (sklearn/FAISS; center='both')": (
+                norm((x64 - mu) @ w.T),
+                (q64 - mu) @ w.T,
+            ),
             "center both, inner product": ((x64 - mu) @ w.T, (q64 - mu) @ w.T),
-            "center database only, inner product (simdex default)": ((x64 - mu) @ w.T, q64 @ w.T),
+            "center database only, inner product (simdex center='database')": ((x64 - mu) @ w.T, q64 @ w.T),
             "center database only + renormalize": (norm((x64 - mu) @ w.T), q64 @ w.T),
-            "covariance axes, no centering + renormalize": (norm(x64 @ w.T), q64 @ w.T),
+            "no centering + renormalize (simdex center='none')": (norm(x64 @ w.T), q64 @ w.T),
             "uncentered second moment, inner product": (x64 @ w2.T, q64 @ w2.T),
             "uncentered second moment + renormalize": (norm(x64 @ w2.T), q64 @ w2.T),
         }

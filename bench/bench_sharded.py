@@ -55,6 +55,16 @@ def build(n: int, d: int, shards: int, folder: str) -> simdex.Index:
     return single
 
 
+def _start_ray() -> str:
+    """A local Ray on 127.0.0.1 with a small object store; returns its temp folder (removed by the caller)."""
+    import ray
+
+    tmp = tempfile.mkdtemp(prefix="simdex-bench-ray-", dir="/tmp")
+    ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, object_store_memory=200 * 1024**2,
+             _node_ip_address="127.0.0.1", _temp_dir=tmp, log_to_driver=False, configure_logging=False)
+    return tmp
+
+
 def search_table(args: argparse.Namespace, folder: str, single: simdex.Index) -> dict:
     import ray
 
@@ -62,9 +72,7 @@ def search_table(args: argparse.Namespace, folder: str, single: simdex.Index) ->
     engines["threads"] = simdex.ShardedIndex.open(folder, "threads", mmap=True, check_ids=False)
     engines["threads-par"] = simdex.ShardedIndex.open(folder, "threads", mmap=True, check_ids=False,
                                                       max_workers=args.shards)
-    ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, object_store_memory=200 * 1024**2,
-             _node_ip_address="127.0.0.1", _temp_dir=tempfile.mkdtemp(prefix="simdex-bench-ray-", dir="/tmp"),
-             log_to_driver=False, configure_logging=False)
+    ray_tmp = _start_ray()
     engines["ray"] = simdex.ShardedIndex.open(folder, "ray", mmap=True, check_ids=False)
     rng = np.random.default_rng(1)
     times: dict = {name: [] for name in engines}
@@ -84,6 +92,7 @@ def search_table(args: argparse.Namespace, folder: str, single: simdex.Index) ->
     for name in ("threads", "threads-par", "ray"):
         engines[name].close()
     ray.shutdown()
+    shutil.rmtree(ray_tmp, ignore_errors=True)
     base = median(times["single"])
     return {name: {"median_s": median(t), "ratio": median(t) / base, "runs": len(t)} for name, t in times.items()}
 
@@ -96,9 +105,7 @@ def overhead_table(args: argparse.Namespace) -> dict:
     tmp = tempfile.mkdtemp(prefix="simdex-bench-overhead-")
     try:
         single = build(n, d, args.shards, tmp)
-        ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, object_store_memory=200 * 1024**2,
-                 _node_ip_address="127.0.0.1", _temp_dir=tempfile.mkdtemp(prefix="simdex-bench-ray-", dir="/tmp"),
-                 log_to_driver=False, configure_logging=False)
+        ray_tmp = _start_ray()
         engines = {"single": single, "threads": simdex.ShardedIndex.open(tmp, "threads"),
                    "ray": simdex.ShardedIndex.open(tmp, "ray")}
         rng = np.random.default_rng(2)
@@ -113,6 +120,7 @@ def overhead_table(args: argparse.Namespace) -> dict:
         engines["threads"].close()
         engines["ray"].close()
         ray.shutdown()
+        shutil.rmtree(ray_tmp, ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     base = median(times["single"])
@@ -138,9 +146,7 @@ def ingest_table(args: argparse.Namespace) -> dict:
         simdex.ingest(corpus, os.path.join(tmp, "one.simdex"), encoder=enc)
         single_s = time.perf_counter() - t0
         del enc
-        ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, object_store_memory=200 * 1024**2,
-                 _node_ip_address="127.0.0.1", _temp_dir=tempfile.mkdtemp(prefix="simdex-bench-ray-", dir="/tmp"),
-                 log_to_driver=False, configure_logging=False)
+        ray_tmp = _start_ray()
         import ray.data
 
         ray.data.DataContext.get_current().enable_progress_bars = False
@@ -154,6 +160,7 @@ def ingest_table(args: argparse.Namespace) -> dict:
             runs[label] = {"docs_per_s": report.docs_per_s, "seconds": report.seconds,
                            "time_ratio": report.seconds / single_s}
         ray.shutdown()
+        shutil.rmtree(ray_tmp, ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return {"documents": args.ingest, "simdex.ingest": {"docs_per_s": args.ingest / single_s, "seconds": single_s},

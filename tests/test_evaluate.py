@@ -2,6 +2,7 @@
 
 import json
 import math
+import os
 
 import numpy as np
 import pytest
@@ -115,3 +116,37 @@ def test_unknown_relevant_document_is_reported():
     enc = LookupEncoder({"a": np.ones(4, np.float32), "q": np.ones(4, np.float32)})
     with pytest.raises(ValueError, match="not in the corpus"):
         evaluate([("a", "a")], [{"query": "q", "doc_id": "zzz"}], models=[enc], variants=["float32"])
+
+
+DEV = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared", "data",
+                   "dev-pydocs-linuxman")
+
+
+@pytest.mark.encoder
+@pytest.mark.skipif(not os.path.exists(os.path.join(DEV, "corpus.jsonl")), reason="../shared/data not present")
+def test_dev_set_matches_numpy_brute_force(minilm):
+    docs = [json.loads(line) for line in open(os.path.join(DEV, "corpus.jsonl"))]
+    queries = [json.loads(line) for line in open(os.path.join(DEV, "queries.jsonl"))]
+    texts = [d["text"] for d in docs]
+    # Embed once; the harness and the reference then search the same vectors independently.
+    table = dict(zip(texts, minilm.embed_batch(texts)))
+    table.update(zip([q["query"] for q in queries], minilm.embed_batch([q["query"] for q in queries])))
+    enc = LookupEncoder(table)
+    res = evaluate(docs, queries, models=[enc], variants=["float32", "int8", "int8+rescore"], k=10)
+    by = {r["variant"]: r for r in res.rows}
+    d = np.stack([table[t] for t in texts]).astype(np.float64)
+    index_of = {doc["id"]: i for i, doc in enumerate(docs)}
+    hits, rr = [], []
+    for q in queries:
+        s = d @ np.asarray(table[q["query"]], np.float64)
+        top = np.argsort(-s, kind="stable")[:10]
+        pos = np.flatnonzero(top == index_of[q["doc_id"]])
+        hits.append(len(pos) > 0)
+        rr.append(1 / (pos[0] + 1) if len(pos) else 0.0)
+    assert abs(by["float32"]["recall@10"] - np.mean(hits)) <= 0.005
+    assert abs(by["float32"]["mrr@10"] - np.mean(rr)) <= 0.005
+    assert abs(by["int8"]["recall@10"] - by["float32"]["recall@10"]) <= 0.01
+    assert abs(by["int8+rescore"]["recall@10"] - by["float32"]["recall@10"]) <= 0.002
+    assert abs(by["int8+rescore"]["mrr@10"] - by["float32"]["mrr@10"]) <= 0.002
+    print({v: (round(r["recall@10"], 4), round(r["mrr@10"], 4)) for v, r in by.items()},
+          "numpy", round(float(np.mean(hits)), 4), round(float(np.mean(rr)), 4))

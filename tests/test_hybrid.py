@@ -42,3 +42,24 @@ def test_allow_list_drives_the_index_filter(kw, rng):
     index.add(vecs, ids=[10, 11, 12, 13, 14])
     _, ids = index.search(vecs[1], 5, filter=kw.allow_list("mail"))
     assert set(ids[0][ids[0] >= 0].tolist()) == {10, 12}
+
+
+@pytest.mark.encoder
+def test_search_text_keywords_and_where_over_the_document_store(tmp_path, minilm):
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "mail.txt").write_text("Use smtplib to send email messages from a Python program.")
+    (folder / "sort.txt").write_text("Lists are sorted in place with list.sort or copied with sorted.")
+    (folder / "proc.md").write_text("fork creates a child process that runs the same program.")
+    path = tmp_path / "docs.simdex"
+    simdex.ingest(str(folder), path, encoder=minilm)
+    index = simdex.load(path)
+    assert [h.text for h in index.search_text("sending email", 3, encoder=minilm)][0].startswith("Use smtplib")
+    only = index.search_text("sending email", 3, encoder=minilm, where="source LIKE '%.md'")
+    assert [h.text[:4] for h in only] == ["fork"]
+    kw = index.search_text("how do I put items in order", 3, encoder=minilm, keywords="sorted")
+    assert [h.text[:4] for h in kw] == ["List"]
+    kw = index.search_text("anything", 3, encoder=minilm, keywords="smtplib")
+    assert [h.text[:3] for h in kw] == ["Use"]
+    with pytest.raises(ValueError, match="where"):
+        index.search_text("x", 3, encoder=minilm, where="no_such_column = 1")

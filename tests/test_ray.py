@@ -6,6 +6,7 @@ shut down at its end.
 
 import json
 import os
+import shutil
 import signal
 import tempfile
 from pathlib import Path
@@ -41,6 +42,7 @@ def local_ray():
     assert {n["NodeManagerAddress"] for n in ray.nodes()} == {"127.0.0.1"}
     yield
     ray.shutdown()
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import warnings
 
 from . import _core
 from ._core import get_num_threads, set_num_threads
-from ._index import FormatError, Index, SearchResult, load, load_bytes
+from ._index import DiagnosedResult, FormatError, Index, SearchResult, load, load_bytes
 from .docstore import Document, Hit, TextSearchResult
 from .encoder import Encoder, FingerprintMismatch  # torch is imported when an Encoder is made
 from .faiss_compat import IndexFlatCosine, IndexFlatIP, IndexScalarQuantizer, read_index, write_index
@@ -29,6 +29,7 @@ __all__ = [
     "FingerprintMismatch",
     "FormatError",
     "Hit",
+    "DiagnosedResult",
     "Index",
     "IndexFlatCosine",
     "IndexFlatIP",

@@ -30,6 +30,15 @@ class SearchResult(NamedTuple):
     ids: np.ndarray
 
 
+class DiagnosedResult(NamedTuple):
+    """``search(..., diagnostics=True)``: the results plus one :class:`simdex.diagnostics.QueryDiagnostics` per
+    query (specificity z-score, gap, flags "tied" / "unspecific")."""
+
+    scores: np.ndarray
+    ids: np.ndarray
+    diagnostics: list
+
+
 class Index:
     """Exact nearest-neighbour index over float32 vectors (or their int8 codes), scored by inner product.
 
@@ -63,8 +72,8 @@ class Index:
     with ``transform_query``). The transform is trained on the first ``add`` if it is not fitted yet (or
     explicitly with :meth:`train`) and is saved in the index file. Scores estimate the full-dimension score:
     for ``PCA`` (its default ``center="database"``) the inner product of the query with each vector's PCA
-    reconstruction; for random projections and ``PCA(center="both")`` under cosine, the cosine of the
-    reduced vectors (they are renormalized); for an orthogonal random projection under ``"ip"``, the reduced
+    reconstruction; for random projections and ``PCA(center="both" or "none")`` under cosine, the cosine of
+    the reduced vectors (they are renormalized); for an orthogonal random projection under ``"ip"``, the reduced
     inner product scaled by ``dim / out_dim``. ``reconstruct`` returns the stored (reduced) vectors.
     """
 
@@ -329,6 +338,7 @@ class Index:
         filter: Any = None,
         min_score: Optional[float] = None,
         rescore: Optional[int] = None,
+        diagnostics: bool = False,
     ) -> SearchResult:
         """Finds the k best-scoring vectors for each query.
 
@@ -343,9 +353,15 @@ class Index:
                 R >= 1: the k * R best by int8 score are rescored with the kept float vectors (the index needs
                 ``keep_originals=True``) and the k best of them returned with exact float scores.
 
+            diagnostics: also say how specific each query is (see :mod:`simdex.diagnostics`): returns a
+                :class:`DiagnosedResult` with a third field.
+
         Returns:
             SearchResult(scores float32 (nq, k), ids int64 (nq, k)), best first, ties to the lower id.
         """
+        if diagnostics:
+            res = self.search(queries, k, filter=filter, min_score=min_score, rescore=rescore)
+            return DiagnosedResult(res.scores, res.ids, self._diagnose(queries, res))
         q = as_matrix(queries, self.dim, "queries")
         k = as_k(k)
         floor = as_min_score(min_score)
@@ -439,8 +455,55 @@ class Index:
                          [(i, n, 0, len(t)) for n, (i, t) in enumerate(zip(new_ids.tolist(), texts))])
         return new_ids
 
+    def _diagnose(self, queries: Any, res: SearchResult) -> list:
+        """Per-query diagnostics, with the corpus statistics taken (and cached) from up to 10,000 stored rows."""
+        from .diagnostics import CorpusStats, diagnose
+
+        q = as_matrix(queries, self.dim, "queries")
+        qs = self._normalized(q) if self._transform is None else self._project(self._normalized(q), query=True)
+        n = len(self)
+        cached = getattr(self, "_diag_cache", None)
+        if cached is None or cached[0] != n:
+            ids = self.ids()
+            sample = self._core.reconstruct(ids[:: max(1, len(ids) // 10_000)]) if len(ids) >= 2 else None
+            cached = (n, CorpusStats(sample) if sample is not None else None)
+            self._diag_cache = cached
+        stats = cached[1]
+        best = res.ids[:, 0]
+        z = np.full(len(q), np.nan)
+        if stats is not None and (best >= 0).any():
+            found = best >= 0
+            rows = self._core.reconstruct(best[found])  # the stored row: its score in the space the stats describe
+            z[found] = stats.z_scores(qs[found], np.einsum("qd,qd->q", qs[found].astype(np.float64), rows))
+        return diagnose(res.scores, z)
+
+    def _text_filter(self, filter: Any, keywords: Optional[str], limit: int, where: Optional[str]) -> Any:
+        """The allow-list for search_text: the caller's filter intersected with the keyword and where filters."""
+        if keywords is None and where is None:
+            return filter
+        if self._docstore is None:
+            raise ValueError("keywords / where need the texts: this index has no document store")
+        n = len(self)
+        cached = getattr(self, "_keyword_cache", None)
+        if cached is None or cached[0] != n:
+            from .hybrid import KeywordIndex
+
+            rows = self._docstore._db.execute(
+                "SELECT c.id, substr(d.text, c.start_char + 1, c.end_char - c.start_char), d.source, d.key "
+                "FROM chunks c JOIN documents d ON d.id = c.doc").fetchall()
+            cached = (n, KeywordIndex.from_records([r[0] for r in rows], [r[1] for r in rows],
+                                                   [{"source": r[2], "doc": r[3]} for r in rows]))
+            self._keyword_cache = cached
+        allow = None if filter is None else as_ids(filter, "filter")
+        for part in (cached[1].allow_list(keywords, limit) if keywords is not None else None,
+                     cached[1].where(where) if where is not None else None):
+            if part is not None:
+                allow = part if allow is None else np.intersect1d(allow, part)
+        return allow
+
     def search_text(self, query: str, k: int = 10, *, encoder: Any = None, chunks: bool = False,
-                    filter: Any = None, min_score: Optional[float] = None) -> TextSearchResult:
+                    filter: Any = None, min_score: Optional[float] = None, keywords: Optional[str] = None,
+                    keyword_limit: int = 200, where: Optional[str] = None) -> TextSearchResult:
         """Embeds a query and returns the k best documents (or chunks) with their texts.
 
         Args:
@@ -450,6 +513,10 @@ class Index:
             chunks: False: one result per document, its best-scoring chunk. True: the k best chunks, several may
                 come from one document.
             filter, min_score: as in `search` (filter holds vector ids, i.e. chunk ids).
+            keywords: hybrid search: only the ``keyword_limit`` best BM25 matches of these words (SQLite FTS5
+                over the stored texts) are ranked by the vector search; no filter when no text shares a word.
+            where: a SQL condition on the stored documents' ``source`` and ``doc`` (the document key), e.g.
+                ``"source LIKE 'man%'"``; only matching documents are ranked.
 
         Returns:
             TextSearchResult(ids int64 (<= k,), scores float32 (<= k,), documents): ids are vector (chunk) ids;
@@ -471,6 +538,7 @@ class Index:
                 f"search_text: the index holds {len(self)} vectors but no fingerprint, so nothing says which model "
                 "made them; add them with add(..., fingerprint=encoder.fingerprint) or set "
                 "index.metadata = {**index.metadata, 'fingerprint': encoder.fingerprint}")
+        filter = self._text_filter(filter, keywords, keyword_limit, where)
         q = enc.embed_query(query)
         n = len(self)
         fetch = k if chunks else max(1, min(n, max(4 * k, k + 16)))

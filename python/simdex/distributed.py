@@ -219,7 +219,7 @@ def _read(ray: Any, source: Any, fmt: str | None, text_field: str) -> Any:
     if fmt not in FORMATS:
         raise ValueError(f"format: expected one of {FORMATS}, got {fmt!r}")
     if fmt == "json":
-        return ray.data.read_json(paths, lines=True)
+        return ray.data.read_json(paths)  # newline-delimited JSON (pyarrow reader)
     if fmt == "parquet":
         return ray.data.read_parquet(paths)
     ds = ray.data.read_text(paths)  # one document per line, column "text"

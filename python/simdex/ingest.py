@@ -56,6 +56,7 @@ class IngestReport:
             max_seq_length tokens.
         items: source items read; resumed_after: items an earlier run had done (skipped this time).
         seconds: time of this run; docs_per_s: documents stored per second by this run.
+        checkpoints, checkpoint_seconds: saves of this run (index file, then store commit) and their total time.
         index: the index (saved at index_or_path when that was a path).
     """
 
@@ -71,6 +72,8 @@ class IngestReport:
     resumed_after: int = 0
     seconds: float = 0.0
     docs_per_s: float = 0.0
+    checkpoints: int = 0
+    checkpoint_seconds: float = 0.0
     index: Any = field(default=None, repr=False, compare=False)
 
     @property
@@ -337,6 +340,8 @@ def ingest(source: Any, index_or_path: Any, encoder: Any = None, batch_size: int
         t = time.perf_counter()
         index.save(path)
         save_seconds = time.perf_counter() - t
+        report.checkpoints += 1
+        report.checkpoint_seconds += save_seconds
         last_save, batches = time.perf_counter(), 0
 
     from tqdm.auto import tqdm
