@@ -1,5 +1,10 @@
 """simdex.Index against a NumPy float64 brute force: both metrics, filters, removals, save/load, bad input."""
 
+import json
+import subprocess
+import sys
+import textwrap
+
 import numpy as np
 import pytest
 
@@ -273,3 +278,55 @@ def test_threads_search_while_another_adds(rng):
         t.join()
     assert not errors, errors
     check(index, x, np.arange(4000), q, 10)
+
+
+# -- row storage past 32 MiB: rows live in an mremap-grown mapping there (Linux) ------------------------------
+
+
+def test_growth_past_the_large_buffer_threshold_keeps_every_row(rng, tmp_path):
+    # 384-d float32 rows reach 32 MiB at 21,846 rows: the adds below go from heap storage to a mapping and then
+    # grow the mapping several times; removals, save/load and reset must see the same rows as NumPy.
+    dim, chunk = 384, 4999
+    index = simdex.Index(dim, "ip")
+    parts = []
+    for _ in range(9):
+        parts.append((rng.standard_normal((chunk, dim)) / np.sqrt(dim)).astype(np.float32))
+        index.add(parts[-1])
+    x, ids = np.concatenate(parts), np.arange(9 * chunk)
+    q = (rng.standard_normal((4, dim)) / np.sqrt(dim)).astype(np.float32)
+    check(index, x, ids, q, 7)
+    gone = rng.choice(ids, 3000, replace=False)  # each fills its hole with the last row
+    assert index.remove(gone) == 3000
+    keep = ~np.isin(ids, gone)
+    check(index, x[keep], ids[keep], q, 7, filter=ids[keep][::3])
+    index.save(tmp_path / "big.simdex")
+    for mmap in (False, True):
+        check(simdex.load(tmp_path / "big.simdex", mmap=mmap), x[keep], ids[keep], q, 7)
+    loaded = simdex.load(tmp_path / "big.simdex")
+    loaded.add(x[:10])  # a file image turned into owned rows, then grown
+    check(loaded, np.concatenate([x[keep], x[:10]]), np.concatenate([ids[keep], 9 * chunk + np.arange(10)]), q, 7)
+    index.reset()
+    assert len(index) == 0
+    index.add(x[:30_000])
+    check(index, x[:30_000], np.arange(30_000), q, 5)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="VmHWM is Linux's; elsewhere growth copies")
+def test_growing_an_index_does_not_hold_two_copies_of_it():
+    # A vector-style buffer peaks at old + new rows while it grows (about 2x the index); mremap keeps it near 1x.
+    script = textwrap.dedent("""
+        import json, numpy as np, simdex
+        def status(field):
+            with open("/proc/self/status") as f:
+                return next(int(line.split()[1]) * 1024 for line in f if line.startswith(field))
+        x = np.random.default_rng(0).standard_normal((4096, 384), dtype=np.float32)
+        index = simdex.Index(384)
+        before = status("VmRSS:")
+        for _ in range(49):
+            index.add(x)
+        print(json.dumps({"growth": status("VmHWM:") - before, "rows": 49 * 4096 * 384 * 4}))
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    assert got["growth"] <= 1.1 * got["rows"] + 40 * 2**20, got  # 2x would be 616 MB against 308 MB of rows

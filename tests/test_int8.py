@@ -641,3 +641,26 @@ def test_empty_add_does_not_calibrate():
     index = simdex.Index(8, dtype="int8")
     index._core.add(np.zeros((0, 8), np.float32), None)  # the Python layer refuses empty arrays; the core must cope
     assert not index.is_trained and len(index) == 0
+
+
+def test_codes_and_kept_floats_past_the_large_buffer_threshold(rng):
+    # 384-d codes reach 32 MiB at 87,382 rows and the kept floats at 21,846: both move from heap storage to a
+    # grown mapping over these adds (see row_store.hpp); every code and rescored score must survive the moves.
+    dim, chunk = 384, 11_000
+    index = quiet_index(dim, metric="ip", keep_originals=True)
+    parts = []
+    for _ in range(9):
+        parts.append(rng.standard_normal((chunk, dim)).astype(np.float32))
+        index.add(parts[-1])
+    x, ids = np.concatenate(parts), np.arange(9 * chunk)
+    codes = ref_encode(x, index.calibration)
+    np.testing.assert_array_equal(index.codes(ids), codes)
+    gone = rng.choice(ids, 500, replace=False)
+    index.remove(gone)
+    keep = ~np.isin(ids, gone)
+    np.testing.assert_array_equal(index.codes(ids[keep]), codes[keep])
+    q = rng.standard_normal((3, dim)).astype(np.float32)
+    got_s, got_i = index.search(q, 10, rescore=4)
+    ref_s, ref_i = ref_search(index, codes[keep], ids[keep], q, 10, rescore=4, originals=x[keep])
+    np.testing.assert_array_equal(got_i, ref_i)
+    np.testing.assert_allclose(got_s, ref_s, rtol=1e-5, atol=1e-5)

@@ -182,15 +182,15 @@ void FlatIndex::make_writable_unlocked(std::size_t extra_rows, const char* what)
                                     base_->source() + "; load it with mmap=False to change it");
     // A file read into memory: its rows become owned, so the image can go.
     if (has_floats()) {
-        FloatBuffer owned;
+        RowStore<float> owned;
         owned.reserve((ids_.size() + extra_rows) * dim_);
-        owned.assign(base_rows_, base_rows_ + ids_.size() * dim_);
+        owned.append(base_rows_, ids_.size() * dim_);
         data_ = std::move(owned);
     }
     if (dtype_ == Dtype::int8) {
-        CodeBuffer owned;
+        RowStore<std::int8_t> owned;
         owned.reserve((ids_.size() + extra_rows) * dim_);
-        owned.assign(base_codes_, base_codes_ + ids_.size() * dim_);
+        owned.append(base_codes_, ids_.size() * dim_);
         codes_ = std::move(owned);
     }
     base_.reset();
@@ -289,7 +289,7 @@ std::int64_t FlatIndex::add(const float* x, std::size_t n, const std::int64_t* i
         reserve_geometric(data_, (old + n) * dim_);
         reserve_geometric(ids_, old + n);
         reserve_geometric(slot_of_, old + n);
-        data_.insert(data_.end(), x, x + n * dim_);
+        data_.append(x, n * dim_);
         if (metric_ == Metric::cosine) normalize_rows(data_.data() + old * dim_, n, dim_);
     }
     for (std::size_t i = 0; i < n; ++i) {
@@ -320,7 +320,7 @@ void FlatIndex::add_i8_unlocked(const float* x, std::size_t n) {
     reserve_geometric(slot_of_, old + n);
     codes_.resize((old + n) * dim_);
     use.encode(x, n, codes_.data() + old * dim_);
-    if (keep_originals_) data_.insert(data_.end(), x, x + n * dim_);
+    if (keep_originals_) data_.append(x, n * dim_);
     if (!quant_.trained()) quant_ = std::move(q);
 }
 
@@ -354,8 +354,8 @@ void FlatIndex::reset() {
     base_.reset();
     base_rows_ = nullptr;
     base_codes_ = nullptr;
-    data_ = FloatBuffer();
-    codes_ = CodeBuffer();  // the int8 calibration stays (as FAISS's reset keeps training)
+    data_ = RowStore<float>();
+    codes_ = RowStore<std::int8_t>();  // the int8 calibration stays (as FAISS's reset keeps training)
     ids_.clear();
     ids_.shrink_to_fit();
     slot_of_ = {};

@@ -13,6 +13,7 @@
 
 #include "simdex/format.hpp"
 #include "simdex/quantize.hpp"
+#include "simdex/row_store.hpp"
 #include "simdex/thread_pool.hpp"
 
 namespace simdex {
@@ -209,9 +210,9 @@ class FlatIndex {
     Dtype dtype_ = Dtype::float32;
     bool keep_originals_ = false;
     Quantizer quant_;                  // int8 calibration
-    CodeBuffer codes_;                 // int8: size() rows of dim_ codes, unless base_ holds them
+    RowStore<std::int8_t> codes_;      // int8: size() rows of dim_ codes, unless base_ holds them
     const std::int8_t* base_codes_ = nullptr;
-    FloatBuffer data_;                 // size() rows of dim_ floats (int8: only with keep_originals), unless base_
+    RowStore<float> data_;             // size() rows of dim_ floats (int8: only with keep_originals), unless base_
     format::BlobPtr base_;             // a loaded file (mapped or read) whose vectors section holds the rows
     const float* base_rows_ = nullptr;
     std::vector<std::int64_t> ids_;    // slot -> id
