@@ -280,12 +280,12 @@ def test_threads_search_while_another_adds(rng):
     check(index, x, np.arange(4000), q, 10)
 
 
-# -- row storage past 32 MiB: rows live in an mremap-grown mapping there (Linux) ------------------------------
+# -- row storage past 1 MiB: rows live in an mremap-grown mapping there (Linux) -------------------------------
 
 
 def test_growth_past_the_large_buffer_threshold_keeps_every_row(rng, tmp_path):
-    # 384-d float32 rows reach 32 MiB at 21,846 rows: the adds below go from heap storage to a mapping and then
-    # grow the mapping several times; removals, save/load and reset must see the same rows as NumPy.
+    # 384-d float32 rows reach 1 MiB at 683 rows: the adds below go from heap storage to a mapping and then grow
+    # the mapping several times (to 69 MB); removals, save/load and reset must see the same rows as NumPy.
     dim, chunk = 384, 4999
     index = simdex.Index(dim, "ip")
     parts = []
@@ -330,3 +330,31 @@ def test_growing_an_index_does_not_hold_two_copies_of_it():
     assert done.returncode == 0, done.stderr
     got = json.loads(done.stdout.strip().splitlines()[-1])
     assert got["growth"] <= 1.1 * got["rows"] + 40 * 2**20, got  # 2x would be 616 MB against 308 MB of rows
+
+
+@pytest.mark.parametrize("spread", [1, 1 << 20, 1 << 40])
+def test_id_table_through_many_adds_and_removals(spread, rng):
+    # The id -> slot table (open addressing, deletion by backward shift) against a dict, through growth and long
+    # runs of removals; ids a power of two apart collide in any hash that keeps only low bits.
+    dim = 4
+    index, model = simdex.Index(dim, "ip"), {}
+    next_id = 0
+    for _ in range(40):
+        n = int(rng.integers(1, 400))
+        ids = np.arange(next_id, next_id + n, dtype=np.int64) * spread
+        next_id += n
+        x = rng.standard_normal((n, dim)).astype(np.float32)
+        index.add(x, ids)
+        model.update(zip(ids.tolist(), x))
+        gone = rng.choice(np.fromiter(model, np.int64), min(len(model), int(rng.integers(0, 300))), replace=False)
+        assert index.remove(np.concatenate([gone, [next_id * spread + 7]])) == len(gone)  # plus one never added
+        for i in gone.tolist():
+            del model[i]
+    assert len(index) == len(model)
+    assert sorted(index.ids().tolist()) == sorted(model)
+    probe = np.arange(next_id, dtype=np.int64) * spread
+    assert [int(i) in index for i in probe] == [int(i) in model for i in probe]
+    some = np.fromiter(model, np.int64)[:500]
+    np.testing.assert_array_equal(index.reconstruct(some), np.stack([model[i] for i in some.tolist()]))
+    with pytest.raises(ValueError, match="already in the index"):
+        index.add(np.zeros((1, dim), np.float32), some[:1])

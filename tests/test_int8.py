@@ -644,9 +644,9 @@ def test_empty_add_does_not_calibrate():
 
 
 def test_codes_and_kept_floats_past_the_large_buffer_threshold(rng):
-    # 384-d codes reach 32 MiB at 87,382 rows and the kept floats at 21,846: both move from heap storage to a
-    # grown mapping over these adds (see row_store.hpp); every code and rescored score must survive the moves.
-    dim, chunk = 384, 11_000
+    # 384-d codes reach 1 MiB at 2,731 rows and the kept floats at 683: both move from heap storage to a grown
+    # mapping over these adds (see row_store.hpp); every code and rescored score must survive the moves.
+    dim, chunk = 384, 1_500
     index = quiet_index(dim, metric="ip", keep_originals=True)
     parts = []
     for _ in range(9):

@@ -55,12 +55,6 @@ void reserve_geometric(V& v, std::size_t needed) {
     if (v.capacity() < needed) v.reserve(std::max(needed, v.capacity() + v.capacity() / 2));
 }
 
-template <class K, class T>
-void reserve_geometric(std::unordered_map<K, T>& m, std::size_t needed) {
-    if (static_cast<double>(m.bucket_count()) * m.max_load_factor() < static_cast<double>(needed))
-        m.reserve(std::max(needed, m.size() + m.size() / 2));
-}
-
 }  // namespace
 
 RwLock::RwLock() {
@@ -240,9 +234,9 @@ void FlatIndex::codes(const std::int64_t* ids, std::size_t n, std::int8_t* out) 
     std::shared_lock<RwLock> lock(mu_);
     if (dtype_ != Dtype::int8) throw std::invalid_argument("a float32 index stores no int8 codes");
     for (std::size_t i = 0; i < n; ++i) {
-        auto it = slot_of_.find(ids[i]);
-        if (it == slot_of_.end()) throw std::out_of_range("id " + std::to_string(ids[i]) + " is not in the index");
-        std::memcpy(out + i * dim_, codes_unlocked() + it->second * dim_, dim_);
+        const std::size_t slot = slot_of_.find(ids[i]);
+        if (slot == IdMap::npos) throw std::out_of_range("id " + std::to_string(ids[i]) + " is not in the index");
+        std::memcpy(out + i * dim_, codes_unlocked() + slot * dim_, dim_);
     }
 }
 
@@ -257,17 +251,18 @@ std::int64_t FlatIndex::next_id() const {
 }
 
 void FlatIndex::check_ids_unlocked(const std::int64_t* ids, std::size_t n) const {
-    std::unordered_set<std::int64_t> batch;
-    batch.reserve(n);
     for (std::size_t i = 0; i < n; ++i) {
         if (ids[i] < 0)
             throw std::invalid_argument("ids must be non-negative (-1 marks 'no result'), got " +
                                         std::to_string(ids[i]) + " at position " + std::to_string(i));
-        if (slot_of_.count(ids[i]))
+        if (slot_of_.contains(ids[i]))
             throw std::invalid_argument("id " + std::to_string(ids[i]) + " is already in the index; nothing was added");
-        if (!batch.insert(ids[i]).second)
-            throw std::invalid_argument("id " + std::to_string(ids[i]) + " appears twice in this batch; nothing was added");
     }
+    std::vector<std::int64_t> sorted(ids, ids + n);
+    std::sort(sorted.begin(), sorted.end());
+    auto twice = std::adjacent_find(sorted.begin(), sorted.end());
+    if (twice != sorted.end())
+        throw std::invalid_argument("id " + std::to_string(*twice) + " appears twice in this batch; nothing was added");
 }
 
 std::int64_t FlatIndex::add(const float* x, std::size_t n, const std::int64_t* ids) {
@@ -288,16 +283,16 @@ std::int64_t FlatIndex::add(const float* x, std::size_t n, const std::int64_t* i
         // Reserve first so a bad_alloc leaves the index as it was.
         reserve_geometric(data_, (old + n) * dim_);
         reserve_geometric(ids_, old + n);
-        reserve_geometric(slot_of_, old + n);
+        slot_of_.reserve(old + n);
         data_.append(x, n * dim_);
         if (metric_ == Metric::cosine) normalize_rows(data_.data() + old * dim_, n, dim_);
     }
     for (std::size_t i = 0; i < n; ++i) {
-        const std::int64_t id = ids ? ids[i] : next_id_ + static_cast<std::int64_t>(i);
-        ids_.push_back(id);
-        slot_of_.emplace(id, old + i);
+        const std::int64_t id = ids ? ids[i] : first + static_cast<std::int64_t>(i);
+        ids_.append(&id, 1);
+        slot_of_.insert(id, old + i);
+        next_id_ = std::max(next_id_, id + 1);
     }
-    for (std::size_t i = old; i < ids_.size(); ++i) next_id_ = std::max(next_id_, ids_[i] + 1);
     return first;
 }
 
@@ -317,7 +312,7 @@ void FlatIndex::add_i8_unlocked(const float* x, std::size_t n) {
     reserve_geometric(codes_, (old + n) * dim_);
     if (keep_originals_) reserve_geometric(data_, (old + n) * dim_);
     reserve_geometric(ids_, old + n);
-    reserve_geometric(slot_of_, old + n);
+    slot_of_.reserve(old + n);
     codes_.resize((old + n) * dim_);
     use.encode(x, n, codes_.data() + old * dim_);
     if (keep_originals_) data_.append(x, n * dim_);
@@ -329,18 +324,17 @@ std::size_t FlatIndex::remove(const std::int64_t* ids, std::size_t n) {
     make_writable_unlocked(0, "remove vectors");
     std::size_t removed = 0;
     for (std::size_t i = 0; i < n; ++i) {
-        auto it = slot_of_.find(ids[i]);
-        if (it == slot_of_.end()) continue;
-        const std::size_t slot = it->second, last = ids_.size() - 1;
-        slot_of_.erase(it);
+        const std::size_t slot = slot_of_.find(ids[i]), last = ids_.size() - 1;
+        if (slot == IdMap::npos) continue;
+        slot_of_.erase(ids[i]);
         if (slot != last) {  // move the last row into the hole
             if (has_floats())
                 std::memcpy(data_.data() + slot * dim_, data_.data() + last * dim_, dim_ * sizeof(float));
             if (dtype_ == Dtype::int8) std::memcpy(codes_.data() + slot * dim_, codes_.data() + last * dim_, dim_);
-            ids_[slot] = ids_[last];
-            slot_of_[ids_[slot]] = slot;
+            ids_.data()[slot] = ids_.data()[last];
+            slot_of_.assign(ids_.data()[slot], slot);
         }
-        ids_.pop_back();
+        ids_.resize(last);
         if (has_floats()) data_.resize(ids_.size() * dim_);
         if (dtype_ == Dtype::int8) codes_.resize(ids_.size() * dim_);
         ++removed;
@@ -356,9 +350,8 @@ void FlatIndex::reset() {
     base_codes_ = nullptr;
     data_ = RowStore<float>();
     codes_ = RowStore<std::int8_t>();  // the int8 calibration stays (as FAISS's reset keeps training)
-    ids_.clear();
-    ids_.shrink_to_fit();
-    slot_of_ = {};
+    ids_ = RowStore<std::int64_t>();
+    slot_of_ = IdMap();
     next_id_ = 0;
 }
 
@@ -382,8 +375,8 @@ void FlatIndex::search(const float* queries, std::size_t nq, const SearchParams&
     if (p.has_filter) {
         slots.reserve(std::min(p.filter_size, ids_.size()));
         for (std::size_t i = 0; i < p.filter_size; ++i) {
-            auto it = slot_of_.find(p.filter[i]);
-            if (it != slot_of_.end()) slots.push_back(it->second);
+            const std::size_t slot = slot_of_.find(p.filter[i]);
+            if (slot != IdMap::npos) slots.push_back(slot);
         }
         std::sort(slots.begin(), slots.end());
         slots.erase(std::unique(slots.begin(), slots.end()), slots.end());
@@ -405,7 +398,7 @@ void FlatIndex::with_filter(RowsView<T> all, const std::vector<std::size_t>* slo
         std::vector<std::int64_t> sub_ids(slots->size());
         for (std::size_t i = 0; i < slots->size(); ++i) {
             std::memcpy(sub.data() + i * dim_, all.data + (*slots)[i] * dim_, dim_ * sizeof(T));
-            sub_ids[i] = ids_[(*slots)[i]];
+            sub_ids[i] = ids_.data()[(*slots)[i]];
         }
         return fn(RowsView<T>{sub.data(), sub_ids.data(), slots->size(), dim_, nullptr});
     }
@@ -427,7 +420,7 @@ void FlatIndex::search_i8(const KernelTable& kt, const float* queries, std::size
         scores[i] = kNone;
         ids[i] = -1;
     }
-    if (!quant_.trained() || ids_.empty()) return;
+    if (!quant_.trained() || ids_.size() == 0) return;
 
     // Queries become int8 weights u with a step t and a constant <q, offset> each (quantize.hpp).
     std::vector<std::int8_t> qcodes(nq * dim_);
@@ -458,7 +451,7 @@ void FlatIndex::search_i8(const KernelTable& kt, const float* queries, std::size
         for (std::size_t j = 0; j < sp.k && f[j] >= 0; ++j) {
             float s;
             if (p.rescore) {
-                s = kt.dot_f32(queries + i * dim_, originals + slot_of_.at(f[j]) * dim_, dim_);
+                s = kt.dot_f32(queries + i * dim_, originals + slot_of_.find(f[j]) * dim_, dim_);
             } else {
                 s = static_cast<float>(static_cast<double>(step[i]) * d[j] + offset_term[i]);
             }
@@ -480,23 +473,23 @@ void FlatIndex::search_i8(const KernelTable& kt, const float* queries, std::size
 
 std::vector<std::int64_t> FlatIndex::ids() const {
     std::shared_lock<RwLock> lock(mu_);
-    return ids_;
+    return std::vector<std::int64_t>(ids_.data(), ids_.data() + ids_.size());
 }
 
 bool FlatIndex::contains(std::int64_t id) const {
     std::shared_lock<RwLock> lock(mu_);
-    return slot_of_.count(id) != 0;
+    return slot_of_.contains(id);
 }
 
 void FlatIndex::reconstruct(const std::int64_t* ids, std::size_t n, float* out) const {
     std::shared_lock<RwLock> lock(mu_);
     for (std::size_t i = 0; i < n; ++i) {
-        auto it = slot_of_.find(ids[i]);
-        if (it == slot_of_.end()) throw std::out_of_range("id " + std::to_string(ids[i]) + " is not in the index");
+        const std::size_t slot = slot_of_.find(ids[i]);
+        if (slot == IdMap::npos) throw std::out_of_range("id " + std::to_string(ids[i]) + " is not in the index");
         if (has_floats())
-            std::memcpy(out + i * dim_, rows_unlocked() + it->second * dim_, dim_ * sizeof(float));
+            std::memcpy(out + i * dim_, rows_unlocked() + slot * dim_, dim_ * sizeof(float));
         else
-            quant_.decode(codes_unlocked() + it->second * dim_, 1, out + i * dim_);
+            quant_.decode(codes_unlocked() + slot * dim_, 1, out + i * dim_);
     }
 }
 
@@ -505,11 +498,10 @@ MemoryUsage FlatIndex::memory_breakdown() const {
     MemoryUsage m;
     // A file read into memory counts whole; a mapping is the page cache's, not this index's.
     m.file_image = base_ && !base_->mapped() ? base_->size() : 0;
-    m.vectors = data_.capacity() * sizeof(float) + codes_.capacity();
+    // Rows written, not the capacity reserved for growth: past 1 MiB that is address space, not memory.
+    m.vectors = data_.size() * sizeof(float) + codes_.size();
     m.calibration = (quant_.offset().capacity() + quant_.scale().capacity()) * sizeof(float);
-    // The slot -> id array, and the id -> slot hash map (buckets plus one node per entry).
-    const std::size_t node = sizeof(void*) + sizeof(std::int64_t) + sizeof(std::size_t) + sizeof(std::size_t);
-    m.ids = ids_.capacity() * sizeof(std::int64_t) + slot_of_.bucket_count() * sizeof(void*) + slot_of_.size() * node;
+    m.ids = ids_.size() * sizeof(std::int64_t) + slot_of_.bytes();  // slot -> id, and id -> slot
     for (const ExtraSection& e : extras_) m.calibration += e.data.capacity();
     m.metadata = metadata_.capacity();
     return m;

@@ -183,15 +183,14 @@ FlatIndex FlatIndex::from_blob(format::BlobPtr blob) {
     }
     // Every allocation below is bounded by the file's size: count rows of 8 + 4 * dim bytes are in it.
     const std::size_t n = static_cast<std::size_t>(h.count);
-    index.ids_.resize(n);
-    if (n) std::memcpy(index.ids_.data(), ids.data, n * sizeof(std::int64_t));
+    index.ids_.append(ids.as<std::int64_t>(), n);
     index.slot_of_.reserve(n);
     for (std::size_t i = 0; i < n; ++i) {
-        const std::int64_t id = index.ids_[i];
+        const std::int64_t id = index.ids_.data()[i];
         if (id < 0 || id >= h.next_id)
             r.fail("id " + std::to_string(id) + " at row " + std::to_string(i) + " is outside 0.." +
                    std::to_string(h.next_id - 1) + " (below the recorded next id)");
-        if (!index.slot_of_.emplace(id, i).second) r.fail("id " + std::to_string(id) + " appears twice");
+        if (!index.slot_of_.insert(id, i)) r.fail("id " + std::to_string(id) + " appears twice");
     }
     if (vectors && vectors->verified) {
         // A checksummed section can still hold NaN or Inf if it was written that way on purpose.

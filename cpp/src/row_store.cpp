@@ -98,7 +98,7 @@ void ByteStore::reserve(std::size_t bytes) {
         } else {
             unsigned char* p = map_aligned(want, PROT_READ | PROT_WRITE);
             if (!p) throw std::bad_alloc();
-            if (size_) std::memcpy(p, data_, size_);  // under 32 MiB: the one copy on the way to a mapping
+            if (size_) std::memcpy(p, data_, size_);  // under 1 MiB: the one copy on the way to a mapping
             const std::size_t size = size_;
             release();
             data_ = p;

@@ -183,7 +183,8 @@ class Index:
         """Bytes held by the index: vectors (or int8 codes and kept originals), calibration, ids and the id
         lookup table. ``detail=True`` returns them by part (``vectors``, ``calibration``, ``ids``, ``metadata``,
         ``file_image``). The vectors of a memory-mapped index are not counted: they are the file's pages in the page
-        cache, shared and reclaimable."""
+        cache, shared and reclaimable. Nor is room reserved for later adds: until written it takes address space,
+        not memory."""
         if detail:
             return {k: int(v) for k, v in self._core.memory_breakdown().items()}
         return int(self._core.memory_usage())

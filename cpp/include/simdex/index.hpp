@@ -8,10 +8,10 @@
 #include <new>
 #include <shared_mutex>
 #include <string>
-#include <unordered_map>
 #include <vector>
 
 #include "simdex/format.hpp"
+#include "simdex/id_map.hpp"
 #include "simdex/quantize.hpp"
 #include "simdex/row_store.hpp"
 #include "simdex/thread_pool.hpp"
@@ -215,8 +215,8 @@ class FlatIndex {
     RowStore<float> data_;             // size() rows of dim_ floats (int8: only with keep_originals), unless base_
     format::BlobPtr base_;             // a loaded file (mapped or read) whose vectors section holds the rows
     const float* base_rows_ = nullptr;
-    std::vector<std::int64_t> ids_;    // slot -> id
-    std::unordered_map<std::int64_t, std::size_t> slot_of_;
+    RowStore<std::int64_t> ids_;       // slot -> id
+    IdMap slot_of_;                    // id -> slot
     std::int64_t next_id_ = 0;
     std::string metadata_;
     std::vector<ExtraSection> extras_;

@@ -1,10 +1,12 @@
-// Growable storage for an index's rows (float rows or int8 codes).
+// Growable storage for an index's rows (float rows, int8 codes, ids and the id table).
 //
 // A std::vector grows by allocating a new buffer and copying into it, so for a moment it holds the old rows and
-// the new ones: an index of N bytes needs 2N at its peak while it grows. On Linux, buffers of 32 MiB and more are
+// the new ones: an index of N bytes needs 2N at its peak while it grows. On Linux, buffers of 1 MiB and more are
 // instead anonymous mappings on 2 MiB boundaries, advised for transparent huge pages (a scan streams through them,
 // and 4 KiB pages cost a TLB miss every 4 KiB), and they grow with mremap: the kernel moves the pages, it copies
-// nothing, and the peak stays N. Elsewhere large buffers are 2 MiB-aligned heap blocks that grow by copying.
+// nothing, and the peak stays N. Being mappings, they also stay out of the malloc heap, where long-lived blocks
+// between the large short-lived ones of an encoder would fragment it. Elsewhere large buffers are heap blocks
+// that grow by copying.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -17,7 +19,7 @@ namespace detail {
 // O(1) times. reserve gives the strong guarantee: on std::bad_alloc the contents are as they were.
 class ByteStore {
   public:
-    static constexpr std::size_t kLargeBytes = std::size_t(32) << 20;  // from here: mapping / huge pages
+    static constexpr std::size_t kLargeBytes = std::size_t(1) << 20;  // from here: a mapping (Linux)
     static constexpr std::size_t kHugePage = std::size_t(2) << 20;
 
     ByteStore() = default;
