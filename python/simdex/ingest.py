@@ -14,14 +14,12 @@ duplicates or gaps (see `simdex.docstore` for the crash between the two writes).
 
 from __future__ import annotations
 
-import ctypes
 import gzip
 import io
 import itertools
 import json
 import logging
 import os
-import sys
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -249,31 +247,6 @@ def _read_units(raw: Iterator[Any], parse: Callable, encoder: Any, batch_size: i
 
 
 # -- ingest ------------------------------------------------------------------------------------------------------
-#: glibc's M_MMAP_THRESHOLD, set by `_steady_malloc`.
-MMAP_THRESHOLD = 8 << 20
-
-
-def _steady_malloc() -> None:
-    """Fixes glibc's mmap threshold at 8 MiB for this process (Linux with glibc only; elsewhere nothing).
-
-    glibc raises the threshold each time a large mapped block is freed, up to 32 MiB, after which a model's
-    activation buffers (4-16 MiB for MiniLM at batch 32, a different size for every padded length) come from the
-    heap, mix with longer-lived blocks, and fragment it: with MiniLM, ingest RSS grew by ~13 MB per 1,000 short
-    documents, 1.5 MB of them the index (heap 482 MB, 279 MB of it free, after 14,000), against a flat heap
-    with the threshold fixed.
-    Blocks of 8 MiB and more are then mapped on each use, which costs page faults, not memory."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        libc = ctypes.CDLL(None)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):  # not glibc (musl has no mallopt)
-        return
-    m_mmap_threshold = -3
-    if mallopt(m_mmap_threshold, MMAP_THRESHOLD) != 1:
-        logger.debug("ingest: mallopt(M_MMAP_THRESHOLD) refused; the heap may fragment")
-
-
 def ingest(source: Any, index_or_path: Any, encoder: Any = None, batch_size: int | None = None,
            chunk_tokens: int | None = None, overlap: int = 0, checkpoint_every: int | None = None, *,
            text_field: str = "text", id_field: str = "id", max_chars: int = 100_000,
@@ -307,9 +280,6 @@ def ingest(source: Any, index_or_path: Any, encoder: Any = None, batch_size: int
         FileNotFoundError: a source path that does not exist.
         ValueError, TypeError: bad arguments, or a document store without its index file.
 
-    Memory: on Linux with glibc, ingest fixes malloc's mmap threshold for the process (see `_steady_malloc`), so
-    that the model's varying buffers do not fragment the heap over a long run.
-
     Bad items (empty, not valid UTF-8, malformed, duplicate ids) never stop the run: they are skipped, counted
     and reported. Ingesting into a path keeps the progress of each source (known by its path, an iterable as
     "iterable", or by `source_name`): a later run on the same source skips the items earlier runs read, so a
@@ -327,7 +297,6 @@ def ingest(source: Any, index_or_path: Any, encoder: Any = None, batch_size: int
     if chunk_tokens is None and overlap:
         raise ValueError(f"overlap: only used with chunk_tokens, got overlap={overlap} and chunk_tokens=None")
     key, raw, parse, count = _open_source(source, text_field, id_field)
-    _steady_malloc()
 
     index, path = _open_index(index_or_path)
     if encoder is None:
