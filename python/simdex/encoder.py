@@ -281,36 +281,11 @@ class Encoder:
             mask = features.get("attention_mask")
             if mask is not None and self._max_seq_length and mask.shape[1] >= self._max_seq_length:
                 out.truncated += int(mask[:, -1].sum())
-            features = self._pad_length(features)
             if pin:
                 features = {k: (v.pin_memory() if isinstance(v, self._torch.Tensor) else v)
                             for k, v in features.items()}
             out.batches.append((rows, features))
         return out
-
-    #: Padded token lengths are rounded up to a multiple of this (within max_seq_length).
-    PAD_MULTIPLE = 8
-
-    def _pad_length(self, features: dict) -> dict:
-        """Pads a batch's token tensors to a multiple of PAD_MULTIPLE tokens (masked out, so embeddings do not
-        change). With every padded length its own size, the model's activation buffers took a new size on almost
-        every batch and fragmented glibc's heap over a long ingest (MiniLM, short texts: heap 287 MB after 6,000
-        documents and growing, against 241-250 MB padded to 8); few sizes let freed buffers be reused. Tensor
-        cores want multiples of 8 too."""
-        ids = features.get("input_ids")
-        if not isinstance(ids, self._torch.Tensor) or ids.dim() != 2:
-            return features
-        length = ids.shape[1]
-        target = -(-length // self.PAD_MULTIPLE) * self.PAD_MULTIPLE
-        if self._max_seq_length:
-            target = min(target, max(self._max_seq_length, length))
-        if target == length:
-            return features
-        pad_id = getattr(self._model.tokenizer, "pad_token_id", None) or 0
-        fn = self._torch.nn.functional.pad
-        return {k: (fn(v, (0, target - length), value=pad_id if k == "input_ids" else 0)
-                    if isinstance(v, self._torch.Tensor) and v.dim() == 2 and v.shape[1] == length else v)
-                for k, v in features.items()}
 
     def compute(self, prepared: Prepared) -> np.ndarray:
         """Runs the model on prepared batches: (n, dim) float32, L2-normalized, in the order of the texts."""
