@@ -8,10 +8,6 @@
 #include <stdexcept>
 #include <unordered_set>
 
-#if defined(__linux__)
-#include <sys/mman.h>
-#endif
-
 #include "simdex/dispatch.hpp"
 #include "simdex/scan.hpp"
 #include "simdex/topk.hpp"
@@ -105,18 +101,6 @@ void RwLock::reset_after_fork() noexcept {
     new (&mu_) std::shared_mutex;
     torn_ = torn_ || writer;
 }
-
-namespace detail {
-void advise_huge_pages(void* p, std::size_t bytes) noexcept {
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-    // madvise wants a page-aligned start; the allocator aligns large buffers to 2 MiB. Failure is harmless.
-    ::madvise(p, bytes, MADV_HUGEPAGE);
-#else
-    (void)p;
-    (void)bytes;
-#endif
-}
-}  // namespace detail
 
 const char* metric_name(Metric m) noexcept { return m == Metric::cosine ? "cosine" : "ip"; }
 

@@ -33,7 +33,7 @@ unsigned char* map_aligned(std::size_t bytes, int prot) {
     const std::size_t tail = span - head - bytes;
     if (tail) ::munmap(static_cast<unsigned char*>(raw) + head + bytes, tail);
     auto* p = static_cast<unsigned char*>(raw) + head;
-    if (prot != PROT_NONE) ::madvise(p, bytes, MADV_HUGEPAGE);  // failure only costs speed
+    if (prot != PROT_NONE) advise_huge_pages(p, bytes);
     return p;
 }
 
@@ -49,12 +49,21 @@ unsigned char* remap(unsigned char* old, std::size_t old_bytes, std::size_t new_
         ::munmap(hole, new_bytes);
         throw std::bad_alloc();
     }
-    ::madvise(p, new_bytes, MADV_HUGEPAGE);
+    advise_huge_pages(p, new_bytes);
     return static_cast<unsigned char*>(p);
 }
 #endif
 
 }  // namespace
+
+void advise_huge_pages(void* p, std::size_t bytes) noexcept {
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+    ::madvise(p, bytes, MADV_HUGEPAGE);  // wants a page-aligned start; failure only costs speed
+#else
+    (void)p;
+    (void)bytes;
+#endif
+}
 
 ByteStore::ByteStore(ByteStore&& o) noexcept
     : data_(std::exchange(o.data_, nullptr)), size_(std::exchange(o.size_, 0)), cap_(std::exchange(o.cap_, 0)),

@@ -27,11 +27,6 @@ enum class Dtype { float32, int8 };
 const char* dtype_name(Dtype d) noexcept;
 Dtype parse_dtype(const std::string& name);  // std::invalid_argument on an unknown name
 
-namespace detail {
-// Asks the OS to back [p, p + bytes) with transparent huge pages (Linux madvise; a no-op elsewhere).
-void advise_huge_pages(void* p, std::size_t bytes) noexcept;
-}  // namespace detail
-
 // 64-byte aligned storage for SIMD rows. Buffers of 32 MiB or more are 2 MiB aligned and advised to use
 // transparent huge pages: a scan streams through them, and with 4 KiB pages it takes a TLB miss every 4 KiB (a
 // two-level page walk under virtualization); streaming 384 MB measured 1.2-1.8x faster with huge pages here.

@@ -15,6 +15,9 @@
 namespace simdex {
 namespace detail {
 
+// Asks the OS to back [p, p + bytes) with transparent huge pages (Linux madvise; a no-op elsewhere).
+void advise_huge_pages(void* p, std::size_t bytes) noexcept;
+
 // Untyped storage behind RowStore. Capacity grows by half again at least, so many small appends move each byte
 // O(1) times. reserve gives the strong guarantee: on std::bad_alloc the contents are as they were.
 class ByteStore {
