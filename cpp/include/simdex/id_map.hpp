@@ -1,7 +1,7 @@
 // id -> slot map of an index: open addressing with linear probing in one flat table (16 bytes a slot, at most
 // three quarters full). A node-based std::unordered_map makes one small heap allocation per row; those outlive
 // the large buffers freed around them (an encoder's activations during ingest) and pin the heap, which then only
-// grows: measured 390 MB of growth over 16K rows of MiniLM ingest with it, against a flat RSS without it.
+// grows: embedding 16K texts with MiniLM and adding them grew RSS by 390 MB with it, and stayed flat without it.
 #pragma once
 #include <cstddef>
 #include <cstdint>
