@@ -23,6 +23,8 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from ._heap import HeapTrimmer
+
 logger = logging.getLogger("simdex")
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
@@ -141,6 +143,10 @@ class Encoder:
         device: ``"auto"`` (cuda, then mps, then cpu) or any torch device string.
         dtype: ``"auto"`` (float16 on a GPU, float32 on the CPU), ``"float32"``, ``"float16"`` or ``"bfloat16"``.
         batch_size: texts per model call; default 256 on a GPU, 32 on the CPU.
+        trim_heap: on the CPU with glibc, hand the malloc heap's free pages back to the OS whenever the process
+            has grown 128 MiB since the last trim, checked after each batch. A long CPU run otherwise fragments
+            the heap with the model's activation buffers and keeps growing (see `simdex._heap`); this costs a
+            few percent of throughput on long runs of short texts. False turns it off.
 
     Raises:
         ImportError: torch or sentence-transformers is missing (``pip install simdex[encode]``).
@@ -152,7 +158,7 @@ class Encoder:
     """
 
     def __init__(self, model: str | os.PathLike[str] = DEFAULT_MODEL, device: str = "auto", dtype: Any = "auto",
-                 batch_size: int | None = None) -> None:
+                 batch_size: int | None = None, *, trim_heap: bool = True) -> None:
         try:
             import torch
             from sentence_transformers import SentenceTransformer
@@ -182,6 +188,7 @@ class Encoder:
             st.to(self._dtype)
         st.to(self._device)
         self._model = st
+        self._heap = HeapTrimmer() if trim_heap and self._device.type == "cpu" else None
         self._max_seq_length = st.max_seq_length
         # sentence-transformers 6 names; older releases call them tokenize / get_sentence_embedding_dimension
         self._tokenize = getattr(st, "preprocess", None) or st.tokenize
@@ -298,6 +305,8 @@ class Encoder:
                 emb = self._model(features)["sentence_embedding"]
                 emb = torch.nn.functional.normalize(emb.float(), p=2, dim=1)
                 out[rows] = emb.cpu().numpy()
+                if self._heap is not None:
+                    self._heap()
         return out
 
     # -- public embedding API ---------------------------------------------------------------------------
