@@ -31,12 +31,12 @@ CORPUS = DATA / "dev-pydocs-linuxman" / "corpus.jsonl"
 SENTENCES = DATA / "real-minilm" / "base_texts.jsonl.gz"
 
 
-def throughput(corpus: Path, limit: int | None, repeats: int, batch_size: int) -> dict:
+def throughput(corpus: Path, limit: int | None, repeats: int, batch_size: int, trim_heap: bool) -> dict:
     import simdex
 
     lines = corpus.read_text().splitlines()[:limit]
     texts = [json.loads(line)["text"] for line in lines]
-    encoder = simdex.Encoder(device="cpu", batch_size=batch_size)
+    encoder = simdex.Encoder(device="cpu", batch_size=batch_size, trim_heap=trim_heap)
     model = encoder._model  # the SentenceTransformer itself
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -74,7 +74,8 @@ def throughput(corpus: Path, limit: int | None, repeats: int, batch_size: int) -
     def pooled(enc: str, ing: str) -> float:
         return round(sum(1 / r[enc] for r in runs) / sum(1 / r[ing] for r in runs), 3)
 
-    return {"docs": len(texts), "batch_size": batch_size, "runs": runs,
+    return {"docs": len(texts), "batch_size": batch_size, "heap_trims": encoder._heap and encoder._heap.trims,
+            "runs": runs,
             "median_ratio": round(statistics.median(r["ratio"] for r in runs), 3),
             "pooled_ratio": pooled("encode_docs_per_s", "ingest_docs_per_s"),
             "median_cpu_ratio": round(statistics.median(r["cpu_ratio"] for r in runs), 3),
@@ -91,7 +92,7 @@ def status(field):  # VmRSS now, VmHWM peak (Linux); ru_maxrss would count the f
         return next(int(line.split()[1]) * 1024 for line in f if line.startswith(field))
 
 if {model!r}:
-    encoder = simdex.Encoder(device="cpu")
+    encoder = simdex.Encoder(device="cpu", trim_heap={trim_heap!r})
     encoder.embed_batch(["warm up"] * 64)
 else:
     from standin_encoder import TinyStandInEncoder
@@ -110,14 +111,15 @@ seconds = time.perf_counter() - t
 peak = status("VmHWM:")
 print(json.dumps({{"docs": report.documents, "rss_before_ingest": before, "peak_rss": peak,
                   "growth": peak - before, "index_bytes": report.index.memory_usage(),
+                  "heap_trims": getattr(getattr(encoder, "_heap", None), "trims", None),
                   "docs_per_s": round(report.documents / seconds, 1)}}))
 """
 
 
-def peak_rss(n: int, model: bool) -> dict:
+def peak_rss(n: int, model: bool, trim_heap: bool) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         code = _RSS_CHILD.format(tests=str(ROOT / "tests"), model=model, sentences=str(SENTENCES), n=n,
-                                 path=str(Path(tmp) / "rss.simdex"))
+                                 path=str(Path(tmp) / "rss.simdex"), trim_heap=trim_heap)
         done = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True)
         if done.returncode:
             raise RuntimeError(done.stderr)
@@ -138,6 +140,8 @@ def main(argv: list | None = None) -> None:
     p.add_argument("--rss-docs", type=int, default=200_000)
     p.add_argument("--rss-model-docs", type=int, default=0, help="also measure RSS with MiniLM on N documents")
     p.add_argument("--skip-throughput", action="store_true")
+    p.add_argument("--no-trim-heap", dest="trim_heap", action="store_false",
+                   help="Encoder(trim_heap=False): leave glibc's heap as it fragments")
     args = p.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import platform
@@ -149,11 +153,11 @@ def main(argv: list | None = None) -> None:
                       "load_avg": os.getloadavg(), "torch": torch.__version__,
                       "sentence_transformers": sentence_transformers.__version__}), flush=True)
     if not args.skip_throughput:
-        print(json.dumps(throughput(args.corpus, args.limit, args.repeats, args.batch_size)), flush=True)
+        print(json.dumps(throughput(args.corpus, args.limit, args.repeats, args.batch_size, args.trim_heap)), flush=True)
     if args.rss_docs:
-        peak_rss(args.rss_docs, model=False)
+        peak_rss(args.rss_docs, model=False, trim_heap=args.trim_heap)
     if args.rss_model_docs:
-        peak_rss(args.rss_model_docs, model=True)
+        peak_rss(args.rss_model_docs, model=True, trim_heap=args.trim_heap)
     print(json.dumps({"load_avg_end": os.getloadavg()}))
 
 
