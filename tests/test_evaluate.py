@@ -7,7 +7,6 @@ import os
 import numpy as np
 import pytest
 
-import simdex
 from simdex.evaluate import Variant, evaluate, load_queries, mrr_at_k, ndcg_at_k, recall_at_k
 
 

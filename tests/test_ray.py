@@ -24,8 +24,8 @@ ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'simd
 if not hasattr(ray, "init"):  # e.g. a folder named ray (Ray's own temp dir) in the working directory
     pytest.skip("the 'ray' found is not the Ray package", allow_module_level=True)
 
-import simdex
-from simdex.sharded import shard_of
+import simdex  # noqa: E402 - after the environment Ray reads at import
+from simdex.sharded import shard_of  # noqa: E402
 
 pytestmark = pytest.mark.ray
 
