@@ -28,36 +28,57 @@ def fragment_heap(libc, megabytes: int) -> list:
     return pins
 
 
-@glibc
-def test_trims_once_the_process_grew_past_the_slack_and_gives_the_pages_back():
-    libc = ctypes.CDLL(None)
-    trimmer = HeapTrimmer(slack=32 * MB)
-    trimmer()  # first look: the reference
-    pins = fragment_heap(libc, 96)
-    try:
-        grown = resident_bytes()
+def scripted(monkeypatch, rss_mb: list) -> list:
+    """Feeds HeapTrimmer these resident sizes (MB), one per read, and records the trims it asks for."""
+    reads = iter(rss_mb)
+    trims = []
+    monkeypatch.setattr(_heap, "resident_bytes", lambda: next(reads) * MB)
+    monkeypatch.setattr(_heap, "_malloc_trim", lambda: trims.append)
+    return trims
+
+
+def test_trims_past_the_slack_over_the_lowest_size_since_the_last_trim(monkeypatch):
+    # reads: 100 (reference), 90 (new low), 99, 106 (= low + slack: not past it), 107 (trim; then reads 95),
+    # 110, 111 (= 95 + 16: no), 112 (trim; then reads 80), 70 (new low), 87 (trim; then reads 60)
+    trims = scripted(monkeypatch, [100, 90, 99, 106, 107, 95, 110, 111, 112, 80, 70, 87, 60])
+    trimmer = HeapTrimmer(slack=16 * MB)
+    done = []
+    for _ in range(10):
         trimmer()
-        assert trimmer.trims == 1
-        assert resident_bytes() < grown - 48 * MB  # at least half of the 96 MB of free heap went back to the OS
-        trimmer()  # nothing grew since: no second trim
-        assert trimmer.trims == 1
-    finally:
-        for p in pins:
-            libc.free(p)
+        done.append(trimmer.trims)
+    assert done == [0, 0, 0, 0, 1, 1, 1, 2, 2, 3]
+    assert trims == [0, 0, 0]  # malloc_trim(0): every free page, not only the top of the heap
+
+
+_FRAGMENT = """
+import ctypes, json, sys
+sys.path.insert(0, {tests!r})
+from test_heap import fragment_heap, MB
+from simdex._heap import HeapTrimmer, resident_bytes
+libc = ctypes.CDLL(None)
+trimmer = HeapTrimmer(slack=32 * MB)
+trimmer()
+before = resident_bytes()
+pins = fragment_heap(libc, 96)
+grown = resident_bytes()
+trimmer()
+print(json.dumps({{"before": before, "grown": grown, "after": resident_bytes(), "trims": trimmer.trims}}))
+"""
 
 
 @glibc
-def test_no_trim_while_growth_stays_under_the_slack():
-    libc = ctypes.CDLL(None)
-    trimmer = HeapTrimmer(slack=512 * MB)
-    trimmer()
-    pins = fragment_heap(libc, 32)
-    try:
-        trimmer()
-        assert trimmer.trims == 0
-    finally:
-        for p in pins:
-            libc.free(p)
+def test_a_fragmented_heap_goes_back_to_the_os():
+    # In a fresh interpreter: a test process's earlier allocations change where malloc puts the blocks.
+    import json
+    import subprocess
+    from pathlib import Path
+
+    code = _FRAGMENT.format(tests=str(Path(__file__).parent))
+    out = json.loads(subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
+                                    text=True).stdout)
+    assert out["grown"] - out["before"] > 64 * MB  # the 96 MB of blocks, touched
+    assert out["trims"] == 1
+    assert out["after"] < out["before"] + 16 * MB  # and given back once freed, despite the pins
 
 
 def test_does_nothing_without_malloc_trim(monkeypatch):
