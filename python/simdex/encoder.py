@@ -146,8 +146,8 @@ class Encoder:
         trim_heap: on the CPU with glibc, hand the malloc heap's free pages back to the OS whenever the process
             has grown 128 MiB since the last trim, checked after each batch. A long CPU run otherwise fragments
             the heap with the model's activation buffers and keeps growing (see `simdex._heap`). The pages
-            given back are faulted in again when reused: 200K short sentences ran at 0.87x the speed with the
-            trims, a long-document corpus at 0.98x (bench/README_ingest.md). False turns it off.
+            given back are faulted in again when reused: 200K short sentences ran at 0.87-0.94x the speed with
+            the trims, a long-document corpus at 0.98x (bench/README_ingest.md). False turns it off.
 
     Raises:
         ImportError: torch or sentence-transformers is missing (``pip install simdex[encode]``).
