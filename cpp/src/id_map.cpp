@@ -50,26 +50,22 @@ void IdMap::rehash(std::size_t buckets) {
         old = std::move(table_);
         table_ = std::move(grown);
     }
-    const std::size_t mask = buckets - 1;
+    for (std::size_t j = 0; j < old.size(); ++j)
+        if (old.data()[j].key != 0) place(old.data()[j]);
+}
+
+void IdMap::place(Entry e) noexcept {
+    const std::size_t mask = table_.size() - 1;
     Entry* t = table_.data();
-    for (std::size_t j = 0; j < old.size(); ++j) {
-        const Entry e = old.data()[j];
-        if (e.key == 0) continue;
-        std::size_t i = home(e.key);
-        while (t[i].key != 0) i = (i + 1) & mask;
-        t[i] = e;
-    }
+    std::size_t i = home(e.key);
+    while (t[i].key != 0) i = (i + 1) & mask;
+    t[i] = e;
 }
 
 bool IdMap::insert(std::int64_t id, std::size_t slot) {
     if (position(id) != npos) return false;
     reserve(size_ + 1);
-    const std::uint64_t key = key_of(id);
-    const std::size_t mask = table_.size() - 1;
-    Entry* t = table_.data();
-    std::size_t i = home(key);
-    while (t[i].key != 0) i = (i + 1) & mask;
-    t[i] = Entry{key, slot};
+    place(Entry{key_of(id), slot});
     ++size_;
     return true;
 }

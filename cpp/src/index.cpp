@@ -45,12 +45,6 @@ void after_fork_child() {
     for (RwLock* l : live_locks()) l->reset_after_fork();
 }
 
-// Capacity grows by half again at least, so many small adds copy each row O(1) times, not O(adds) times.
-template <class V>
-void reserve_geometric(V& v, std::size_t needed) {
-    if (v.capacity() < needed) v.reserve(std::max(needed, v.capacity() + v.capacity() / 2));
-}
-
 }  // namespace
 
 RwLock::RwLock() {
@@ -265,8 +259,8 @@ std::int64_t FlatIndex::add(const float* x, std::size_t n, const std::int64_t* i
         add_i8_unlocked(x, n);
     } else {
         // Reserve first so a bad_alloc leaves the index as it was.
-        reserve_geometric(data_, (old + n) * dim_);
-        reserve_geometric(ids_, old + n);
+        data_.make_room((old + n) * dim_);
+        ids_.make_room(old + n);
         slot_of_.reserve(old + n);
         data_.append(x, n * dim_);
         if (metric_ == Metric::cosine) normalize_rows(data_.data() + old * dim_, n, dim_);
@@ -293,9 +287,9 @@ void FlatIndex::add_i8_unlocked(const float* x, std::size_t n) {
     Quantizer q(dim_);
     if (!quant_.trained()) q.train(x, n);
     const Quantizer& use = quant_.trained() ? quant_ : q;
-    reserve_geometric(codes_, (old + n) * dim_);
-    if (keep_originals_) reserve_geometric(data_, (old + n) * dim_);
-    reserve_geometric(ids_, old + n);
+    codes_.make_room((old + n) * dim_);
+    if (keep_originals_) data_.make_room((old + n) * dim_);
+    ids_.make_room(old + n);
     slot_of_.reserve(old + n);
     codes_.resize((old + n) * dim_);
     use.encode(x, n, codes_.data() + old * dim_);

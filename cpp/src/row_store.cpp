@@ -127,16 +127,20 @@ void ByteStore::reserve(std::size_t bytes) {
     cap_ = bytes;
 }
 
+void ByteStore::make_room(std::size_t bytes) {
+    if (bytes > cap_) reserve(std::max(bytes, cap_ + cap_ / 2));
+}
+
 void ByteStore::append(const void* src, std::size_t bytes) {
     if (bytes == 0) return;
-    if (size_ + bytes > cap_) reserve(std::max(size_ + bytes, cap_ + cap_ / 2));
+    make_room(size_ + bytes);
     std::memcpy(data_ + size_, src, bytes);
     size_ += bytes;
 }
 
 void ByteStore::resize(std::size_t bytes) {
     if (bytes > size_) {
-        if (bytes > cap_) reserve(std::max(bytes, cap_ + cap_ / 2));
+        make_room(bytes);
         std::memset(data_ + size_, 0, bytes - size_);
     }
     size_ = bytes;

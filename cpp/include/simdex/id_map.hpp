@@ -39,6 +39,7 @@ class IdMap {
     };
     std::size_t home(std::uint64_t key) const noexcept;
     std::size_t position(std::int64_t id) const noexcept;  // its entry, or npos
+    void place(Entry e) noexcept;  // into the first empty entry of its probe run; e.key is absent
     void rehash(std::size_t buckets);
 
     RowStore<Entry> table_;  // zero-filled on growth, so every new entry is empty

@@ -39,6 +39,7 @@ class ByteStore {
     bool mapped() const noexcept { return mapped_; }  // an mremap-able mapping (Linux, large)
 
     void reserve(std::size_t bytes);                   // exactly at least `bytes` (no geometric step)
+    void make_room(std::size_t bytes);                 // at least `bytes`, growing by half again at least
     void append(const void* src, std::size_t bytes);   // grows geometrically when full
     void resize(std::size_t bytes);                    // new bytes are zero; shrinking keeps the capacity
 
@@ -64,6 +65,7 @@ class RowStore {
     std::size_t capacity() const noexcept { return bytes_.capacity() / sizeof(T); }
     bool mapped() const noexcept { return bytes_.mapped(); }
     void reserve(std::size_t n) { bytes_.reserve(n * sizeof(T)); }
+    void make_room(std::size_t n) { bytes_.make_room(n * sizeof(T)); }  // before appends; strong guarantee
     void append(const T* src, std::size_t n) { bytes_.append(src, n * sizeof(T)); }
     void resize(std::size_t n) { bytes_.resize(n * sizeof(T)); }
 
