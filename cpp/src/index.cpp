@@ -27,6 +27,27 @@ bool all_finite(const float* x, std::size_t count, std::size_t* bad) {
     return true;
 }
 
+void check_ip_norms(const float* x, std::size_t n, std::size_t dim, const char* what) {
+    const std::size_t bad = first_row_over_ip_norm(x, n, dim);
+    if (bad != n)
+        throw std::invalid_argument(std::string(what) + ": row " + std::to_string(bad) + " has an L2 norm above " +
+                                    "2**63; under the ip metric larger vectors could overflow float32 scores " +
+                                    "(scale them down, or use the cosine metric); nothing was done");
+}
+
+// Float rows keep cosine scores in [-1, 1] and ip scores below 2^126 (kMaxIpNorm), but int8 scores from a loaded
+// calibration have looser bounds, and a mapped file's rows are not checked at load. A result of inf (or -inf on a
+// real row) would be silently wrong, so it is an error.
+void check_scores_finite(const float* scores, const std::int64_t* ids, std::size_t n) {
+    for (std::size_t i = 0; i < n; ++i) {
+        const bool padding = ids[i] == -1 && scores[i] == -std::numeric_limits<float>::infinity();
+        if (!std::isfinite(scores[i]) && !padding)
+            throw std::overflow_error("the score of a query and id " + std::to_string(ids[i]) +
+                                      " overflows float32 (|score| > 3.4e38): scale the vectors down, or use the "
+                                      "cosine metric");
+    }
+}
+
 // Every live RwLock, for the fork handlers. Heap-allocated and never freed, so it outlives static destructors.
 std::mutex& locks_mu() {
     static std::mutex* mu = new std::mutex;
@@ -114,14 +135,38 @@ Dtype parse_dtype(const std::string& name) {
 
 void normalize_rows(float* x, std::size_t n, std::size_t dim) {
     const auto dot = active_kernels().dot_f32;
+    // Inside [2^-60, 2^60] the float sum of squares neither overflows nor loses more than rounding to products
+    // that underflow (each below 2^-126, so far below the sum). Outside it, a row of 1e20s would read as norm inf
+    // and become zeros, a row of 1e-30s as norm 0 and stay unscaled: those rows take float64 instead, where the
+    // squares of any finite floats (at most dim * 2^256) and of the smallest subnormal (2^-298) are exact enough.
+    constexpr float kLow = 0x1p-60f, kHigh = 0x1p60f;
     for (std::size_t r = 0; r < n; ++r) {
         float* row = x + r * dim;
         const float norm2 = dot(row, row, dim);
-        if (norm2 > 0.0f) {
+        if (norm2 >= kLow && norm2 <= kHigh) {
             const float inv = 1.0f / std::sqrt(norm2);
             for (std::size_t i = 0; i < dim; ++i) row[i] *= inv;
+            continue;
+        }
+        double wide = 0.0;
+        for (std::size_t i = 0; i < dim; ++i) wide += double(row[i]) * double(row[i]);
+        if (wide > 0.0) {
+            const double inv = 1.0 / std::sqrt(wide);
+            for (std::size_t i = 0; i < dim; ++i) row[i] = static_cast<float>(double(row[i]) * inv);
         }
     }
+}
+
+std::size_t first_row_over_ip_norm(const float* x, std::size_t n, std::size_t dim) {
+    const auto dot = active_kernels().dot_f32;
+    for (std::size_t r = 0; r < n; ++r) {
+        const float* row = x + r * dim;
+        if (dot(row, row, dim) <= 0x1p125f) continue;  // far inside the limit even after rounding
+        double wide = 0.0;
+        for (std::size_t i = 0; i < dim; ++i) wide += double(row[i]) * double(row[i]);
+        if (wide > kMaxIpNorm * kMaxIpNorm) return r;
+    }
+    return n;
 }
 
 FlatIndex::FlatIndex(std::size_t dim, Metric metric, Dtype dtype, bool keep_originals)
@@ -139,7 +184,9 @@ FlatIndex::FlatIndex(std::size_t dim, Metric metric, Dtype dtype, bool keep_orig
 FlatIndex::FlatIndex(FlatIndex&& o) noexcept
     : dim_(o.dim_), metric_(o.metric_), dtype_(o.dtype_), keep_originals_(o.keep_originals_),
       quant_(std::move(o.quant_)), codes_(std::move(o.codes_)), base_codes_(o.base_codes_), data_(std::move(o.data_)),
-      base_(std::move(o.base_)), base_rows_(o.base_rows_), ids_(std::move(o.ids_)), slot_of_(std::move(o.slot_of_)),
+      base_(std::move(o.base_)), base_rows_(o.base_rows_), base_rows_crc_(o.base_rows_crc_),
+      base_codes_crc_(o.base_codes_crc_), base_checked_(o.base_checked_), ids_(std::move(o.ids_)),
+      slot_of_(std::move(o.slot_of_)),
       next_id_(o.next_id_), metadata_(std::move(o.metadata_)), extras_(std::move(o.extras_)) {}
 
 bool FlatIndex::mapped() const {
@@ -223,7 +270,7 @@ std::size_t FlatIndex::size() const {
     return ids_.size();
 }
 
-std::int64_t FlatIndex::next_id() const {
+std::uint64_t FlatIndex::next_id() const {
     std::shared_lock<RwLock> lock(mu_);
     return next_id_;
 }
@@ -248,12 +295,16 @@ std::int64_t FlatIndex::add(const float* x, std::size_t n, const std::int64_t* i
     if (!all_finite(x, n * dim_, &bad))
         throw std::invalid_argument("vectors must be finite: row " + std::to_string(bad / dim_) + ", column " +
                                     std::to_string(bad % dim_) + " is NaN or Inf; nothing was added");
+    if (metric_ == Metric::ip) check_ip_norms(x, n, dim_, "vectors");
     std::unique_lock<RwLock> lock(mu_);
     if (ids) check_ids_unlocked(ids, n);
-    if (!ids && next_id_ > std::numeric_limits<std::int64_t>::max() - static_cast<std::int64_t>(n))
-        throw std::invalid_argument("automatic ids would overflow int64; pass ids explicitly");
+    if (!ids && n > kIdLimit - next_id_)
+        throw std::invalid_argument("automatic ids for " + std::to_string(n) + " vectors would pass 2**63 - 1 (the " +
+                                    "next automatic id is " + std::to_string(next_id_) + "); pass ids explicitly, " +
+                                    "nothing was added");
     make_writable_unlocked(n, "add vectors");
-    const std::int64_t first = next_id_;
+    // Below 2^63 whenever an automatic id is handed out (checked above); n == 0 returns the clamped value.
+    const std::int64_t first = static_cast<std::int64_t>(std::min(next_id_, kIdLimit - 1));
     const std::size_t old = ids_.size();
     if (dtype_ == Dtype::int8) {
         add_i8_unlocked(x, n);
@@ -269,7 +320,7 @@ std::int64_t FlatIndex::add(const float* x, std::size_t n, const std::int64_t* i
         const std::int64_t id = ids ? ids[i] : first + static_cast<std::int64_t>(i);
         ids_.append(&id, 1);
         slot_of_.insert(id, old + i);
-        next_id_ = std::max(next_id_, id + 1);
+        next_id_ = std::max(next_id_, static_cast<std::uint64_t>(id) + 1);  // id >= 0, so no wrap
     }
     return first;
 }
@@ -340,6 +391,7 @@ void FlatIndex::search(const float* queries, std::size_t nq, const SearchParams&
     if (!all_finite(queries, nq * dim_, &bad))
         throw std::invalid_argument("queries must be finite: row " + std::to_string(bad / dim_) + ", column " +
                                     std::to_string(bad % dim_) + " is NaN or Inf");
+    if (metric_ == Metric::ip) check_ip_norms(queries, nq, dim_, "queries");
     const KernelTable& kt = active_kernels();  // dispatch once per call
     FloatBuffer normalized;
     if (metric_ == Metric::cosine) {
@@ -359,11 +411,15 @@ void FlatIndex::search(const float* queries, std::size_t nq, const SearchParams&
         std::sort(slots.begin(), slots.end());
         slots.erase(std::unique(slots.begin(), slots.end()), slots.end());
     }
-    if (dtype_ == Dtype::int8) return search_i8(kt, queries, nq, p, p.has_filter ? &slots : nullptr, scores, ids);
-    if (p.rescore) throw std::invalid_argument("rescore applies to int8 indexes; float32 scores are already exact");
-    ScanView all{rows_unlocked(), ids_.data(), ids_.size(), dim_, nullptr};
-    with_filter(all, p.has_filter ? &slots : nullptr,
-                [&](const ScanView& v) { run_search(kt, v, queries, nq, p, scores, ids); });
+    if (dtype_ == Dtype::int8) {
+        search_i8(kt, queries, nq, p, p.has_filter ? &slots : nullptr, scores, ids);
+    } else {
+        if (p.rescore) throw std::invalid_argument("rescore applies to int8 indexes; float32 scores are already exact");
+        ScanView all{rows_unlocked(), ids_.data(), ids_.size(), dim_, nullptr};
+        with_filter(all, p.has_filter ? &slots : nullptr,
+                    [&](const ScanView& v) { run_search(kt, v, queries, nq, p, scores, ids); });
+    }
+    check_scores_finite(scores, ids, nq * p.k);  // a damaged mapped file is not read at load
 }
 
 // Runs fn on the rows a filter leaves: a row mask checked inside the scan, or, when few rows qualify, a gathered

@@ -1,10 +1,13 @@
 // FlatIndex files: which sections an index writes and what load demands of them (docs/format.md, "Index
 // sections"). The container itself (header, table, checksums, atomic write) is format.cpp.
+#include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <mutex>
 #include <stdexcept>
 #include <string>
 
+#include "simdex/dispatch.hpp"
 #include "simdex/format.hpp"
 #include "simdex/index.hpp"
 
@@ -46,7 +49,7 @@ constexpr std::uint64_t kMaxDim = std::uint64_t(1) << 20;  // as FlatIndex's con
 struct IndexHeader {
     std::uint64_t dim;
     std::uint64_t count;     // rows of "ids" and "vectors.f32"
-    std::int64_t next_id;    // the next automatic id; every stored id is below it
+    std::uint64_t next_id;   // the next automatic id, at most 2^63; every stored id is below it
     std::uint32_t metric;    // 0 cosine (rows stored unit-norm), 1 inner product
     std::uint32_t flags;     // kFlagInt8, kFlagOriginals
     std::uint8_t reserved[32];
@@ -84,6 +87,31 @@ std::size_t utf8_error(const std::uint8_t* s, std::size_t n) {
     return n;
 }
 
+// Why load refuses the stored rows, naming the first bad one, or "" when it accepts them. A checksummed section
+// can still hold what no index writes, if it was written that way on purpose: NaN or Inf, a cosine row that is
+// neither unit-norm nor zero, an ip row over kMaxIpNorm (either would make scores overflow), or the code -128
+// (the kernels' exactness assumes codes in [-127, 127]; the encoder never makes it).
+std::string bad_rows(const float* rows, std::size_t n, std::size_t dim, Metric metric) {
+    const auto dot = active_kernels().dot_f32;
+    for (std::size_t r = 0; r < n; ++r) {
+        const float* row = rows + r * dim;
+        for (std::size_t i = 0; i < dim; ++i)
+            if (!std::isfinite(row[i])) return "the vector of row " + std::to_string(r) + " holds NaN or Inf";
+        const float norm2 = dot(row, row, dim);
+        if (metric == Metric::cosine && norm2 != 0.0f && std::fabs(norm2 - 1.0f) > 1e-3f)
+            return "the vector of row " + std::to_string(r) + " has squared norm " + std::to_string(norm2) +
+                   " under the cosine metric (rows are stored unit-norm)";
+    }
+    const std::size_t big = metric == Metric::ip ? first_row_over_ip_norm(rows, n, dim) : n;
+    if (big != n) return "the vector of row " + std::to_string(big) + " has an L2 norm above 2**63 (the ip limit)";
+    return "";
+}
+
+std::string bad_codes(const std::int8_t* codes, std::size_t n, std::size_t dim) {
+    const std::size_t at = static_cast<std::size_t>(std::find(codes, codes + n * dim, std::int8_t(-128)) - codes);
+    return at == n * dim ? "" : "code -128 at row " + std::to_string(at / dim) + " (codes are in [-127, 127])";
+}
+
 }  // namespace
 
 format::Writer FlatIndex::writer_unlocked() const {
@@ -97,13 +125,32 @@ format::Writer FlatIndex::writer_unlocked() const {
     format::Writer w;
     w.add_copy(kIndexSection, &h, sizeof h, true);
     w.add(kIdsSection, DType::i64, ids_.size(), 1, ids_.data(), true);
-    if (has_floats()) w.add(kVectorsSection, DType::f32, ids_.size(), dim_, rows_unlocked(), true);
+    const std::size_t n = ids_.size() * dim_;
+    if (base_ && !base_checked_) {
+        // A mapped file's rows were never read at load; what load would refuse is refused here, not copied.
+        std::string why = has_floats() ? bad_rows(base_rows_, ids_.size(), dim_, metric_) : "";
+        if (why.empty() && dtype_ == Dtype::int8) why = bad_codes(base_codes_, ids_.size(), dim_);
+        if (!why.empty())
+            throw FormatError(base_->source() + ": " + why + ": the file this index was mapped from is damaged; " +
+                              "nothing was written");
+    }
+    if (has_floats()) {
+        if (base_)
+            w.add_unchanged(kVectorsSection, DType::f32, ids_.size(), dim_, base_rows_, true, base_rows_crc_,
+                            base_->source());
+        else
+            w.add(kVectorsSection, DType::f32, ids_.size(), dim_, data_.data(), true);
+    }
     if (dtype_ == Dtype::int8) {
         if (quant_.trained()) {
             w.add(kOffsetSection, DType::f32, 1, dim_, quant_.offset().data(), true);
             w.add(kStepSection, DType::f32, 1, dim_, quant_.scale().data(), true);
         }
-        w.add(kCodesSection, DType::i8, ids_.size(), dim_, codes_unlocked(), true);
+        if (base_)
+            w.add_unchanged(kCodesSection, DType::i8, ids_.size(), dim_, base_codes_, true, base_codes_crc_,
+                            base_->source());
+        else
+            w.add(kCodesSection, DType::i8, ids_.size(), dim_, codes_.data(), true);
     }
     w.add_bytes(kMetadataSection, metadata_.data(), metadata_.size(), false);
     for (const ExtraSection& e : extras_) w.add(e.name, e.dtype, e.rows, e.cols, e.data.data(), e.required);
@@ -147,7 +194,8 @@ FlatIndex FlatIndex::from_blob(format::BlobPtr blob) {
     if ((h.flags & kFlagOriginals) && !(h.flags & kFlagInt8)) r.fail("flag 'originals' is set on a float32 index");
     const Dtype dtype = (h.flags & kFlagInt8) ? Dtype::int8 : Dtype::float32;
     const bool floats = dtype == Dtype::float32 || (h.flags & kFlagOriginals);
-    if (h.next_id < 0) r.fail("next id " + std::to_string(h.next_id) + " is negative");
+    if (h.next_id > kIdLimit)
+        r.fail("next id " + std::to_string(h.next_id) + " is above 2^63 (as a signed field: negative)");
     for (std::uint8_t b : h.reserved)
         if (b != 0) r.fail("reserved bytes of the index section are set");
     const format::SectionView& ids = r.get(kIdsSection, DType::i64, h.count, 1);
@@ -172,14 +220,10 @@ FlatIndex FlatIndex::from_blob(format::BlobPtr blob) {
         } else if (h.count > 0) {
             r.fail("an int8 index with vectors needs its calibration ('int8.offset', 'int8.step')");
         }
-        if (codes.verified) {
-            // -128 never comes out of the encoder; the kernels' exactness assumes codes in [-127, 127].
-            const std::int8_t* c = codes.as<std::int8_t>();
-            for (std::size_t i = 0; i < h.count * h.dim; ++i)
-                if (c[i] == -128)
-                    r.fail("code -128 at row " + std::to_string(i / h.dim) + " (codes are in [-127, 127])");
-        }
+        const std::string why = codes.verified ? bad_codes(codes.as<std::int8_t>(), h.count, h.dim) : "";
+        if (!why.empty()) r.fail(why);
         index.base_codes_ = codes.as<std::int8_t>();
+        index.base_codes_crc_ = codes.crc;
     }
     // Every allocation below is bounded by the file's size: count rows of 8 + 4 * dim bytes are in it.
     const std::size_t n = static_cast<std::size_t>(h.count);
@@ -187,20 +231,14 @@ FlatIndex FlatIndex::from_blob(format::BlobPtr blob) {
     index.slot_of_.reserve(n);
     for (std::size_t i = 0; i < n; ++i) {
         const std::int64_t id = index.ids_.data()[i];
-        if (id < 0 || id >= h.next_id)
-            r.fail("id " + std::to_string(id) + " at row " + std::to_string(i) + " is outside 0.." +
-                   std::to_string(h.next_id - 1) + " (below the recorded next id)");
+        if (id < 0 || static_cast<std::uint64_t>(id) >= h.next_id)
+            r.fail("id " + std::to_string(id) + " at row " + std::to_string(i) + " is outside [0, " +
+                   std::to_string(h.next_id) + "), the range below the recorded next id");
         if (!index.slot_of_.insert(id, i)) r.fail("id " + std::to_string(id) + " appears twice");
     }
     if (vectors && vectors->verified) {
-        // A checksummed section can still hold NaN or Inf if it was written that way on purpose.
-        const float* v = vectors->as<float>();
-        for (std::size_t i = 0; i < n * index.dim_; ++i) {
-            std::uint32_t bits;
-            std::memcpy(&bits, v + i, 4);
-            if ((bits & 0x7f800000u) == 0x7f800000u)
-                r.fail("vector of row " + std::to_string(i / index.dim_) + " holds NaN or Inf");
-        }
+        const std::string why = bad_rows(vectors->as<float>(), n, index.dim_, index.metric_);
+        if (!why.empty()) r.fail(why);
     }
     if (const format::SectionView* meta = r.find(kMetadataSection)) {
         if (meta->dtype != DType::bytes || meta->cols != 1) r.fail("section 'metadata' is not a byte string");
@@ -221,6 +259,8 @@ FlatIndex FlatIndex::from_blob(format::BlobPtr blob) {
     }
     index.next_id_ = h.next_id;
     index.base_rows_ = vectors ? vectors->as<float>() : nullptr;
+    index.base_rows_crc_ = vectors ? vectors->crc : 0;
+    index.base_checked_ = !r.blob()->mapped();  // the unverified sections are exactly those of a mapped file
     index.base_ = r.blob();
     return index;
 }

@@ -125,6 +125,12 @@ void Quantizer::set(const float* offset, const float* scale) {
         if (!std::isfinite(scale[d]) || scale[d] < 0)
             throw std::invalid_argument("int8 calibration: step of dimension " + std::to_string(d) +
                                         " must be finite and >= 0, got " + std::to_string(scale[d]));
+        // Training on vectors the index accepts (unit rows, or ip rows of norm <= 2^63) never decodes past 2^70;
+        // a larger range would only make scores overflow float32.
+        if (std::fabs(double(offset[d])) + 127.0 * double(scale[d]) > 0x1p70)
+            throw std::invalid_argument("int8 calibration: dimension " + std::to_string(d) + " decodes past 2^70 " +
+                                        "(offset " + std::to_string(offset[d]) + ", step " +
+                                        std::to_string(scale[d]) + ")");
     }
     offset_.assign(offset, offset + dim_);
     scale_.assign(scale, scale + dim_);

@@ -27,7 +27,7 @@ void TopKSet::push(std::size_t q, float s, std::int64_t id) noexcept {
     std::int64_t* hi = ids_.data() + q * k_;
     std::size_t& n = size_[q];
     if (n < k_) {
-        if (s < floor_) return;
+        if (!(s >= floor_)) return;  // NaN too: it has no rank, and sorting it would break the order
         // Sift up.
         std::size_t i = n++;
         while (i > 0) {

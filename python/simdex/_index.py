@@ -283,8 +283,9 @@ class Index:
     def _normalized(self, x: np.ndarray) -> np.ndarray:
         if self._metric != "cosine":
             return x
-        norms = np.linalg.norm(x, axis=1, keepdims=True)
-        return x / np.where(norms > 0, norms, 1).astype(np.float32)
+        # float64: the float32 sum of squares overflows for rows of 1e20s and underflows for rows of 1e-30s.
+        norms = np.linalg.norm(x.astype(np.float64), axis=1, keepdims=True)
+        return (x / np.where(norms > 0, norms, 1)).astype(np.float32)
 
     def _fit_transform(self, x: np.ndarray) -> None:
         from .transform import PCA

@@ -541,12 +541,17 @@ def _from_sections(sections: dict, reduced_dim: int, source: str) -> Tuple[_Line
 
     w = array("transform.mat", "float32", (out_dim, in_dim))
     mean = array("transform.mean", "float64", (1, in_dim))[0]
-    if isinstance(t, PCA):
-        variance = array("transform.var", "float64", (1, out_dim))[0]
-        t.in_dim = in_dim
-        t._set_fitted(
-            w, mean, variance, float(state.get("total_variance", 0.0)), int(state.get("n_samples_seen", 0))
-        )
-    else:
-        t._set_matrix(w)
+    try:
+        if isinstance(t, PCA):
+            variance = array("transform.var", "float64", (1, out_dim))[0]
+            t.in_dim = in_dim
+            t._set_fitted(
+                w, mean, variance, float(state.get("total_variance", 0.0)), int(state.get("n_samples_seen", 0))
+            )
+        else:
+            t._set_matrix(w)
+    except (TypeError, ValueError, OverflowError) as e:  # finite parts whose products are not (a huge mean)
+        if isinstance(e, FormatError):
+            raise
+        raise bad(f"the stored matrices do not make a usable transform ({e})") from None
     return t, in_dim, metric

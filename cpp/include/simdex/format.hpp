@@ -85,12 +85,20 @@ struct SectionSpec {
     std::uint64_t rows = 0, cols = 0;
     bool required = false;
     const void* data = nullptr;
+    bool check_crc = false;  // add_unchanged: the bytes must still have the checksum they had in file origin
+    std::uint32_t crc = 0;
+    std::string origin;
 };
 
 class Writer {
   public:
     // Adds a section of rows x cols elements of dtype. std::invalid_argument on a bad or duplicate name.
     void add(std::string name, DType dtype, std::uint64_t rows, std::uint64_t cols, const void* data, bool required);
+    // A section copied unchanged from a loaded file, with the checksum it had there. Bytes that no longer match
+    // it (a mapped file damaged on disk, never verified because that would read it all) make the write throw
+    // FormatError, leaving no file behind: damage is reported, never signed with a fresh checksum.
+    void add_unchanged(std::string name, DType dtype, std::uint64_t rows, std::uint64_t cols, const void* data,
+                       bool required, std::uint32_t crc, const std::string& origin);
     // A byte section (text, JSON, a packed struct).
     void add_bytes(std::string name, const void* data, std::size_t n, bool required) {
         add(std::move(name), DType::bytes, n, 1, data, required);
@@ -148,10 +156,9 @@ class Reader {
     const std::vector<SectionView>& sections() const noexcept { return sections_; }  // known sections, file order
     const SectionView* find(const std::string& name) const noexcept;
 
-    static constexpr std::uint64_t kAny = ~std::uint64_t(0);
-    // The named section, checked to exist with this dtype and shape (kAny: not checked); FormatError otherwise.
-    const SectionView& get(const std::string& name, DType dtype, std::uint64_t rows = kAny,
-                           std::uint64_t cols = kAny) const;
+    // The named section, checked to exist with this dtype and exactly this shape; FormatError otherwise. Every
+    // value a file can hold is a shape it can claim, so none of them means "any".
+    const SectionView& get(const std::string& name, DType dtype, std::uint64_t rows, std::uint64_t cols) const;
     // Computes the checksum of a section left unverified; FormatError on a mismatch.
     void verify(const SectionView& s) const;
 

@@ -19,6 +19,9 @@
 namespace simdex {
 
 enum class Metric { cosine, ip };
+
+// Ids are int64 values in [0, kIdLimit); -1 marks "no result".
+constexpr std::uint64_t kIdLimit = std::uint64_t(1) << 63;
 const char* metric_name(Metric m) noexcept;
 Metric parse_metric(const std::string& name);  // std::invalid_argument on an unknown name
 
@@ -140,13 +143,16 @@ class FlatIndex {
     // The stored int8 codes of the given ids (n x dim); std::out_of_range if one is missing.
     void codes(const std::int64_t* ids, std::size_t n, std::int8_t* out) const;
     std::size_t size() const;
-    std::int64_t next_id() const;
+    // One past the largest id ever added (removals do not lower it), in [0, 2^63]: 2^63 once id 2^63 - 1 was
+    // added, after which automatic ids are refused rather than wrapped into ids that may be in use.
+    std::uint64_t next_id() const;
 
     // Validates everything, then adds n rows (normalized under cosine) in one step: a concurrent search sees all
     // of them or none. ids == nullptr: consecutive ids from the largest id ever added + 1. Returns the first id
     // given (for ids == nullptr; chosen under the lock, so concurrent adds cannot mix them up). Throws
     // std::invalid_argument, changing nothing, on a non-finite value, a negative id, an id already present (in
-    // the index or twice in the batch), or a memory-mapped (read-only) index.
+    // the index or twice in the batch), automatic ids that would pass 2^63 - 1, or a memory-mapped (read-only)
+    // index.
     std::int64_t add(const float* x, std::size_t n, const std::int64_t* ids);
     // Removes the ids present; returns how many were removed. Other ids keep their vectors.
     std::size_t remove(const std::int64_t* ids, std::size_t n);
@@ -210,15 +216,26 @@ class FlatIndex {
     RowStore<float> data_;             // size() rows of dim_ floats (int8: only with keep_originals), unless base_
     format::BlobPtr base_;             // a loaded file (mapped or read) whose vectors section holds the rows
     const float* base_rows_ = nullptr;
+    // The checksums base_'s vector and code sections had in the file (save compares what it copies against them),
+    // and whether their contents were checked at load (a mapped file's are not: save checks them then).
+    std::uint32_t base_rows_crc_ = 0, base_codes_crc_ = 0;
+    bool base_checked_ = false;
     RowStore<std::int64_t> ids_;       // slot -> id
     IdMap slot_of_;                    // id -> slot
-    std::int64_t next_id_ = 0;
+    std::uint64_t next_id_ = 0;        // next_id(): at most kIdLimit
     std::string metadata_;
     std::vector<ExtraSection> extras_;
     mutable RwLock mu_;                // search / save / readers shared; add / remove / reset exclusive
 };
 
-// Normalizes each row to unit L2 norm in place (rows of norm 0 stay zero).
+// Normalizes each row to unit L2 norm in place (rows of norm 0 stay zero). Any finite non-zero row becomes its
+// unit vector, however large or small its values.
 void normalize_rows(float* x, std::size_t n, std::size_t dim);
+
+// Under the ip metric, vectors and queries have an L2 norm of at most 2^63 (kMaxIpNorm): then no inner product,
+// nor any partial sum of one, passes 2^126 < 3.4e38 (Cauchy-Schwarz), so float32 scores never overflow. Returns
+// the first row over it, or n.
+constexpr double kMaxIpNorm = 0x1p63;
+std::size_t first_row_over_ip_norm(const float* x, std::size_t n, std::size_t dim);
 
 }  // namespace simdex

@@ -39,8 +39,8 @@ class Quantizer {
     // are read) by the rule above. offset = the middle of the range, step = range / 254; a range that is zero
     // (or below 1e-7 of the largest magnitude, float noise) gets step 0 and offset = the mean: codes 0 there.
     void train(const float* x, std::size_t n);
-    // Restores a stored calibration; std::invalid_argument if an offset is not finite or a step is negative
-    // or not finite.
+    // Restores a stored calibration; std::invalid_argument if an offset is not finite, a step is negative or
+    // not finite, or a dimension decodes past 2^70 (no trained calibration does).
     void set(const float* offset, const float* scale);
 
     void encode(const float* x, std::size_t n, std::int8_t* codes) const noexcept;
