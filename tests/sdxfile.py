@@ -89,8 +89,16 @@ def build(sections: list[Section], *, version: int = 1, pad: int = 64, fix_crc: 
 
 
 def index_sections(dim: int, ids: list[int], vectors: bytes, *, metric: int = 0, next_id: int | None = None,
-                   metadata: bytes = b"", count: int | None = None) -> list[Section]:
-    """The four sections of an index file, from raw parts."""
+                   metadata: bytes = b"", count: int | None = None, normalize: bool = True) -> list[Section]:
+    """The four sections of an index file, from raw parts. Under cosine (metric 0) the rows are stored unit-norm,
+    as the format says, unless normalize is False."""
+    if metric == 0 and normalize and dim and vectors:
+        import numpy as np
+
+        rows = np.frombuffer(vectors, "<f4").reshape(-1, dim).astype(np.float64)
+        norms = np.linalg.norm(rows, axis=1, keepdims=True)
+        with np.errstate(invalid="ignore"):
+            vectors = (rows / np.where(norms > 0, norms, 1)).astype("<f4").tobytes()
     n = len(ids) if count is None else count
     nid = (max(ids) + 1 if ids else 0) if next_id is None else next_id
     head = INDEX_HEADER.pack(dim, n, nid, metric, 0, bytes(32))

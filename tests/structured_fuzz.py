@@ -22,7 +22,6 @@ import tempfile
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import sdxfile  # noqa: E402
 import simdex  # noqa: E402
 from simdex import _core  # noqa: E402
 
