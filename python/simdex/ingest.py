@@ -14,10 +14,7 @@ duplicates or gaps (see `simdex.docstore` for the crash between the two writes).
 
 from __future__ import annotations
 
-import gzip
-import io
 import itertools
-import json
 import logging
 import os
 import time
@@ -25,11 +22,12 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
 from ._index import Index, load
+from ._jsonl import Skip, metadata_error, parse_json_line, parse_text_line, read_lines
 from .docstore import DocStore, docs_path
 from .encoder import PREFETCH, WINDOW_BATCHES, background
 
@@ -40,6 +38,21 @@ JSONL_SUFFIXES = (".jsonl", ".ndjson", ".jsonl.gz", ".ndjson.gz")
 #: Default checkpoint period when checkpoint_every is None: this many seconds, or 10x the last save, if longer.
 CHECKPOINT_SECONDS = 60.0
 _WARN_FIRST = 5  # bad items logged one by one; the rest are only counted
+#: Skipped items an `IngestReport` names (the first ones); all are counted.
+SKIPPED_KEPT = 100
+#: Default `ingest` max_line_bytes: longer lines are skipped without being read whole.
+MAX_LINE_BYTES = 16 * 2**20
+
+
+class SkippedItem(NamedTuple):
+    """A source item `simdex.ingest` did not store: item, its number in the source from 1 (for a JSONL or text
+    file, its line number; for a folder, its place among the sorted files); key, its document id where known;
+    reason, the report's counter without "skipped_" ("malformed", "too_long", ...); detail, what was wrong."""
+
+    item: int
+    key: Any
+    reason: str
+    detail: str = ""
 
 
 @dataclass
@@ -49,9 +62,11 @@ class IngestReport:
 
     Attributes:
         documents: documents stored; chunks: vectors added (one per document without chunking).
-        skipped_empty, skipped_invalid_utf8, skipped_malformed, skipped_duplicate: source items not stored
-            (malformed: not a str, (id, text) pair or record with a str text field and a str or int id;
-            duplicate: a document id already stored).
+        skipped_empty, skipped_invalid_utf8, skipped_malformed, skipped_duplicate, skipped_too_long: source
+            items not stored (malformed: not a str, (id, text) pair or record with a str text field and a str or
+            int id, or a line that is not such a JSON record, has a raw NUL byte or nests over 100 deep;
+            duplicate: a document id already stored; too_long: a line or file over max_line_bytes).
+        skipped_items: the first `SKIPPED_KEPT` of them as `SkippedItem` (item number, key, reason, detail).
         truncated_chars: texts cut at max_chars; truncated_tokens: texts (or chunks) cut at the model's
             max_seq_length tokens.
         items: source items read; resumed_after: items an earlier run had done (skipped this time).
@@ -66,6 +81,7 @@ class IngestReport:
     skipped_invalid_utf8: int = 0
     skipped_malformed: int = 0
     skipped_duplicate: int = 0
+    skipped_too_long: int = 0
     truncated_chars: int = 0
     truncated_tokens: int = 0
     items: int = 0
@@ -74,22 +90,31 @@ class IngestReport:
     docs_per_s: float = 0.0
     checkpoints: int = 0
     checkpoint_seconds: float = 0.0
+    skipped_items: list = field(default_factory=list)
     index: Any = field(default=None, repr=False, compare=False)
 
     @property
     def skipped(self) -> int:
         """Source items not stored, all reasons."""
-        return self.skipped_empty + self.skipped_invalid_utf8 + self.skipped_malformed + self.skipped_duplicate
+        return (self.skipped_empty + self.skipped_invalid_utf8 + self.skipped_malformed + self.skipped_duplicate
+                + self.skipped_too_long)
 
     def __str__(self) -> str:
         text = (f"{self.documents} documents, {self.chunks} chunks from {self.items} items; skipped "
                 f"{self.skipped} (empty {self.skipped_empty}, invalid UTF-8 {self.skipped_invalid_utf8}, malformed "
-                f"{self.skipped_malformed}, duplicate id {self.skipped_duplicate}); truncated {self.truncated_chars} "
-                f"at max_chars, {self.truncated_tokens} at the model's max_seq_length; {self.docs_per_s:.1f} docs/s")
+                f"{self.skipped_malformed}, duplicate id {self.skipped_duplicate}, too long "
+                f"{self.skipped_too_long}); truncated {self.truncated_chars} at max_chars, {self.truncated_tokens} "
+                f"at the model's max_seq_length; {self.docs_per_s:.1f} docs/s")
+        if self.skipped_items:
+            named = ", ".join(f"#{s.item}" + (f" {s.key!r}" if s.key is not None else "") + f" {s.reason}"
+                              + (f" ({s.detail})" if s.detail else "") for s in self.skipped_items[:3])
+            more = self.skipped - min(3, len(self.skipped_items))
+            text += f"; skipped items: {named}" + (f" and {more} more (report.skipped_items)" if more > 0 else "")
         return text + (f"; resumed after item {self.resumed_after}" if self.resumed_after else "")
 
 
-_COUNTERS = tuple(f.name for f in fields(IngestReport) if f.name.startswith(("skipped_", "truncated_")))
+_COUNTERS = tuple(f.name for f in fields(IngestReport)
+                  if f.name.startswith(("skipped_", "truncated_")) and f.name != "skipped_items")
 _STORED = _COUNTERS + ("documents", "chunks", "items")
 
 
@@ -98,28 +123,34 @@ class _Unit:
     """Whole documents read and tokenized ahead of the model."""
 
     docs: list  # (key, text, source, metadata)
+    positions: list  # the item number of each document
     spans: list  # (position in docs, start, end) per chunk
     items: int  # source items consumed, bad ones included
     counts: Counter
+    skips: list  # SkippedItem, at most SKIPPED_KEPT
     prepared: Any
 
 
 # -- sources ---------------------------------------------------------------------------------------------------
 def _check_key(key: Any) -> bool:
-    return key is None or isinstance(key, str) or (isinstance(key, int) and not isinstance(key, bool))
+    return key is None or isinstance(key, str) or (isinstance(key, int) and not isinstance(key, bool)
+                                                   and key.bit_length() <= 4096)
 
 
-def _record(rec: dict, text_field: str, id_field: str, source: str | None) -> tuple | str:
+def _record(rec: dict, text_field: str, id_field: str, source: str | None, check_meta: bool = False) -> tuple | str:
     text, key = rec.get(text_field), rec.get(id_field)
-    if not isinstance(text, str) or not _check_key(key):
-        return "malformed"
+    if not _check_key(key):
+        return Skip("malformed", detail=f"{id_field!r} is not a str or int")
+    if not isinstance(text, str):
+        return Skip("malformed", key, f"no str {text_field!r} field")
     if isinstance(rec.get("source"), str):
         source = rec["source"]
     meta = {k: v for k, v in rec.items() if k not in (text_field, id_field, "source")}
-    return key, text, source, meta
+    error = metadata_error(meta) if check_meta and meta else None
+    return Skip("malformed", key, error) if error else (key, text, source, meta)
 
 
-def _open_source(source: Any, text_field: str, id_field: str) -> tuple:
+def _open_source(source: Any, text_field: str, id_field: str, max_line_bytes: int = MAX_LINE_BYTES) -> tuple:
     """(progress key, raw items, parse(raw) -> (key, text, source, metadata) or a skip reason, count or None)."""
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
@@ -127,47 +158,42 @@ def _open_source(source: Any, text_field: str, id_field: str) -> tuple:
             files = sorted(p for p in path.rglob("*") if p.suffix.lower() in FOLDER_SUFFIXES and p.is_file())
 
             def parse_file(p: Path) -> tuple | str:
+                key = p.relative_to(path).as_posix()
+                with open(p, "rb") as f:
+                    data = f.read(max_line_bytes + 1)
+                if len(data) > max_line_bytes:
+                    return Skip("too_long", key, f"a file of more than {max_line_bytes} bytes (max_line_bytes)")
+                if b"\x00" in data:
+                    return Skip("malformed", key, "a raw NUL byte: binary data, or text in UTF-16/32")
                 try:
-                    return p.relative_to(path).as_posix(), p.read_bytes().decode("utf-8"), str(p), None
-                except UnicodeDecodeError:
-                    return "invalid_utf8"
+                    return key, data.decode("utf-8"), str(p), None
+                except UnicodeDecodeError as e:
+                    return Skip("invalid_utf8", key, f"byte {e.start}: {e.reason}")
 
             return "folder:" + str(path.resolve()), iter(files), parse_file, len(files)
         if not path.is_file():
             raise FileNotFoundError(f"source: expected a file, a folder or an iterable of texts; {path} does not "
                                     "exist")
-        name = path.name.lower()
+        lines = read_lines(path, max_line_bytes)  # (line number, bytes or a too_long Skip)
 
-        def lines() -> Iterator[tuple]:
-            opener: Callable[..., io.BufferedIOBase] = gzip.open if name.endswith(".gz") else open
-            with opener(path, "rb") as f:
-                yield from enumerate(f, 1)
-
-        if name.endswith(JSONL_SUFFIXES):
+        if path.name.lower().endswith(JSONL_SUFFIXES):
             def parse_json(raw: tuple) -> tuple | str:
                 lineno, line = raw
-                if not line.strip():
-                    return "empty"
-                try:
-                    rec = json.loads(line)
-                except UnicodeDecodeError:
-                    return "invalid_utf8"
-                except ValueError:
-                    return "malformed"
+                rec = line if isinstance(line, Skip) else parse_json_line(line, id_field)
+                if isinstance(rec, Skip):
+                    return rec
                 if not isinstance(rec, dict):
-                    return "malformed"
+                    return Skip("malformed", detail=f"a JSON {type(rec).__name__}, not an object")
                 return _record(rec, text_field, id_field, f"{path}:{lineno}")
 
-            return "jsonl:" + str(path.resolve()), lines(), parse_json, None
+            return "jsonl:" + str(path.resolve()), lines, parse_json, None
 
         def parse_line(raw: tuple) -> tuple | str:
             lineno, line = raw
-            try:
-                return None, line.rstrip(b"\r\n").decode("utf-8"), f"{path}:{lineno}", None
-            except UnicodeDecodeError:
-                return "invalid_utf8"
+            text = line if isinstance(line, Skip) else parse_text_line(line)
+            return text if isinstance(text, Skip) else (None, text, f"{path}:{lineno}", None)
 
-        return "text:" + str(path.resolve()), lines(), parse_line, None
+        return "text:" + str(path.resolve()), lines, parse_line, None
 
     if isinstance(source, bytes) or not isinstance(source, Iterable):
         raise TypeError(f"source: expected a path or an iterable of texts, (id, text) pairs or records, got "
@@ -176,18 +202,18 @@ def _open_source(source: Any, text_field: str, id_field: str) -> tuple:
     def parse_item(item: Any) -> tuple | str:
         key = None
         if isinstance(item, dict):
-            return _record(item, text_field, id_field, None)
+            return _record(item, text_field, id_field, None, check_meta=True)
         if isinstance(item, (tuple, list)):
             if len(item) != 2 or not _check_key(item[0]):
-                return "malformed"
+                return Skip("malformed", detail="not an (id, text) pair")
             key, item = item
         if isinstance(item, bytes):
             try:
                 item = item.decode("utf-8")
-            except UnicodeDecodeError:
-                return "invalid_utf8"
+            except UnicodeDecodeError as e:
+                return Skip("invalid_utf8", key, f"byte {e.start}: {e.reason}")
         if not isinstance(item, str):
-            return "malformed"
+            return Skip("malformed", key, f"a {type(item).__name__}, not a text")
         return key, item, None, None
 
     count = len(source) if hasattr(source, "__len__") else None
@@ -200,30 +226,40 @@ def _read_units(raw: Iterator[Any], parse: Callable, encoder: Any, batch_size: i
     """Reads, checks, chunks and tokenizes; yields units of about WINDOW_BATCHES batches of chunks."""
     target = batch_size * WINDOW_BATCHES
     docs: list = []
+    positions: list = []
     spans: list = []
+    skips: list = []
     items, counts, warned = 0, Counter(), 0
 
     def unit() -> _Unit:
         texts = [docs[d][1][s:e] for d, s, e in spans]
-        return _Unit(docs, spans, items, counts, encoder.prepare(texts, batch_size))
+        return _Unit(docs, positions, spans, items, counts, skips, encoder.prepare(texts, batch_size))
 
-    for position, item in enumerate(raw, first_item):
+    for position, item in enumerate(raw, first_item + 1):
         items += 1
-        rec = parse(item)
+        try:
+            rec = parse(item)
+        except Exception as e:  # noqa: BLE001 -- no item stops the run; reading the source itself may raise
+            rec = Skip("malformed", detail=f"{type(e).__name__}: {e}")
         if isinstance(rec, tuple):
             key, text, source, meta = rec
             if not text.strip():
-                rec = "empty"
+                rec = Skip("empty", key)
             elif not text.isascii():
                 try:
                     text.encode("utf-8")
-                except UnicodeEncodeError:  # lone surrogates: from JSON escapes or surrogateescape
-                    rec = "invalid_utf8"
+                except UnicodeEncodeError as e:  # lone surrogates: from JSON escapes or surrogateescape
+                    rec = Skip("invalid_utf8", key, f"a lone surrogate at character {e.start}")
         if isinstance(rec, str):
+            key, detail = getattr(rec, "key", None), getattr(rec, "detail", "")
             counts["skipped_" + rec] += 1
+            if len(skips) < SKIPPED_KEPT:
+                skips.append(SkippedItem(position, key, str(rec), detail))
             if warned < _WARN_FIRST:
                 warned += 1
-                logger.warning("ingest: skipped source item %d (%s)%s", position, rec.replace("_", " "),
+                logger.warning("ingest: skipped source item %d%s (%s%s)%s", position,
+                               "" if key is None else f" {key!r}", rec.replace("_", " "),
+                               f": {detail}" if detail else "",
                                "; further bad items are only counted" if warned == _WARN_FIRST else "")
         else:
             if len(text) > max_chars:
@@ -231,6 +267,7 @@ def _read_units(raw: Iterator[Any], parse: Callable, encoder: Any, batch_size: i
                 counts["truncated_chars"] += 1
             pos = len(docs)
             docs.append((key, text, source, meta))
+            positions.append(position)
             if chunk_tokens is None:
                 spans.append((pos, 0, len(text)))
             else:
@@ -239,7 +276,7 @@ def _read_units(raw: Iterator[Any], parse: Callable, encoder: Any, batch_size: i
             out = unit()
             out.counts["truncated_tokens"] += out.prepared.truncated
             yield out
-            docs, spans, items, counts = [], [], 0, Counter()
+            docs, positions, spans, items, counts, skips = [], [], [], 0, Counter(), []
     if items:
         out = unit()
         out.counts["truncated_tokens"] += out.prepared.truncated
@@ -250,7 +287,8 @@ def _read_units(raw: Iterator[Any], parse: Callable, encoder: Any, batch_size: i
 def ingest(source: Any, index_or_path: Any, encoder: Any = None, batch_size: int | None = None,
            chunk_tokens: int | None = None, overlap: int = 0, checkpoint_every: int | None = None, *,
            text_field: str = "text", id_field: str = "id", max_chars: int = 100_000,
-           source_name: str | None = None, show_progress_bar: bool | None = None) -> IngestReport:
+           source_name: str | None = None, show_progress_bar: bool | None = None,
+           max_line_bytes: int = MAX_LINE_BYTES) -> IngestReport:
     """Embeds a corpus into an index, keeping the texts, resumably and in bounded memory.
 
     Args:
@@ -271,6 +309,9 @@ def ingest(source: Any, index_or_path: Any, encoder: Any = None, batch_size: int
         max_chars: longer texts are cut to this many characters (counted in the report).
         source_name: the name the progress of this source is kept under (default: its path, or "iterable").
         show_progress_bar: a tqdm bar with docs/s; default: shown when the "simdex" logger is at INFO or DEBUG.
+        max_line_bytes: a line of a JSONL or text file longer than this many bytes (its ``\\n`` not counted), or a
+            folder's file larger than this, is skipped as too_long without being read whole: reading holds at
+            most this many bytes of one item (default 16 MiB).
 
     Returns:
         An `IngestReport`; ``report.index`` is the index.
@@ -280,8 +321,14 @@ def ingest(source: Any, index_or_path: Any, encoder: Any = None, batch_size: int
         FileNotFoundError: a source path that does not exist.
         ValueError, TypeError: bad arguments, or a document store without its index file.
 
-    Bad items (empty, not valid UTF-8, malformed, duplicate ids) never stop the run: they are skipped, counted
-    and reported. Ingesting into a path keeps the progress of each source (known by its path, an iterable as
+    Bad items (empty, not valid UTF-8, malformed, duplicate ids, too long) never stop the run, whatever their
+    bytes: they are skipped, counted and reported, the first `SKIPPED_KEPT` by item number (a file's line
+    number) and key in ``report.skipped_items``. A file is read as UTF-8 line by line (lines end at ``\\n``); a
+    line with invalid UTF-8, a raw NUL byte (in JSON, a NUL in a string is written ``\\u0000``) or, in JSONL, that
+    is not one JSON object with a str text field, or nests more than 100 levels, is skipped. Items of an iterable
+    are not limited in size (they are in memory already); their dict records' metadata must be JSON.
+
+    Ingesting into a path keeps the progress of each source (known by its path, an iterable as
     "iterable", or by `source_name`): a later run on the same source skips the items earlier runs read, so a
     killed run resumes and a file that grew only gets its new lines. Give another `source_name` to add a second
     iterable. Ingesting into an `Index` keeps no progress.
@@ -296,7 +343,11 @@ def ingest(source: Any, index_or_path: Any, encoder: Any = None, batch_size: int
         raise ValueError(f"max_chars: expected a positive integer, got {max_chars!r}")
     if chunk_tokens is None and overlap:
         raise ValueError(f"overlap: only used with chunk_tokens, got overlap={overlap} and chunk_tokens=None")
-    key, raw, parse, count = _open_source(source, text_field, id_field)
+    if isinstance(max_line_bytes, bool) or not isinstance(max_line_bytes, int):
+        raise TypeError(f"max_line_bytes: expected a positive integer (bytes), got {type(max_line_bytes).__name__}")
+    if max_line_bytes <= 0:
+        raise ValueError(f"max_line_bytes: expected a positive integer (bytes), got {max_line_bytes}")
+    key, raw, parse, count = _open_source(source, text_field, id_field, max_line_bytes)
 
     index, path = _open_index(index_or_path)
     if encoder is None:
@@ -323,7 +374,8 @@ def ingest(source: Any, index_or_path: Any, encoder: Any = None, batch_size: int
     if progress:
         logger.warning("ingest: resuming %s after item %d (earlier runs stored %d documents)", source_name or key,
                        progress.get("items", 0), progress.get("documents", 0))
-    report = IngestReport(**{k: int(progress.get(k, 0)) for k in _STORED}, index=index)
+    report = IngestReport(**{k: int(progress.get(k, 0)) for k in _STORED}, index=index,
+                          skipped_items=[SkippedItem(*s) for s in progress.get("skipped_items", [])])
     report.resumed_after = report.items
     ids_next = int(index._core.next_id)
     if show_progress_bar is None:
@@ -336,7 +388,8 @@ def ingest(source: Any, index_or_path: Any, encoder: Any = None, batch_size: int
         nonlocal last_save, save_seconds, batches
         if path is None:
             return
-        store.set_state(progress_key, {k: getattr(report, k) for k in _STORED})
+        store.set_state(progress_key, {**{k: getattr(report, k) for k in _STORED},
+                                       "skipped_items": [list(s) for s in report.skipped_items]})
         t = time.perf_counter()
         index.save(path)
         save_seconds = time.perf_counter() - t
@@ -354,12 +407,16 @@ def ingest(source: Any, index_or_path: Any, encoder: Any = None, batch_size: int
     try:
         for unit in pipeline:
             vectors = encoder.compute(unit.prepared)
-            docs, rows, chunks = _drop_duplicates(unit, store, ids_next)
+            docs, rows, chunks, dropped = _drop_duplicates(unit, store, ids_next)
             if rows:
                 index.add(vectors if len(rows) == len(vectors) else vectors[rows], np.arange(ids_next, ids_next + len(rows), dtype=np.int64))
             store.add(docs, chunks)
             ids_next += len(rows)
-            unit.counts["skipped_duplicate"] += len(unit.docs) - len(docs)
+            unit.counts["skipped_duplicate"] += len(dropped)
+            room = SKIPPED_KEPT - len(report.skipped_items)
+            if room > 0:
+                dups = [SkippedItem(unit.positions[p], unit.docs[p][0], "duplicate") for p in dropped[:room]]
+                report.skipped_items += sorted(unit.skips + dups)[:room]
             for name in _COUNTERS:
                 setattr(report, name, getattr(report, name) + unit.counts[name])
             report.documents += len(docs)
@@ -383,14 +440,15 @@ def ingest(source: Any, index_or_path: Any, encoder: Any = None, batch_size: int
 
 
 def _drop_duplicates(unit: _Unit, store: DocStore, first_id: int) -> tuple:
-    """(documents to store, rows of the unit's vectors to add, chunk rows for the store), without documents whose
-    id is stored already or repeats within the unit."""
+    """(documents to store, rows of the unit's vectors to add, chunk rows for the store, positions in unit.docs of
+    the documents left out), without documents whose id is stored already or repeats within the unit."""
     taken = store.existing_keys(d[0] for d in unit.docs)
     keep: dict = {}
-    docs = []
+    docs, dropped = [], []
     for pos, doc in enumerate(unit.docs):
         if doc[0] is not None:
             if doc[0] in taken:
+                dropped.append(pos)
                 continue
             taken.add(doc[0])
         keep[pos] = len(docs)
@@ -400,7 +458,7 @@ def _drop_duplicates(unit: _Unit, store: DocStore, first_id: int) -> tuple:
         if pos in keep:
             chunks.append((first_id + len(rows), keep[pos], s, e))
             rows.append(row)
-    return docs, rows, chunks
+    return docs, rows, chunks, dropped
 
 
 def _open_index(index_or_path: Any) -> tuple:
