@@ -158,6 +158,20 @@ def test_restarted_actor_with_damaged_file_names_the_shard(saved):
             sharded.search(np.ones(DIM, np.float32), 3)
 
 
+def test_add_that_fails_on_one_actor_is_rolled_back():
+    # Shard 1's actor holds an untrained PCA and gets too few vectors to fit it: its add raises after shard 0's
+    # actor took its part, which must be removed again.
+    rng = np.random.default_rng(5)
+    trained = simdex.Index(DIM, transform=simdex.PCA(8))
+    trained.add(rng.standard_normal((50, DIM)).astype(np.float32), np.arange(50))
+    new_ids = np.arange(1000, 1006, dtype=np.int64)
+    assert sorted(set(shard_of(new_ids, 2).tolist())) == [0, 1] and (shard_of(new_ids, 2) == 1).sum() < 8
+    with simdex.ShardedIndex([trained, simdex.Index(DIM, transform=simdex.PCA(8))], backend="ray") as sharded:
+        with pytest.raises(ValueError, match="PCA"):
+            sharded.add(rng.standard_normal((6, DIM)).astype(np.float32), new_ids)
+        assert sharded.shard_sizes() == [50, 0] and not sharded.contains(new_ids).any()
+
+
 def test_bad_shard_files_reported_at_open(saved):
     os.unlink(saved / "shard-00002.simdex")
     with pytest.raises(FileNotFoundError, match="shard 2 .*shard-00002.simdex"):
@@ -186,6 +200,9 @@ class StandInHashEncoder:
 
         raw = b"".join(hashlib.blake2b(t.encode(), digest_size=DIM).digest() for t in texts)
         return np.frombuffer(raw, np.uint8).reshape(-1, DIM).astype(np.float32) - 127.5
+
+    def embed_query(self, text):  # what search_text uses
+        return self.embed_batch([text])[0]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -252,6 +269,33 @@ def test_distributed_ingest_text_lines_numbered_in_order(tmp_path):
         # Line i got id i: its own text finds it first.
         got = sharded.search(enc.embed_batch(texts[::25]), 1).ids[:, 0]
         assert got.tolist() == list(range(0, 250, 25))
+
+
+def test_distributed_ingest_writes_the_document_store(tmp_path):
+    texts = _texts(90)
+    doc_ids = [5 * i + 1 for i in range(90)]
+    src = tmp_path / "corpus.jsonl"
+    src.write_text("".join(json.dumps({"doc": d, "text": t}) + "\n" for d, t in zip(doc_ids, texts)))
+    simdex.distributed_ingest(src, tmp_path / "out", encoder=StandInHashEncoder, num_shards=2, id_field="doc",
+                              num_workers=1, batch_size=32)
+    enc = StandInHashEncoder()
+    by_id = dict(zip(doc_ids, texts))
+    for s in range(2):  # each shard file, loaded alone, finds the texts in the store beside it (as after ingest)
+        path = tmp_path / "out" / f"shard-{s:05d}.simdex"
+        assert Path(simdex.docstore.docs_path(path)).is_file()
+        shard = simdex.load(path)
+        first = int(shard.ids()[0])
+        hit = next(iter(shard.search_text(by_id[first], k=1, encoder=enc)))
+        assert (hit.id, hit.text, hit.doc_id, hit.chunk) == (first, by_id[first], first, by_id[first])
+    for backend in ("threads", "ray"):
+        with simdex.ShardedIndex.open(tmp_path / "out", backend=backend) as sharded:
+            got = sharded.search_text(texts[40], k=3, encoder=enc)
+            assert len(got) == 3 and got.ids[0] == doc_ids[40] and got.documents[0].text == texts[40]
+            assert all(h.text == by_id[h.id] for h in got)
+    # Without texts: no store, and a store an earlier run left is removed.
+    simdex.distributed_ingest(src, tmp_path / "out", encoder=StandInHashEncoder, num_shards=2, id_field="doc",
+                              num_workers=1, overwrite=True, store_texts=False)
+    assert not list((tmp_path / "out").glob("*.docs.sqlite"))
 
 
 def test_distributed_ingest_parquet_folder_one_shard(tmp_path):

@@ -241,3 +241,11 @@ def test_structured_fuzz_never_crashes_and_what_loads_is_right(tmp_path):
     assert stats["refused"] + stats["loaded"] == n
     assert stats["loaded"] > 0.05 * n and stats["refused"] > 0.5 * n  # both outcomes are exercised
     assert stats["mapped_saved"] > 0 and stats["mapped_save_refused"] > 0
+
+
+def test_sharded_automatic_ids_refuse_at_the_top_of_int64(tmp_path):
+    sharded = simdex.ShardedIndex([simdex.Index(2), simdex.Index(2)])
+    sharded.add(np.ones((1, 2), np.float32), ids=[INT64_MAX])
+    with pytest.raises(ValueError, match="would pass"):
+        sharded.add(np.ones((1, 2), np.float32))
+    assert len(sharded) == 1

@@ -345,3 +345,120 @@ def test_int8_shards_with_one_calibration_equal_one_int8_index(data, rng):
         assert row_scores[0] == pytest.approx(float(want[0, 0]), abs=1e-5)
     with pytest.raises(ValueError, match="disagree on dtype"):
         simdex.ShardedIndex([int8_index(np.arange(5)), simdex.Index(DIM)])
+
+
+# -- all-or-nothing add --------------------------------------------------------------------------------------
+
+def _state(shards):
+    return [(len(s), sorted(s.ids().tolist())) for s in shards]
+
+
+@pytest.mark.parametrize("max_workers", [1, 3])
+@pytest.mark.parametrize("failing", [0, 2])
+def test_add_that_fails_in_one_shard_changes_no_shard(data, rng, monkeypatch, max_workers, failing):
+    x, ids = data
+    shards = _split(x, ids, 3)
+    before = _state(shards)
+    new_ids = np.arange(20_000, 20_030, dtype=np.int64)  # routed to all three shards
+    assert set(shard_of(new_ids, 3).tolist()) == {0, 1, 2}
+    new = rng.standard_normal((30, DIM)).astype(np.float32)
+    with simdex.ShardedIndex(shards, max_workers=max_workers) as sharded:
+        worker = sharded._backend.workers[failing]
+
+        def broken(vectors, ids):
+            raise MemoryError("injected: shard out of memory")
+
+        monkeypatch.setattr(worker, "add", broken)
+        with pytest.raises(MemoryError, match="injected"):
+            sharded.add(new, new_ids)
+        assert _state(shards) == before and len(sharded) == len(ids)
+        assert not sharded.contains(new_ids).any()
+        # The batch's ids are free again: once the shard works, the same add goes through whole.
+        monkeypatch.undo()
+        assert sharded.add(new, new_ids).tolist() == new_ids.tolist()
+        assert sharded.contains(new_ids).all() and len(sharded) == len(ids) + 30
+
+
+def test_add_whose_rollback_fails_names_the_shards_to_repair(data, rng, monkeypatch):
+    # Shard 2 fails its add and shard 0 then fails to undo its part: the one state that keeps part of a batch.
+    x, ids = data
+    shards = _split(x, ids, 3)
+    before = _state(shards)
+    new_ids = np.arange(20_000, 20_030, dtype=np.int64)
+    with simdex.ShardedIndex(shards) as sharded:
+        workers = sharded._backend.workers
+
+        def fail(*args):
+            raise OSError("injected")
+
+        monkeypatch.setattr(workers[2], "add", fail)
+        monkeypatch.setattr(workers[0], "remove", fail)
+        with pytest.raises(simdex.ShardError, match=r"add failed on shard 2 .*except shard\(s\) 0 .*remove\(ids\)") as err:
+            sharded.add(rng.standard_normal((30, DIM)).astype(np.float32), new_ids)
+        assert isinstance(err.value.__cause__, OSError) and err.value.shard == 2
+        assert _state(shards)[1:] == before[1:] and len(shards[0]) > before[0][0]  # shard 1 rolled back
+        monkeypatch.undo()
+        sharded.remove(new_ids)  # the repair the message names
+        assert _state(shards) == before
+
+
+def test_add_that_fails_naturally_mid_way_is_rolled_back(rng):
+    # Shard 1 has an untrained PCA and gets too few vectors to fit it: its add raises after shard 0's succeeded.
+    trained = simdex.Index(DIM, transform=simdex.PCA(8))
+    trained.add(rng.standard_normal((50, DIM)).astype(np.float32), np.arange(50))
+    untrained = simdex.Index(DIM, transform=simdex.PCA(8))
+    new_ids = np.arange(1000, 1006, dtype=np.int64)
+    assert sorted(set(shard_of(new_ids, 2).tolist())) == [0, 1] and (shard_of(new_ids, 2) == 1).sum() < 8
+    with simdex.ShardedIndex([trained, untrained]) as sharded:
+        with pytest.raises(ValueError, match="PCA"):
+            sharded.add(rng.standard_normal((6, DIM)).astype(np.float32), new_ids)
+        assert len(trained) == 50 and len(untrained) == 0 and not sharded.contains(new_ids).any()
+
+
+def test_nan_in_one_row_changes_no_shard(data):
+    x, ids = data
+    shards = _split(x, ids, 3)
+    before = _state(shards)
+    bad = np.ones((9, DIM), np.float32)
+    bad[7, 3] = np.nan
+    with simdex.ShardedIndex(shards) as sharded:
+        with pytest.raises(ValueError, match="NaN or Inf") as err:
+            sharded.add(bad, np.arange(50_000, 50_009))
+        assert _state(shards) == before
+        assert "row 7, column 3 is NaN or Inf; nothing was added" in str(err.value)  # the batch's row, not a shard's
+        with pytest.raises(ValueError, match="NaN or Inf"):
+            sharded.add(np.full(DIM, np.inf, np.float32))
+    assert _state(shards) == before
+
+
+def test_read_only_shard_fails_add_and_remove_before_any_shard_changes(data, tmp_path):
+    x, ids = data
+    shards = _split(x, ids, 3)
+    shards[2].save(tmp_path / "s2.simdex")
+    shards[2] = simdex.load(tmp_path / "s2.simdex", mmap=True)
+    before = _state(shards)
+    with simdex.ShardedIndex(shards) as sharded:
+        with pytest.raises(ValueError, match="memory-mapped") as err:
+            sharded.add(np.ones((30, DIM), np.float32), np.arange(20_000, 20_030))
+        assert _state(shards) == before and "shard 2 (" in str(err.value)
+        with pytest.raises(ValueError, match="memory-mapped") as err:
+            sharded.remove(ids[:30])  # ids in all three shards
+        assert _state(shards) == before and "shard 2 (" in str(err.value)
+        # A batch that only routes to writable shards still goes in.
+        ok = np.array([i for i in range(30_000, 30_100) if shard_of([i], 3)[0] != 2][:5], np.int64)
+        sharded.add(np.ones((5, DIM), np.float32), ok)
+    assert _state(shards)[2] == before[2] and len(shards[0]) + len(shards[1]) == before[0][0] + before[1][0] + 5
+
+
+def test_default_ids_skip_ids_added_to_a_shard_directly(data, rng):
+    # A shard changed behind the sharded index's back (an Index used as it is): default ids must not collide.
+    x, ids = data
+    shards = _split(x, ids, 3)
+    sharded = simdex.ShardedIndex(shards)
+    taken = int(ids.max()) + 1
+    shards[1].add(rng.standard_normal((1, DIM)).astype(np.float32), [taken])
+    before = _state(shards)
+    got = sharded.add(rng.standard_normal((12, DIM)).astype(np.float32))
+    assert not np.isin(got, before[1][1]).any()  # no id in two shards
+    assert got.tolist() == list(range(taken + 1, taken + 13))
+    assert sum(n for n, _ in _state(shards)) == sum(n for n, _ in before) + 12

@@ -9,8 +9,9 @@ The pipeline: read (JSONL, Parquet or text lines) -> give each document an id ->
 that every encoder actor has work -> ``map_batches`` with a callable class that loads the encoder once per actor
 (``ActorPoolStrategy``, a GPU each when asked or when the cluster has them) and routes each vector to its shard
 (`simdex.sharded.shard_of`, the rule `ShardedIndex.add` uses) -> a two-step shuffle of Ray tasks (split each block
-by shard; one writer per shard) -> one index file per shard, with the encoder's fingerprint in its metadata ->
-``manifest.json``.
+by shard; one writer per shard) -> one index file per shard, with the encoder's fingerprint in its metadata, and
+beside it the document store `simdex.ingest` writes (``shard-00000.simdex.docs.sqlite``: each vector's text, so
+`Index.search_text` and `ShardedIndex.search_text` return texts) -> ``manifest.json``.
 
 Ray is imported inside the function: ``import simdex`` never loads it.
 """
@@ -27,6 +28,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ._index import Index
+from .docstore import DocStore
 from .sharded import MANIFEST_NAME, shard_of, write_manifest
 
 log = logging.getLogger(__name__)
@@ -127,9 +129,9 @@ class _Embed:
     """The ``map_batches`` callable class: one encoder per actor, a batch of texts in, ids + vectors + shard out."""
 
     def __init__(self, factory: Callable[[], Any], text_field: str, num_shards: int, fingerprint: dict | None,
-                 dim: int) -> None:
+                 dim: int, store_texts: bool = True) -> None:
         self.encoder = factory()
-        self.text_field, self.num_shards, self.dim = text_field, num_shards, dim
+        self.text_field, self.num_shards, self.dim, self.store_texts = text_field, num_shards, dim, store_texts
         fp = getattr(self.encoder, "fingerprint", None)
         if _identity(fp) != _identity(fingerprint):
             # Nodes with different model files would fill one index with incomparable vectors.
@@ -145,7 +147,10 @@ class _Embed:
         vectors = np.ascontiguousarray(self.encoder.embed_batch(texts), dtype=np.float32)
         if vectors.shape != (len(texts), self.dim):
             raise ValueError(f"encoder.embed_batch: expected shape ({len(texts)}, {self.dim}), got {vectors.shape}")
-        return {"id": ids, "vector": vectors, "shard": shard_of(ids, self.num_shards)}
+        out = {"id": ids, "vector": vectors, "shard": shard_of(ids, self.num_shards)}
+        if self.store_texts:
+            out["text"] = np.asarray(texts, dtype=object)  # travels to the shard writer for its document store
+        return out
 
 
 def _split_block(block: dict, num_shards: int) -> Any:
@@ -153,25 +158,36 @@ def _split_block(block: dict, num_shards: int) -> Any:
     shard = np.asarray(block["shard"])
     ids = np.asarray(block["id"], dtype=np.int64)
     vectors = np.asarray(block["vector"], dtype=np.float32)
+    texts = np.asarray(block["text"], dtype=object) if "text" in block else None
     pieces = []
     for s in range(num_shards):
         rows = np.flatnonzero(shard == s)
-        pieces.append((ids[rows], np.ascontiguousarray(vectors[rows])))
+        pieces.append((ids[rows], np.ascontiguousarray(vectors[rows]), None if texts is None else texts[rows].tolist()))
     return pieces[0] if num_shards == 1 else tuple(pieces)
 
 
 def _write_shard(shard: int, out_dir: str, dim: int, metric: str, fingerprint: dict | None, num_shards: int,
-                 *pieces: tuple) -> int:
-    """Shuffle, reduce side: every piece routed to one shard -> one index file. Returns its vector count."""
+                 keyed: bool, *pieces: tuple) -> int:
+    """Shuffle, reduce side: every piece routed to one shard -> one index file, and its texts (when the pieces carry
+    them) in the document store beside it, as `simdex.ingest` writes it: one document and one whole-text chunk per
+    vector, keyed by the vector's id when the ids came from the data (``keyed``). Returns the vector count."""
     index = Index(dim, metric)
+    # In memory, then copied beside the file by Index.save (atomically, replacing a store an earlier run left).
+    store = DocStore(None) if any(p[2] is not None for p in pieces) else None
     try:
-        for ids, vectors in pieces:
+        for ids, vectors, texts in pieces:
             if len(ids):
                 index.add(vectors, ids)
+                if store is not None:
+                    store.add([(int(i) if keyed else None, t, None, None) for i, t in zip(ids.tolist(), texts)],
+                              [(i, d, 0, len(t)) for d, (i, t) in enumerate(zip(ids.tolist(), texts))])
     except ValueError as e:
         raise ValueError(f"shard {shard}: {e} (are the ids unique?)") from None
     index.metadata = _shard_metadata(fingerprint, shard, num_shards)
+    index._docstore = store  # None: Index.save removes a stale store an earlier run left beside the file
     index.save(os.path.join(out_dir, _shard_file(shard)))
+    if index._docstore is not None:
+        index._docstore.close()
     return len(index)
 
 
@@ -265,7 +281,8 @@ def distributed_ingest(dataset_or_paths: Any, out_dir: str | os.PathLike[str], e
                        num_shards: int | None = None, num_gpus_per_worker: float | None = None, *,
                        text_field: str = "text", id_field: str | None = None, format: str | None = None,
                        num_workers: int | None = None, num_cpus_per_worker: float = 1, batch_size: int = 256,
-                       metric: str = "cosine", overwrite: bool = False) -> DistributedIngestReport:
+                       metric: str = "cosine", overwrite: bool = False,
+                       store_texts: bool = True) -> DistributedIngestReport:
     """Embeds a corpus on a Ray cluster into ``num_shards`` index files plus a manifest.
 
     Args:
@@ -291,6 +308,10 @@ def distributed_ingest(dataset_or_paths: Any, out_dir: str | os.PathLike[str], e
         batch_size: texts per ``map_batches`` call.
         metric: the shards' metric.
         overwrite: replace an existing manifest in out_dir.
+        store_texts: also write each shard's texts to the document store beside it
+            (``shard-00000.simdex.docs.sqlite``, the store `simdex.ingest` writes), so that `Index.search_text` and
+            `ShardedIndex.search_text` return them. Each document's `simdex.Document.id` is its ``id_field`` value
+            (None without id_field); its other fields are not kept. False: vectors and ids only.
 
     Returns:
         A `DistributedIngestReport`.
@@ -374,7 +395,8 @@ def distributed_ingest(dataset_or_paths: Any, out_dir: str | os.PathLike[str], e
     log.info("distributed_ingest: %d documents read in %.1f s, %d blocks for %d encoder actor(s)", documents,
              time.perf_counter() - start, blocks, num_workers)
     embedded = ds.map_batches(
-        _Embed, fn_constructor_args=(factory, text_field, num_shards, fingerprint, dim), batch_size=batch_size,
+        _Embed, fn_constructor_args=(factory, text_field, num_shards, fingerprint, dim, store_texts),
+        batch_size=batch_size,
         batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=num_workers), num_cpus=num_cpus_per_worker,
         num_gpus=num_gpus_per_worker or None)
     # Finish encoding before the shuffle: the actor pool may hold every CPU, and the group-by's own workers would
@@ -389,8 +411,8 @@ def distributed_ingest(dataset_or_paths: Any, out_dir: str | os.PathLike[str], e
     if num_shards == 1:
         pieces = [[p] for p in pieces]
     write = ray.remote(_write_shard)
-    counts = ray.get([write.remote(s, out_dir, dim, metric, fingerprint, num_shards, *[p[s] for p in pieces])
-                      for s in range(num_shards)])
+    counts = ray.get([write.remote(s, out_dir, dim, metric, fingerprint, num_shards, id_field is not None,
+                                   *[p[s] for p in pieces]) for s in range(num_shards)])
     seconds = time.perf_counter() - start
     manifest = write_manifest(out_dir, [_shard_file(s) for s in range(num_shards)], counts, dim, metric, fingerprint,
                               extra={"ingest": {"documents": documents, "num_workers": num_workers,

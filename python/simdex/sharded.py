@@ -37,8 +37,10 @@ from typing import Any, Callable, Union
 
 import numpy as np
 
+from . import _shard_txn
 from ._index import FormatError, Index, SearchResult, load, load_bytes
 from ._validate import as_ids, as_k, as_matrix, as_min_score
+from .docstore import TextSearchResult
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = "simdex-sharded"
@@ -212,6 +214,13 @@ class _ShardWorker:
     def size(self):
         return self.epoch, len(self._ready())
 
+    def next_id(self):
+        return self.epoch, int(self._ready()._core.next_id)
+
+    def documents(self, ids: np.ndarray):
+        store = self._ready()._docstore  # the texts beside the shard file (simdex.docstore), if any
+        return self.epoch, {} if store is None else {cid: doc for cid, (_, doc) in store.get(ids).items()}
+
     def save(self, path: str):
         self._ready().save(path)
         return self.epoch
@@ -349,9 +358,12 @@ class ShardedIndex:
     shard raises `ShardError` saying so rather than returning results without them (save, then re-open).
 
     Thread safety: searches may run from any number of threads; ``add``, ``remove`` and ``save`` take a lock.
-    ``add`` is not atomic across shards: every check (shape, ids, duplicates in any shard) happens before
-    anything is sent, so only a shard failure mid-add can leave part of a batch added.
+    ``add`` is all or nothing across shards: every check (shape, NaN/Inf, ids, duplicates in any shard, read-only
+    shards) happens before anything is sent, and when a shard fails mid-add the shards that took their part are
+    rolled back (``simdex._shard_txn``); a search running meanwhile may see part of the batch until add returns.
     """
+
+    _encoder: Any = None  # search_text's last encoder
 
     def __init__(self, shards: PathLike | Sequence[PathLike | Index], backend: str = "threads", *,
                  mmap: bool = False, threads_per_shard: int | None = None, actor_options: dict | None = None,
@@ -432,6 +444,7 @@ class ShardedIndex:
         self._metric = first["metric"]
         self._fingerprint = first["fingerprint"]
         self._dtype = first["dtype"]
+        self._mapped = [bool(info["mapped"]) for info in infos]  # read-only shards: add/remove refuse up front
         self._next_id = max(int(info["next_id"]) for info in infos)
         if check_ids and n > 1:
             all_ids = self._call(range(n), "ids", lambda i: ())
@@ -642,6 +655,50 @@ class ShardedIndex:
         parts = self._call(range(self.num_shards), "search", lambda i: (q_arg, k, floor, allow_arg, rescore))
         return merge_topk(parts, k)
 
+    def search_text(self, query: str, k: int = 10, *, encoder: Any = None, filter: Any = None,
+                    min_score: float | None = None) -> TextSearchResult:
+        """Embeds a query and returns the k best vectors across all shards with their texts.
+
+        The texts come from each shard's document store (``<shard file>.docs.sqlite``, written by
+        `simdex.distributed_ingest` and by `Index.save` of an index holding texts). Like `Index.search_text` with
+        ``chunks=True``: one result per vector, fewer than k when fewer qualify; a vector stored without text
+        has document None.
+
+        Args:
+            encoder: the model that filled the shards (``embed_query``, ``dim``, ``fingerprint``); default: the
+                one last used, else `simdex.Encoder` for the shards' fingerprint model.
+            filter, min_score: as in `search`.
+
+        Raises:
+            FingerprintMismatch: (a ValueError) the encoder is another model than the shards', or the shards
+                hold vectors but no fingerprint.
+        """
+        from .encoder import FingerprintMismatch, check_fingerprint
+
+        if not isinstance(query, str):
+            raise TypeError(f"query: expected str, got {type(query).__name__}")
+        enc = encoder if encoder is not None else self._encoder
+        if enc is None:
+            from .encoder import Encoder
+
+            fp = self._fingerprint
+            enc = Encoder(fp["model"]) if fp and fp.get("model") else Encoder()
+        if self._fingerprint is not None:
+            check_fingerprint(self._fingerprint, enc.fingerprint, "search_text")
+        elif len(self):
+            raise FingerprintMismatch("search_text: the shards hold vectors but no fingerprint, so nothing says "
+                                      "which model made them")
+        if enc.dim != self._dim:
+            raise ValueError(f"encoder: its vectors have dim {enc.dim}, the shards expect dim {self._dim}")
+        self._encoder = enc
+        res = self.search(enc.embed_query(query), k, filter=filter, min_score=min_score)
+        keep = res.ids[0] >= 0
+        ids, scores = res.ids[0][keep], res.scores[0][keep]
+        found: dict = {}
+        for part in self._call(range(self.num_shards), "documents", lambda i: (ids,)):
+            found.update(part)
+        return TextSearchResult(ids, scores, [found.get(int(i)) for i in ids])
+
     # -- mutation -------------------------------------------------------------------------------------------
     def add(self, vectors: Any, ids: Any = None) -> np.ndarray:
         """Adds vectors, each to the shard its id routes to (:func:`shard_of`), and returns the ids.
@@ -651,42 +708,40 @@ class ShardedIndex:
             ids: int64 ids, one per vector, non-negative and in no shard yet. Default: consecutive ids from the
                 largest id any shard has ever held + 1.
 
+        All or nothing: when a shard fails part-way, the shards that took their part are rolled back and the
+        shard's error is raised; every shard then holds what it held before.
+
         Raises:
-            ValueError: wrong shape, NaN/Inf, or a negative, repeated or already stored id (nothing is added);
-                a memory-mapped shard (read-only).
-            ShardError: (Ray backend) a shard failed mid-add (see the class notes).
+            ValueError: wrong shape, NaN/Inf, or a negative, repeated or already stored id; a memory-mapped
+                (read-only) target shard (nothing is added).
+            ShardError: (Ray backend) a shard failed mid-add (see the class notes); or a shard failed and the
+                rollback failed on another, which may keep part of the batch: the message names those shards,
+                and ``remove(ids)`` with the batch's ids repairs it.
         """
         x = as_matrix(vectors, self._dim, "vectors")
         with self._lock:
-            if ids is None:
-                id_arr = np.arange(self._next_id, self._next_id + x.shape[0], dtype=np.int64)
-            else:
-                id_arr = as_ids(ids, "ids", n=x.shape[0])
-                if (id_arr < 0).any():
-                    raise ValueError(f"ids: expected non-negative ids, got {int(id_arr.min())}")
-                uniq, counts = np.unique(id_arr, return_counts=True)
-                if (counts > 1).any():
-                    raise ValueError(f"ids: id {int(uniq[counts > 1][0])} appears more than once in this batch")
-                present = self.contains(id_arr)
-                if present.any():
-                    raise ValueError(f"ids: {int(present.sum())} id(s) are already stored, e.g. {int(id_arr[present][0])}")
-            route = shard_of(id_arr, self.num_shards)
-            targets = [s for s in range(self.num_shards) if (route == s).any()]
-            picks = {s: np.flatnonzero(route == s) for s in targets}
-            self._call(targets, "add", lambda s: (np.ascontiguousarray(x[picks[s]]), id_arr[picks[s]]))
-            for s in targets:
-                self._dirty[s] += len(picks[s])
-            self._next_id = max(self._next_id, int(id_arr.max()) + 1)
-        return id_arr
+            return _shard_txn.add(self, x, ids)
 
     def remove(self, ids: Any) -> int:
-        """Removes the given ids from whichever shards hold them; returns how many were removed."""
+        """Removes the given ids from whichever shards hold them; returns how many were removed.
+
+        Not atomic across shards: when a shard fails, the others have removed their ids, and the shard's error is
+        raised. Removing absent ids is a no-op, so calling remove again with the same ids completes it.
+
+        Raises:
+            ValueError: a shard is memory-mapped (read-only); nothing is removed.
+        """
         id_arr = as_ids(ids, "ids")
         with self._lock:
-            counts = self._call(range(self.num_shards), "remove", lambda i: (id_arr,))
-            for i, c in enumerate(counts):
-                self._dirty[i] += int(c)
-        return int(sum(counts))
+            _shard_txn.read_only_error(self, range(self.num_shards), "removed")
+            outcome = _shard_txn.settle(self, range(self.num_shards), "remove", lambda i: (id_arr,))
+            for i, (ok, c) in outcome.items():
+                if ok:
+                    self._dirty[i] += int(c)
+            for ok, e in outcome.values():
+                if not ok:
+                    raise e
+        return int(sum(c for _, c in outcome.values()))
 
     # -- persistence ----------------------------------------------------------------------------------------
     def save(self, folder: PathLike | None = None) -> str | None:
