@@ -1,6 +1,8 @@
 // libFuzzer target for the index loader: any bytes either load into an index that then works (search, ids,
 // reconstruct, save to bytes and load again) or throw FormatError. Everything else, a crash, a sanitizer report,
 // another exception, is a finding. Build and run: fuzz/README.md.
+#include <algorithm>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -31,6 +33,20 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         if (!all.empty()) {
             std::vector<float> row(index.dim());
             index.reconstruct(all.data(), 1, row.data());
+        }
+        if (index.dtype() == simdex::Dtype::float32 && !all.empty()) {
+            // The best score equals a double brute force over the stored rows (the query is constant, so its
+            // cosine normalization is a plain scale).
+            std::vector<float> rows(all.size() * index.dim());
+            index.reconstruct(all.data(), all.size(), rows.data());
+            const double qv = index.metric() == simdex::Metric::cosine ? 1.0 / std::sqrt(double(index.dim())) : 0.25;
+            double best = -HUGE_VAL;
+            for (std::size_t r = 0; r < all.size(); ++r) {
+                double s = 0;
+                for (std::size_t c = 0; c < index.dim(); ++c) s += qv * rows[r * index.dim() + c];
+                best = std::max(best, s);
+            }
+            if (std::fabs(best - scores[0]) > 1e-3 * (1.0 + std::fabs(best))) std::abort();
         }
         (void)index.metadata();
         rows = index.size();

@@ -249,3 +249,14 @@ def test_sharded_automatic_ids_refuse_at_the_top_of_int64(tmp_path):
     with pytest.raises(ValueError, match="would pass"):
         sharded.add(np.ones((1, 2), np.float32))
     assert len(sharded) == 1
+
+
+def test_int8_file_with_a_dim_the_kernels_cannot_take_is_a_format_error():
+    """Found by libFuzzer: the constructor's ValueError escaped load as a plain ValueError."""
+    dim = 133145  # one past kMaxI8Depth: int32 sums of 127 * 127 products would no longer be exact
+    head = sdxfile.INDEX_HEADER.pack(dim, 0, 0, 0, 1, bytes(32))
+    sections = [sdxfile.Section("index", sdxfile.BYTES, 64, 1, head, sdxfile.REQUIRED),
+                sdxfile.Section("ids", sdxfile.I64, 0, 1, b"", sdxfile.REQUIRED),
+                sdxfile.Section("int8.codes", sdxfile.I8, 0, dim, b"", sdxfile.REQUIRED)]
+    with pytest.raises(simdex.FormatError, match="largest an int8 index takes"):
+        simdex.load_bytes(sdxfile.build(sections))

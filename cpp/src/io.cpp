@@ -204,6 +204,9 @@ FlatIndex FlatIndex::from_blob(format::BlobPtr blob) {
     if (dtype == Dtype::float32 && (r.find(kCodesSection) || r.find(kOffsetSection) || r.find(kStepSection)))
         r.fail("int8 sections in a float32 index");
 
+    if (dtype == Dtype::int8 && h.dim > kernels::kMaxI8Depth)  // what the constructor refuses is a file error here
+        r.fail("dim " + std::to_string(h.dim) + " is above " + std::to_string(kernels::kMaxI8Depth) +
+               ", the largest an int8 index takes");
     FlatIndex index(static_cast<std::size_t>(h.dim), h.metric == 0 ? Metric::cosine : Metric::ip, dtype,
                     dtype == Dtype::int8 && floats);
     if (dtype == Dtype::int8) {
