@@ -360,6 +360,11 @@ def test_fork_child_gets_its_own_thread_pool(rng):
 # -- Ctrl-C -------------------------------------------------------------------------------------------------------
 
 INTERRUPT_SCRIPT = """
+import signal
+# A child inherits its parent's SIGINT disposition, and Python installs its KeyboardInterrupt handler only over the
+# default one: under a parent that ignores SIGINT (a test run in the background, nohup) the Ctrl-C below would be
+# ignored and this would test the shell, not simdex. Put Python's own handler back.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 import sys, time, numpy as np, simdex
 simdex.set_num_threads(int(sys.argv[1]))
 rng = np.random.default_rng(0)

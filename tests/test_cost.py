@@ -1,6 +1,11 @@
+import math
+import warnings
+
+import numpy as np
 import pytest
 
-from simdex.cost import parse_price, storage_cost
+import simdex
+from simdex.cost import BYTES_PER_VALUE, DTYPES, layout, parse_price, storage_cost
 
 
 def test_reproduces_the_reference_figures():
@@ -33,3 +38,63 @@ def test_parse_price():
     assert parse_price("0.2") == (0.2, 0.2)
     with pytest.raises(ValueError, match="LOW:HIGH"):
         parse_price("cheap")
+
+
+# -- the estimate is what the index really holds ------------------------------------------------------------------
+def _built(n, dim, dtype, batches=1):
+    index = simdex.Index(dim, metric="ip", dtype=dtype)
+    rng = np.random.default_rng(n + dim)
+    x = rng.standard_normal((n, dim)).astype(np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # small int8 first batches: calibration quality is not the point here
+        for part in np.array_split(x, batches):
+            index.add(part)
+    return index
+
+
+@pytest.mark.parametrize("n,dim,dtype,batches", [
+    (10_000, 16, "float32", 1), (10_000, 384, "float32", 1), (10_000, 16, "int8", 1), (10_000, 384, "int8", 1),
+    (10_000, 384, "int8", 7), (1, 16, "float32", 1), (12_288, 16, "float32", 1), (12_289, 16, "float32", 1),
+    (30_000, 16, "float32", 3), (49_153, 8, "int8", 1), (400_000, 1, "float32", 4),
+])
+def test_estimate_equals_memory_usage_of_a_real_index(n, dim, dtype, batches):
+    # Exact, not approximate: memory_usage counts rows written (not room reserved for growth) plus the id
+    # table's allocation, which depends on n alone; a built index without metadata holds nothing else.
+    # 12,288 / 12,289 rows sit either side of an id-table doubling; 30,000 rows get a 1 MiB table that the core
+    # rounds up to a 2 MiB huge page; 400,000 rows are past what layout() measures (extrapolated).
+    assert storage_cost(n, dim, dtype).total_bytes == _built(n, dim, dtype, batches).memory_usage()
+    assert storage_cost(n, dim, dtype, replicas=3).total_bytes == 3 * storage_cost(n, dim, dtype).index_bytes
+
+
+def test_per_id_overhead_is_the_id_and_its_table_slot():
+    # 50M float32 x 384: 76.8 GB of vectors, 8 bytes of id a row, and a 2**26-entry table of 16-byte slots.
+    r = storage_cost(50_000_000, 384)
+    assert r.total_bytes - r.raw_bytes == 50_000_000 * 8 + 2**26 * 16 + layout().empty_bytes
+
+
+def test_layout_matches_the_index_dtypes():
+    from simdex._index import DTYPES as INDEX_DTYPES
+
+    assert set(DTYPES) == set(INDEX_DTYPES)
+    assert layout().value_bytes == BYTES_PER_VALUE
+
+
+@pytest.mark.parametrize("price", [(math.inf, math.inf), (0.1, math.inf), (-0.1, 0.2), (math.nan, 1.0), (True, 1),
+                                   ("0.1", "0.2"), (0.1,)])
+def test_price_must_be_finite_non_negative_numbers(price):
+    with pytest.raises(ValueError, match="price"):
+        storage_cost(10, 4, price=price)
+
+
+@pytest.mark.parametrize("text", ["inf", "0.1:inf", "1e400", "nan", "-1", "0.2:-0.1"])
+def test_parse_price_refuses_non_finite_and_negative(text):
+    with pytest.raises(ValueError, match="price"):
+        parse_price(text)
+
+
+def test_float16_is_not_offered():
+    with pytest.raises(ValueError, match="dtype"):
+        storage_cost(10, 4, "float16")
+    assert storage_cost(np.int64(10), np.int32(4)).n == 10
+    with pytest.raises(ValueError, match="n"):
+        storage_cost(True, 4)

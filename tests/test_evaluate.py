@@ -1,8 +1,11 @@
 """Ranking metrics on hand-computed cases, the data loaders, variants, and the harness end to end."""
 
+import inspect
 import json
+import logging
 import math
 import os
+import zlib
 
 import numpy as np
 import pytest
@@ -149,3 +152,65 @@ def test_dev_set_matches_numpy_brute_force(minilm):
     assert abs(by["int8+rescore"]["mrr@10"] - by["float32"]["mrr@10"]) <= 0.002
     print({v: (round(r["recall@10"], 4), round(r["mrr@10"], 4)) for v, r in by.items()},
           "numpy", round(float(np.mean(hits)), 4), round(float(np.mean(rr)), 4))
+
+
+# -- progress bars: evaluate(progress=True), `simdex eval` and `simdex demo` show one while embedding ------------
+class ProgressEncoder:
+    """Hash vectors (no model) behind the real `simdex.Encoder.embed_batch` signature and progress bar: keyword-only
+    ``batch_size`` and ``show_progress_bar``, which defaults to the "simdex" logger being at INFO or below."""
+
+    def __init__(self, model="progress-stand-in", device=None):
+        self.fingerprint = {"model": model}
+
+    def embed_batch(self, texts, *, batch_size=None, show_progress_bar=None):
+        from tqdm.auto import tqdm
+
+        if show_progress_bar is None:
+            show_progress_bar = logging.getLogger("simdex").getEffectiveLevel() <= logging.INFO
+        out = []
+        with tqdm(total=len(texts), unit="text", desc="embed", disable=not show_progress_bar) as bar:
+            for t in texts:
+                out.append(self.embed_query(t))
+                bar.update(1)
+        return np.stack(out)
+
+    def embed_query(self, text):
+        return np.random.default_rng(zlib.crc32(text.encode())).standard_normal(8).astype(np.float32)
+
+
+CORPUS = [(f"d{i}", f"document number {i}") for i in range(40)]
+QUERIES = [{"query": "number 3", "doc_id": "d3"}, {"query": "number 7", "doc_id": "d7"}]
+
+
+def test_encoder_embed_batch_takes_the_progress_keyword_evaluate_passes():
+    import simdex
+    from simdex.evaluate import _progress_keyword
+
+    assert _progress_keyword(simdex.Encoder.embed_batch) == "show_progress_bar"
+    assert "show_progress_bar" in inspect.signature(simdex.Encoder.embed_batch).parameters
+
+
+def test_evaluate_progress_shows_the_embedding_bar(capsys):
+    evaluate(CORPUS, QUERIES, models=[ProgressEncoder()], variants=["float32"], progress=True)
+    err = capsys.readouterr().err
+    assert "embed" in err and "40/40" in err, err
+
+
+def test_evaluate_without_progress_shows_no_bar_even_at_info(capsys, monkeypatch):
+    monkeypatch.setattr(logging.getLogger("simdex"), "level", logging.INFO)
+    evaluate(CORPUS, QUERIES, models=[ProgressEncoder()], variants=["float32"], progress=False)
+    assert "embed" not in capsys.readouterr().err
+
+
+def test_cli_eval_shows_the_embedding_bar(tmp_path, capsys, monkeypatch):
+    import simdex
+    from simdex.cli import main
+
+    corpus, queries = tmp_path / "c.jsonl", tmp_path / "q.jsonl"
+    corpus.write_text("\n".join(json.dumps({"id": i, "text": t}) for i, t in CORPUS))
+    queries.write_text("\n".join(json.dumps(q) for q in QUERIES))
+    monkeypatch.setattr(simdex, "Encoder", ProgressEncoder)  # `simdex eval` makes simdex.Encoder(model)
+    assert main(["eval", "--corpus", str(corpus), "--queries", str(queries), "--variants", "float32"]) == 0
+    captured = capsys.readouterr()
+    assert "embed" in captured.err and "40/40" in captured.err, captured.err
+    assert "recall@10" in captured.out

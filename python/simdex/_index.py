@@ -479,7 +479,8 @@ class Index:
             z[found] = stats.z_scores(qs[found], np.einsum("qd,qd->q", qs[found].astype(np.float64), rows))
         return diagnose(res.scores, z)
 
-    def _text_filter(self, filter: Any, keywords: Optional[str], limit: int, where: Optional[str]) -> Any:
+    def _text_filter(self, filter: Any, keywords: Optional[str], limit: int, where: Optional[str],
+                     where_timeout: Optional[float] = None) -> Any:
         """The allow-list for search_text: the caller's filter intersected with the keyword and where filters."""
         if keywords is None and where is None:
             return filter
@@ -498,14 +499,15 @@ class Index:
             self._keyword_cache = cached
         allow = None if filter is None else as_ids(filter, "filter")
         for part in (cached[1].allow_list(keywords, limit) if keywords is not None else None,
-                     cached[1].where(where) if where is not None else None):
+                     cached[1].where(where, timeout=where_timeout) if where is not None else None):
             if part is not None:
                 allow = part if allow is None else np.intersect1d(allow, part)
         return allow
 
     def search_text(self, query: str, k: int = 10, *, encoder: Any = None, chunks: bool = False,
                     filter: Any = None, min_score: Optional[float] = None, keywords: Optional[str] = None,
-                    keyword_limit: int = 200, where: Optional[str] = None) -> TextSearchResult:
+                    keyword_limit: int = 200, where: Optional[str] = None,
+                    where_timeout: Optional[float] = None) -> TextSearchResult:
         """Embeds a query and returns the k best documents (or chunks) with their texts.
 
         Args:
@@ -518,7 +520,10 @@ class Index:
             keywords: hybrid search: only the ``keyword_limit`` best BM25 matches of these words (SQLite FTS5
                 over the stored texts) are ranked by the vector search; no filter when no text shares a word.
             where: a SQL condition on the stored documents' ``source`` and ``doc`` (the document key), e.g.
-                ``"source LIKE 'man%'"``; only matching documents are ranked.
+                ``"source LIKE 'man%'"``; only matching documents are ranked. It must be one expression, and
+                it runs under a deadline (ValueError past it) with a cap on the strings it may build
+                (docs/reliability.md).
+            where_timeout: seconds the where condition may run; default ``simdex.hybrid.WHERE_TIMEOUT`` (3).
 
         Returns:
             TextSearchResult(ids int64 (<= k,), scores float32 (<= k,), documents): ids are vector (chunk) ids;
@@ -540,7 +545,7 @@ class Index:
                 f"search_text: the index holds {len(self)} vectors but no fingerprint, so nothing says which model "
                 "made them; add them with add(..., fingerprint=encoder.fingerprint) or set "
                 "index.metadata = {**index.metadata, 'fingerprint': encoder.fingerprint}")
-        filter = self._text_filter(filter, keywords, keyword_limit, where)
+        filter = self._text_filter(filter, keywords, keyword_limit, where, where_timeout)
         q = enc.embed_query(query)
         n = len(self)
         fetch = k if chunks else max(1, min(n, max(4 * k, k + 16)))

@@ -3,7 +3,10 @@ or raises an error that says what was expected and what arrived."""
 
 from __future__ import annotations
 
+import math
+import numbers
 import operator
+import reprlib
 from typing import Any
 
 import numpy as np
@@ -97,9 +100,16 @@ def as_dim(dim: Any) -> int:
 
 
 def as_min_score(min_score: Any) -> float:
+    """Returns min_score as a float (-inf for None). A real number: Python or NumPy int or float (a 0-d NumPy
+    array too); strings, bools, complex numbers and arrays of several values are refused, and so is NaN."""
     if min_score is None:
         return float("-inf")
+    if isinstance(min_score, np.ndarray) and min_score.ndim == 0 and min_score.dtype.kind in "iuf":
+        min_score = min_score[()]
+    if isinstance(min_score, (bool, np.bool_)) or not isinstance(min_score, numbers.Real):
+        raise TypeError(f"min_score: expected a real number or None, got {type(min_score).__name__} "
+                        f"{reprlib.repr(min_score)}")
     value = float(min_score)
-    if np.isnan(value):
-        raise ValueError("min_score: expected a number or None, got NaN")
+    if math.isnan(value):
+        raise ValueError("min_score: expected a real number or None, got NaN")
     return value

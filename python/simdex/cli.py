@@ -16,6 +16,34 @@ DEFAULT_MODEL = "all-MiniLM-L6-v2"
 DEMO_VARIANTS = ["float32", "int8", "int8+rescore", "pca192", "pca192+int8", "float32+bm25"]
 
 
+def _positive_int(text: str) -> int:
+    """argparse type: refuses 0, negative numbers and non-integers before any file is opened or model loaded."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _snippet_width(text: str) -> int:
+    value = _positive_int(text)
+    if value < 10:  # textwrap.shorten needs room for the " ..." placeholder and a word
+        raise argparse.ArgumentTypeError(f"expected at least 10 characters, got {text!r}")
+    return value
+
+
+def _nonnegative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
 def _data_file(name: str) -> str:
     from importlib.resources import files
 
@@ -32,10 +60,12 @@ def _cmd_info(args: argparse.Namespace) -> int:
         print(f"{args.path}: {index!r}")
         print(f"  file {size:,} bytes")
         fp = index.fingerprint
-        if fp:
+        if isinstance(fp, dict) and fp:
             print("  fingerprint:")
-            for key, value in sorted(fp.items()):
+            for key, value in sorted(fp.items(), key=lambda kv: str(kv[0])):
                 print(f"    {key}: {value}")
+        elif fp:
+            print(f"  fingerprint: not a mapping ({type(fp).__name__}): {str(fp)[:200]}")
         else:
             print("  fingerprint: none (vectors not added through an encoder)")
     return 0
@@ -73,9 +103,15 @@ def _cmd_search(args: argparse.Namespace) -> int:
     import simdex
 
     index = simdex.load(args.index)
-    hits = index.search_text(args.query, args.k, encoder=_encoder(args.model or index.fingerprint["model"], args.device))
+    fp = index.fingerprint
+    model = args.model or (fp.get("model") if isinstance(fp, dict) else None)
+    if not isinstance(model, str) or not model:
+        raise ValueError(f"{args.index} has no model fingerprint (its vectors were not added through an encoder), "
+                         "so nothing says which model embeds the query; pass --model NAME")
+    hits = index.search_text(args.query, args.k, encoder=_encoder(model, args.device))
     for rank, hit in enumerate(hits, start=1):
-        snippet = textwrap.shorten(" ".join(str(hit.text).split()), width=args.width, placeholder=" ...")
+        text = "(no stored text)" if hit.text is None else " ".join(hit.text.split())
+        snippet = textwrap.shorten(text, width=args.width, placeholder=" ...")
         print(f"{rank:>2}. {hit.score:.3f}  [{hit.doc_id}]  {snippet}")
     if not hits:
         print("no results")
@@ -123,18 +159,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("index", help="index file to create or extend")
     p.add_argument("--model", default=DEFAULT_MODEL)
     p.add_argument("--device", default="auto")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--chunk-tokens", type=int, default=None)
-    p.add_argument("--overlap", type=int, default=0)
+    p.add_argument("--batch-size", type=_positive_int, default=64)
+    p.add_argument("--chunk-tokens", type=_positive_int, default=None)
+    p.add_argument("--overlap", type=_nonnegative_int, default=0)
     p.set_defaults(func=_cmd_ingest)
 
     p = sub.add_parser("search", help="search an index built by `simdex ingest` with a text query")
     p.add_argument("index")
     p.add_argument("query")
-    p.add_argument("-k", type=int, default=5)
+    p.add_argument("-k", type=_positive_int, default=5)
     p.add_argument("--model", default=None, help="default: the model recorded in the index")
     p.add_argument("--device", default="auto")
-    p.add_argument("--width", type=int, default=100, help="snippet width in characters")
+    p.add_argument("--width", type=_snippet_width, default=100, help="snippet width in characters (at least 10)")
     p.set_defaults(func=_cmd_search)
 
     p = sub.add_parser("eval", help="evaluate models x index variants on a labeled set")
@@ -143,17 +179,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", action="append", help=f"repeatable; default {DEFAULT_MODEL}")
     p.add_argument("--variants", default="float32,int8,int8+rescore",
                    help="comma-separated: float32, int8, int8+rescore[N], pcaD, rpD, ...+int8, ...+bm25[N]")
-    p.add_argument("-k", type=int, default=10)
+    p.add_argument("-k", type=_positive_int, default=10)
     p.add_argument("--json", help="write the result rows as JSON here")
     p.add_argument("--plot", help="write a PNG of recall@10 against latency and bytes per vector here")
     p.set_defaults(func=_cmd_eval)
 
     p = sub.add_parser("cost", help="storage bytes and monthly cost of an index")
-    p.add_argument("--n", type=int, required=True, help="number of vectors")
-    p.add_argument("--dim", type=int, required=True)
-    p.add_argument("--dtype", default="float32", choices=["float32", "float16", "int8"])
-    p.add_argument("--replicas", type=int, default=1)
-    p.add_argument("--price", default="0.10:0.25", help="dollars per GB-month, LOW:HIGH")
+    p.add_argument("--n", type=_positive_int, required=True, help="number of vectors")
+    p.add_argument("--dim", type=_positive_int, required=True)
+    p.add_argument("--dtype", default="float32", choices=["float32", "int8"])
+    p.add_argument("--replicas", type=_positive_int, default=1)
+    p.add_argument("--price", default="0.10:0.25",
+                   help="dollars per GB-month, LOW:HIGH (finite, >= 0; write --price=LOW:HIGH if LOW starts with -)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_cost)
 
@@ -170,6 +207,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (ValueError, OSError) as e:
         print(f"simdex {args.command}: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"simdex {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -246,8 +246,9 @@ def evaluate(corpus: Any, queries: Any, models: Sequence[Any] = ("all-MiniLM-L6-
         encoder = _encoder(model)
         name = encoder.fingerprint.get("model", str(model)) if isinstance(encoder.fingerprint, dict) else str(model)
         t0 = time.perf_counter()
-        doc_vecs = np.ascontiguousarray(encoder.embed_batch(texts, show_progress=progress), np.float32) \
-            if _accepts_progress(encoder) else np.ascontiguousarray(encoder.embed_batch(texts), np.float32)
+        keyword = _progress_keyword(encoder.embed_batch)
+        doc_vecs = np.ascontiguousarray(
+            encoder.embed_batch(texts, **({keyword: progress} if keyword else {})), np.float32)
         embed_s = time.perf_counter() - t0
         q_vecs, enc_lat = [], []
         for q in q_texts:
@@ -299,10 +300,17 @@ def _encoder(model: Any):
     return simdex.Encoder(model)
 
 
-def _accepts_progress(encoder: Any) -> bool:
+def _progress_keyword(embed_batch: Any) -> Optional[str]:
+    """The keyword that turns an encoder's progress bar on or off: ``show_progress_bar`` (`simdex.Encoder`,
+    sentence-transformers), else ``show_progress`` (older stand-ins), else None (no bar to control)."""
     import inspect
 
     try:
-        return "show_progress" in inspect.signature(encoder.embed_batch).parameters
+        params = inspect.signature(embed_batch).parameters
     except (TypeError, ValueError):
-        return False
+        return None
+    for name in ("show_progress_bar", "show_progress"):
+        if name in params and params[name].kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                                                     inspect.Parameter.KEYWORD_ONLY):
+            return name
+    return None

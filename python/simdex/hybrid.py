@@ -7,17 +7,37 @@ metadata match a SQL condition.
     kw = KeywordIndex.from_records(ids, texts, metadata=[{"source": ...}, ...])
     index.search(q, 10, filter=kw.allow_list("send mail smtp", limit=200))
     index.search(q, 10, filter=kw.where("source LIKE 'man%'"))
+
+A ``where`` condition is SQL text, so it is treated as untrusted: it must be one expression (no ``;``, no comments,
+no parenthesis that closes the surrounding ``WHERE (...)``), it runs on a read-only connection under a deadline
+(`WHERE_TIMEOUT` seconds, or ``timeout=``), and no string or blob it makes may exceed `WHERE_MAX_LENGTH` bytes, so a
+recursive CTE or ``randomblob(1e9)`` ends in a ValueError within about the deadline instead of hanging the call.
 """
 
 from __future__ import annotations
 
+import math
+import numbers
 import re
 import sqlite3
+import threading
+import time
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 _WORD = re.compile(r"\w+", re.UNICODE)
+
+#: Seconds a `KeywordIndex.where` condition may run before it is stopped (``timeout=`` overrides it per call).
+WHERE_TIMEOUT = 3.0
+#: Bytes of the longest string or blob a where condition may make (raised to the longest stored value, if longer).
+WHERE_MAX_LENGTH = 1_000_000
+#: Characters of the longest where condition accepted (values belong in ``params``).
+WHERE_MAX_CONDITION = 100_000
+_PROGRESS_STEPS = 1000  # SQLite VM instructions between two deadline checks
+_HAS_SETLIMIT = hasattr(sqlite3.Connection, "setlimit")  # Python 3.11+
+# Without setlimit (Python < 3.11) a single function call that makes a huge blob cannot be bounded: refuse these.
+_BLOB_MAKERS = re.compile(r"\b(zeroblob|randomblob)\s*\(", re.IGNORECASE)
 
 
 def fts_query(text: str) -> str:
@@ -26,11 +46,74 @@ def fts_query(text: str) -> str:
     return " OR ".join('"' + w.replace('"', '""') + '"' for w in words)
 
 
+def _shown(condition: str) -> str:
+    """The condition for an error message: repr, cut to 200 characters."""
+    return repr(condition) if len(condition) <= 200 else repr(condition[:200]) + f"... ({len(condition):,} characters)"
+
+
+def check_condition(condition: str) -> str:
+    """Returns `condition` when it is a single SQL expression that cannot escape ``WHERE (...)``, else raises.
+
+    Outside string literals and quoted identifiers it refuses ``;`` (a second statement), ``--`` and ``/*``
+    (a comment could hide the closing parenthesis) and any ``)`` that closes more than the condition opened.
+    Subqueries are expressions and stay allowed; the deadline in `KeywordIndex.where` bounds them.
+    """
+    if not isinstance(condition, str):
+        raise TypeError(f"where: expected a SQL condition as str, got {type(condition).__name__}")
+    if not condition.strip():
+        raise ValueError("where: expected a SQL condition, got an empty string")
+    if len(condition) > WHERE_MAX_CONDITION:
+        raise ValueError(f"where: the condition is {len(condition):,} characters, over the {WHERE_MAX_CONDITION:,} "
+                         "allowed; pass long values as params (?) instead")
+    depth, i, n = 0, 0, len(condition)
+    closing = {"'": "'", '"': '"', "`": "`", "[": "]"}
+    code = []  # the condition with string literals blanked and identifiers unquoted ("zeroblob"(1) is a call)
+    while i < n:
+        c = condition[i]
+        if c in closing:
+            end = condition.find(closing[c], i + 1)
+            if end < 0:
+                raise ValueError(f"where: unterminated {c}...{closing[c]} in {_shown(condition)}")
+            code.append(" '' " if c == "'" else f" {condition[i + 1:end]} ")
+            i = end + 1  # a doubled quote ('') reads as two adjacent literals: the same tokens for this check
+            continue
+        if c == ";":
+            raise ValueError(f"where: expected one SQL expression, got ';' (a second statement) in {_shown(condition)}")
+        if condition.startswith("--", i) or condition.startswith("/*", i):
+            raise ValueError(f"where: comments are not allowed in a condition: {_shown(condition)}")
+        if c == "(":
+            depth += 1
+        elif c == ")":
+            depth -= 1
+            if depth < 0:
+                raise ValueError(f"where: unbalanced ')' in {_shown(condition)}: a condition must be one expression")
+        code.append(c)
+        i += 1
+    if depth:
+        raise ValueError(f"where: unbalanced '(' in {_shown(condition)}: a condition must be one expression")
+    if not _HAS_SETLIMIT and _BLOB_MAKERS.search("".join(code)):
+        raise ValueError(f"where: zeroblob() and randomblob() are not allowed in a condition: {_shown(condition)}")
+    return condition
+
+
+def _as_timeout(timeout: object) -> float:
+    if timeout is None:
+        timeout = WHERE_TIMEOUT
+    if isinstance(timeout, bool) or not isinstance(timeout, numbers.Real):
+        raise TypeError(f"timeout: expected seconds as a real number, got {type(timeout).__name__}")
+    value = float(timeout)
+    if math.isnan(value) or value <= 0:
+        raise ValueError(f"timeout: expected a positive number of seconds (inf for none), got {timeout!r}")
+    return value
+
+
 class KeywordIndex:
     """BM25 keyword search and metadata filters over documents, returning the ids the vector index uses."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
+        self._lock = threading.Lock()  # where() changes connection-wide settings for the length of one query
+        self._value_limit: Optional[int] = None
 
     @classmethod
     def from_records(cls, ids: Sequence[int], texts: Sequence[str],
@@ -58,9 +141,10 @@ class KeywordIndex:
         match = fts_query(query)
         if not match:
             return np.empty(0, np.int64), np.empty(0, np.float32)
-        rows = self.conn.execute(
-            "SELECT rowid, -bm25(docs_fts) AS s FROM docs_fts WHERE docs_fts MATCH ? ORDER BY s DESC, rowid LIMIT ?",
-            (match, int(limit))).fetchall()
+        with self._lock:
+            rows = self.conn.execute(
+                "SELECT rowid, -bm25(docs_fts) AS s FROM docs_fts WHERE docs_fts MATCH ? ORDER BY s DESC, rowid "
+                "LIMIT ?", (match, int(limit))).fetchall()
         return np.array([r[0] for r in rows], np.int64), np.array([r[1] for r in rows], np.float32)
 
     def allow_list(self, query: str, limit: int = 200) -> Optional[np.ndarray]:
@@ -68,10 +152,59 @@ class KeywordIndex:
         ids, _ = self.bm25(query, limit)
         return ids if len(ids) else None
 
-    def where(self, condition: str, params: Sequence[object] = ()) -> np.ndarray:
-        """Ids of the documents whose metadata satisfy a SQL condition, e.g. ``"source LIKE 'man%'"``."""
-        try:
-            rows: List[tuple] = self.conn.execute(f"SELECT id FROM docs WHERE {condition}", tuple(params)).fetchall()
-        except sqlite3.Error as e:
-            raise ValueError(f"where: not a valid condition on the document metadata ({e}): {condition!r}") from None
+    def _length_limit(self) -> int:
+        """WHERE_MAX_LENGTH, or the longest value stored in docs when longer (SQLite refuses to read past it)."""
+        if self._value_limit is None:
+            columns = ['"' + r[1].replace('"', '""') + '"' for r in self.conn.execute("PRAGMA table_info(docs)")]
+            longest = ", ".join([f"coalesce(max(length(CAST({c} AS BLOB))), 0)" for c in columns] + ["0"])
+            try:
+                self._value_limit = int(self.conn.execute(f"SELECT max({longest}) FROM docs").fetchone()[0])
+            except sqlite3.Error:  # no docs table: where() itself will say so
+                self._value_limit = 0
+        return max(WHERE_MAX_LENGTH, self._value_limit)
+
+    def where(self, condition: str, params: Sequence[object] = (), *, timeout: Optional[float] = None) -> np.ndarray:
+        """Ids of the documents whose metadata satisfy a SQL condition, e.g. ``"source LIKE 'man%'"``.
+
+        Args:
+            condition: one SQL expression over the metadata columns (see `check_condition`).
+            params: values for its ``?`` placeholders.
+            timeout: seconds it may run (default `WHERE_TIMEOUT`; ``math.inf`` for no limit).
+
+        Raises:
+            ValueError: not a single valid expression, over the deadline, or a value over `WHERE_MAX_LENGTH` bytes.
+        """
+        check_condition(condition)
+        seconds = _as_timeout(timeout)
+        sql = f"SELECT id FROM docs WHERE ({condition})"
+        with self._lock:
+            limit = self._length_limit()
+            deadline = time.monotonic() + seconds
+            expired = []
+
+            def past_deadline() -> int:
+                if time.monotonic() > deadline:
+                    expired.append(True)
+                    return 1
+                return 0
+
+            old_length = self.conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, limit) if _HAS_SETLIMIT else None
+            self.conn.set_progress_handler(past_deadline, _PROGRESS_STEPS)
+            try:
+                rows: List[tuple] = self.conn.execute(sql, tuple(params)).fetchall()
+            except sqlite3.Error as e:
+                if expired:
+                    raise ValueError(
+                        f"where: the condition ran past its {seconds:g} s deadline and was stopped: "
+                        f"{_shown(condition)}; allow more with KeywordIndex.where(..., timeout=SECONDS) or by "
+                        "setting simdex.hybrid.WHERE_TIMEOUT") from None
+                if "too big" in str(e):
+                    raise ValueError(f"where: the condition (or a param) made a string or blob over the {limit:,}-byte "
+                                     f"limit (simdex.hybrid.WHERE_MAX_LENGTH): {_shown(condition)}") from None
+                raise ValueError(f"where: not a valid condition on the document metadata ({e}): {_shown(condition)}") \
+                    from None
+            finally:
+                self.conn.set_progress_handler(None, 0)
+                if old_length is not None:
+                    self.conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, old_length)
         return np.array([r[0] for r in rows], np.int64)
