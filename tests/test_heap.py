@@ -13,16 +13,21 @@ MB = 1 << 20
 
 def fragment_heap(libc, megabytes: int) -> list:
     """Leaves `megabytes` of touched, free heap memory that the heap's top cannot give back: 64 KiB blocks
-    (below glibc's mmap threshold) each followed by a small block that stays allocated. Returns the small ones."""
-    libc.malloc.restype = ctypes.c_void_p
+    (below glibc's mmap threshold), each followed by a pin that stays allocated. A pin is itself a 64 KiB block
+    shrunk in place to 32 bytes: a plain small malloc could be served from free small chunks elsewhere in the heap,
+    leaving the big blocks side by side, to merge and be trimmed at free (the test then depended on what the
+    interpreter had freed before). Returns the pins."""
+    libc.malloc.restype = libc.realloc.restype = ctypes.c_void_p
     libc.malloc.argtypes = [ctypes.c_size_t]
+    libc.realloc.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
     libc.free.argtypes = [ctypes.c_void_p]
     big, pins = [], []
     for _ in range(megabytes * 16):
         p = libc.malloc(64 << 10)
         ctypes.memset(p, 1, 64 << 10)
         big.append(p)
-        pins.append(libc.malloc(32))
+        pin = libc.malloc(64 << 10)
+        pins.append(libc.realloc(pin, 32))  # in place: its tail goes back to the top, the pin stays after p
     for p in big:
         libc.free(p)
     return pins
