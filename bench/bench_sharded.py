@@ -33,7 +33,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import simdex
 from _common import median
-from simdex.sharded import shard_of
+from simdex.shard import shard_of
 
 K = 10
 

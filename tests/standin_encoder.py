@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 
 import numpy as np
-from simdex.encoder import Prepared
+from simdex.text.encoder import Prepared
 
 
 class TinyStandInEncoder:

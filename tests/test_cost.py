@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import simdex
-from simdex.cost import BYTES_PER_VALUE, DTYPES, layout, parse_price, storage_cost
+from simdex.quality.cost import BYTES_PER_VALUE, DTYPES, layout, parse_price, storage_cost
 
 
 def test_reproduces_the_reference_figures():
@@ -73,7 +73,7 @@ def test_per_id_overhead_is_the_id_and_its_table_slot():
 
 
 def test_layout_matches_the_index_dtypes():
-    from simdex._index import DTYPES as INDEX_DTYPES
+    from simdex._validate import DTYPES as INDEX_DTYPES
 
     assert set(DTYPES) == set(INDEX_DTYPES)
     assert layout().value_bytes == BYTES_PER_VALUE

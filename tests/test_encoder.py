@@ -8,7 +8,8 @@ import sys
 import numpy as np
 import pytest
 import simdex
-from simdex.encoder import PREFETCH, WINDOW_BATCHES, FingerprintMismatch, check_fingerprint
+from simdex._fingerprint import FingerprintMismatch, check_fingerprint
+from simdex.text.encoder import PREFETCH, WINDOW_BATCHES
 
 TEXTS = [
     "How do I send mail from a Python script?",

@@ -10,7 +10,7 @@ import zlib
 import numpy as np
 import pytest
 
-from simdex.evaluate import Variant, evaluate, load_queries, mrr_at_k, ndcg_at_k, recall_at_k
+from simdex.quality.evaluate import Variant, evaluate, load_queries, mrr_at_k, ndcg_at_k, recall_at_k
 
 
 def test_metrics_single_relevant():
@@ -184,7 +184,7 @@ QUERIES = [{"query": "number 3", "doc_id": "d3"}, {"query": "number 7", "doc_id"
 
 def test_encoder_embed_batch_takes_the_progress_keyword_evaluate_passes():
     import simdex
-    from simdex.evaluate import _progress_keyword
+    from simdex.quality.evaluate import _progress_keyword
 
     assert _progress_keyword(simdex.Encoder.embed_batch) == "show_progress_bar"
     assert "show_progress_bar" in inspect.signature(simdex.Encoder.embed_batch).parameters

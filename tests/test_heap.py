@@ -4,8 +4,8 @@ import ctypes
 import sys
 
 import pytest
-from simdex import _heap
-from simdex._heap import HeapTrimmer, resident_bytes
+from simdex.text import _heap
+from simdex.text._heap import HeapTrimmer, resident_bytes
 
 glibc = pytest.mark.skipif(_heap._malloc_trim() is None, reason="malloc_trim is glibc's (Linux)")
 MB = 1 << 20
@@ -59,7 +59,7 @@ _FRAGMENT = """
 import ctypes, json, sys
 sys.path.insert(0, {tests!r})
 from test_heap import fragment_heap, MB
-from simdex._heap import HeapTrimmer, resident_bytes
+from simdex.text._heap import HeapTrimmer, resident_bytes
 libc = ctypes.CDLL(None)
 trimmer = HeapTrimmer(slack=32 * MB)
 trimmer()

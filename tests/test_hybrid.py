@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 import simdex
-from simdex import hybrid
-from simdex.hybrid import KeywordIndex, fts_query
+from simdex.text import hybrid
+from simdex.text.hybrid import KeywordIndex, fts_query
+from simdex.text.texts import texts_of
 
 
 @pytest.fixture
@@ -206,7 +207,7 @@ def test_search_text_where_is_bounded_too(monkeypatch):
     index.add_texts(["send mail", "sort a list", "fork a process"], encoder=_HashEncoder())
     monkeypatch.setattr(hybrid, "WHERE_TIMEOUT", 0.3, raising=False)
     err, seconds = timed(lambda: index.search_text("mail", 2, encoder=_HashEncoder(), where=RECURSIVE_CTE), 10,
-                         lambda: index._keyword_cache[1].conn.interrupt())
+                         lambda: texts_of(index)._keywords[1].conn.interrupt())
     assert isinstance(err, ValueError) and "deadline" in str(err), err
     assert seconds < 2
     with pytest.raises(ValueError, match="';'"):
@@ -219,6 +220,6 @@ def test_search_text_passes_its_where_timeout_on():
     index.add_texts(["send mail", "sort a list"], encoder=_HashEncoder())
     err, seconds = timed(lambda: index.search_text("mail", 2, encoder=_HashEncoder(), where=RECURSIVE_CTE,
                                                    where_timeout=0.2), 10,
-                         lambda: index._keyword_cache[1].conn.interrupt())
+                         lambda: texts_of(index)._keywords[1].conn.interrupt())
     assert isinstance(err, ValueError) and "deadline" in str(err), err
     assert seconds < 1.5  # the module default is 3 s

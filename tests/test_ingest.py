@@ -15,9 +15,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import simdex
-from simdex.docstore import DocStore, docs_path
-from simdex.encoder import PREFETCH, WINDOW_BATCHES
-from simdex.ingest import _open_source
+from simdex.text.docstore import DocStore
+from simdex.text.persist import docs_path
+from simdex.text.texts import docstore
+from simdex.text.encoder import PREFETCH, WINDOW_BATCHES
+from simdex.text.ingest import _open_source
 
 TESTS = Path(__file__).resolve().parent
 
@@ -67,21 +69,21 @@ def test_sources_jsonl_text_folder_and_iterables(tmp_path):
 def test_save_load_keeps_documents_and_undoes_a_save_whose_commit_was_lost(tmp_path):
     index = simdex.Index(4)
     index.add(np.eye(4, dtype=np.float32)[:2], [0, 1])
-    index._docs().add([("d0", "zero", None, None), ("d1", "one", "src", {"m": 1})], [(0, 0, 0, 4), (1, 1, 0, 3)])
+    docstore(index).add([("d0", "zero", None, None), ("d1", "one", "src", {"m": 1})], [(0, 0, 0, 4), (1, 1, 0, 3)])
     path = tmp_path / "i.simdex"
     index.save(path)  # "save as" from memory
     loaded = simdex.load(path)
-    got = loaded._docstore.get([0, 1])
+    got = docstore(loaded).get([0, 1])
     assert got[1][1] == simdex.Document("d1", "one", "src", {"m": 1}, (0, 3))
 
     # a save whose store commit never happened (a crash between the two writes): load removes its ids again
     loaded.add(np.eye(4, dtype=np.float32)[2:], [2, 3])
-    loaded._docstore.add([("d2", "two", None, None), ("d3", "three", None, None)], [(2, 0, 0, 3), (3, 1, 0, 5)])
-    loaded._docstore.commit = lambda seq: None
+    docstore(loaded).add([("d2", "two", None, None), ("d3", "three", None, None)], [(2, 0, 0, 3), (3, 1, 0, 5)])
+    docstore(loaded).commit = lambda seq: None
     loaded.save(path)
-    loaded._docstore._db.rollback()
+    docstore(loaded)._db.rollback()
     again = simdex.load(path)
-    assert sorted(again.ids().tolist()) == [0, 1] and again._docstore.count() == (2, 2)
+    assert sorted(again.ids().tolist()) == [0, 1] and docstore(again).count() == (2, 2)
 
     # an index saved without texts over one that had them drops the stale store
     simdex.Index(4).save(path)
@@ -134,7 +136,7 @@ def test_chunks_map_to_their_documents(minilm):
     report = simdex.ingest([("long", long_doc), ("short", "A short note about kernel modules.")], index,
                            encoder=minilm, chunk_tokens=48, overlap=8)
     assert report.documents == 2 and report.chunks == len(index) > 3 and report.truncated_tokens == 0
-    stored = index._docstore.get(index.ids())
+    stored = docstore(index).get(index.ids())
     spans = sorted(doc.span for _, doc in stored.values() if doc.id == "long")
     assert len(spans) == report.chunks - 1 and spans[0][0] == 0 and spans[-1][1] == len(long_doc)
     assert all(b[0] < a[1] for a, b in zip(spans, spans[1:]))  # overlapping neighbours
@@ -161,7 +163,7 @@ def test_bad_texts_are_skipped_counted_and_never_stop_the_run(minilm, tmp_path):
     assert report.truncated_tokens == 1  # 1000 characters of "ab ab ..." are more than 256 tokens
     assert "skipped 6" in str(report)
     index = simdex.load(tmp_path / "b.simdex")
-    texts = sorted(doc.text for _, doc in index._docstore.get(index.ids()).values())
+    texts = sorted(doc.text for _, doc in docstore(index).get(index.ids()).values())
     assert texts == [("ab " * 2000)[:1000], "good one", "good two", "keyed text"]
 
 
@@ -181,7 +183,7 @@ def test_add_texts_keeps_texts_through_save_and_load(minilm, tmp_path):
     assert hit.ids.tolist()[0] == 10 and hit.documents[0].text == "the cat sat on the mat" and len(hit.ids) == 2
     loaded.add_texts(["a third text"], encoder=minilm)
     loaded.save(tmp_path / "t.simdex")
-    assert simdex.load(tmp_path / "t.simdex")._docstore.count() == (3, 3)
+    assert docstore(simdex.load(tmp_path / "t.simdex")).count() == (3, 3)
 
 
 @pytest.mark.encoder
@@ -195,7 +197,7 @@ def test_ingest_into_an_index_of_another_model_is_refused(minilm, tmp_path):
 
 def _check_complete(index, texts, encoder):
     """Every text stored exactly once, each with one vector, and that vector is the text's embedding."""
-    stored = index._docstore.get(index.ids())
+    stored = docstore(index).get(index.ids())
     assert len(stored) == len(index) == len(texts)
     keys = sorted(doc.id for _, doc in stored.values())
     assert keys == sorted(k for k, _ in texts)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import simdex
+from simdex.text.texts import docstore
 
 TESTS = Path(__file__).resolve().parent
 
@@ -26,7 +27,7 @@ def _good(i):
 
 def _keys(path):
     index = simdex.load(path)
-    return sorted(doc.id for _, doc in index._docstore.get(index.ids()).values())
+    return sorted(doc.id for _, doc in docstore(index).get(index.ids()).values())
 
 
 # name: (line, counter it is skipped under, its key when the report can know it)
@@ -126,7 +127,7 @@ def test_an_escaped_nul_in_a_json_string_is_kept(tmp_path):
     report = simdex.ingest(corpus, tmp_path / "e.simdex", encoder=_standin())
     assert (report.documents, report.skipped) == (1, 0)
     index = simdex.load(tmp_path / "e.simdex")
-    assert [doc.text for _, doc in index._docstore.get(index.ids()).values()] == ["a\x00b"]
+    assert [doc.text for _, doc in docstore(index).get(index.ids()).values()] == ["a\x00b"]
 
 
 def test_max_line_bytes_boundary_and_validation(tmp_path):
@@ -148,7 +149,7 @@ def test_the_skipped_list_is_bounded(tmp_path):
     corpus.write_bytes(b"{bad\n" * 1000 + _good(0) + b"\n")
     report = simdex.ingest(corpus, tmp_path / "m.simdex", encoder=_standin())
     assert report.skipped_malformed == 1000 and report.documents == 1
-    from simdex.ingest import SKIPPED_KEPT
+    from simdex.text.ingest import SKIPPED_KEPT
 
     assert len(report.skipped_items) == SKIPPED_KEPT == 100
     assert "#1 malformed (not JSON: " in str(report) and "and 997 more" in str(report)

@@ -25,7 +25,7 @@ if not hasattr(ray, "init"):  # e.g. a folder named ray (Ray's own temp dir) in 
     pytest.skip("the 'ray' found is not the Ray package", allow_module_level=True)
 
 import simdex  # noqa: E402 - after the environment Ray reads at import
-from simdex.sharded import shard_of  # noqa: E402
+from simdex.shard import shard_of  # noqa: E402
 
 pytestmark = pytest.mark.ray
 
@@ -123,7 +123,7 @@ def test_killed_actor_recovers_and_query_is_retried(corpus, saved, caplog):
         # Dead with a query in flight: the actor exits while the search is queued behind that call.
         actor = sharded._backend.actors[2]
         actor.__ray_call__.remote(lambda self: os._exit(1))
-        with caplog.at_level("WARNING", logger="simdex.sharded"):
+        with caplog.at_level("WARNING", logger="simdex.shard"):
             _same(sharded.search(q, 10), one.search(q, 10))
         assert "shard 2" in caplog.text and "retrying once" in caplog.text
         assert sharded._worker_pids()[2] != after[2]
@@ -282,7 +282,7 @@ def test_distributed_ingest_writes_the_document_store(tmp_path):
     by_id = dict(zip(doc_ids, texts))
     for s in range(2):  # each shard file, loaded alone, finds the texts in the store beside it (as after ingest)
         path = tmp_path / "out" / f"shard-{s:05d}.simdex"
-        assert Path(simdex.docstore.docs_path(path)).is_file()
+        assert Path(simdex.text.docs_path(path)).is_file()
         shard = simdex.load(path)
         first = int(shard.ids()[0])
         hit = next(iter(shard.search_text(by_id[first], k=1, encoder=enc)))

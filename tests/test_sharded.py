@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import simdex
-from simdex.sharded import MANIFEST_NAME, merge_topk, shard_of
+from simdex.shard import MANIFEST_NAME, merge_topk, shard_of
 
 DIM = 24
 

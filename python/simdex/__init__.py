@@ -13,13 +13,11 @@ import warnings
 
 from . import _core
 from ._core import get_num_threads, set_num_threads
-from ._index import DiagnosedResult, FormatError, Index, SearchResult, load, load_bytes
-from .docstore import Document, Hit, TextSearchResult
-from .encoder import Encoder, FingerprintMismatch  # torch is imported when an Encoder is made
+from ._fingerprint import FingerprintMismatch
+from ._index import DiagnosedResult, FormatError, Index, SearchResult, load_bytes
 from .faiss_compat import IndexFlatCosine, IndexFlatIP, IndexScalarQuantizer, read_index, write_index
-from .reduction import ReductionReport, reduction_report
+from .text.persist import load  # the index file, and (importing the text wing then) the texts beside it
 from .transform import PCA, RandomProjection
-from .ingest import IngestReport, ingest
 
 __version__ = _core.__version__
 
@@ -43,6 +41,7 @@ __all__ = [
     "ShardedIndex",
     "TextSearchResult",
     "distributed_ingest",
+    "evaluate",
     "get_num_threads",
     "ingest",
     "load",
@@ -56,11 +55,21 @@ __all__ = [
 ]
 
 
-# Loaded on first use: the sharding layer's optional backend (Ray) must never load with `import simdex`.
+# The wings above Index, loaded on first use (PEP 562): `import simdex` loads the vectors-only core, not sqlite3,
+# tqdm, Ray or matplotlib. name -> (module, attribute).
 _LAZY = {
-    "ShardedIndex": ("sharded", "ShardedIndex"),
-    "ShardError": ("sharded", "ShardError"),
-    "distributed_ingest": ("distributed", "distributed_ingest"),
+    "Encoder": ("text.encoder", "Encoder"),  # torch is imported when an Encoder is made
+    "ingest": ("text.ingest", "ingest"),
+    "IngestReport": ("text.ingest", "IngestReport"),
+    "Document": ("text.docstore", "Document"),
+    "Hit": ("text.docstore", "Hit"),
+    "TextSearchResult": ("text.docstore", "TextSearchResult"),
+    "ShardedIndex": ("shard.coordinator", "ShardedIndex"),
+    "ShardError": ("shard.worker", "ShardError"),
+    "distributed_ingest": ("shard.distributed", "distributed_ingest"),
+    "evaluate": ("quality.evaluate", "evaluate"),
+    "ReductionReport": ("quality.reduction", "ReductionReport"),
+    "reduction_report": ("quality.reduction", "reduction_report"),
 }
 
 

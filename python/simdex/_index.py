@@ -1,26 +1,33 @@
-"""The exact-search index: `simdex.Index`, `simdex.load`, `simdex.load_bytes`."""
+"""The exact-search index, vectors only: `simdex.Index`, `load_vectors` (the index file alone; `simdex.load`, in
+`simdex.text.persist`, also opens the texts beside it), `simdex.load_bytes`."""
 
 from __future__ import annotations
 
 import json
-import operator
 import os
 import threading
 import warnings
-from typing import Any, Callable, NamedTuple, Optional
+from typing import TYPE_CHECKING, Any, NamedTuple, Optional
 
 import numpy as np
 
 from . import _core
 from ._core import FormatError
-from ._validate import as_dim, as_ids, as_k, as_matrix, as_min_score
-from .docstore import DocStore, TextSearchResult, docs_path
-from .encoder import FingerprintMismatch, check_fingerprint
+from ._fingerprint import guard_fingerprint
+from ._transform_file import from_sections, to_sections
+from ._validate import (METRICS, as_dim, as_dtype, as_ids, as_k, as_matrix, as_min_score, as_rescore,
+                        check_transform)
+from .diagnostics import search_diagnostics
 
-METRICS = ("cosine", "ip")
-DTYPES = ("float32", "int8")
+if TYPE_CHECKING:  # the text wing sits above Index; only its result type is named here
+    from .text.docstore import TextSearchResult
+
 # A first add smaller than this calibrates int8 on too few vectors to know each dimension's range.
 MIN_CALIBRATION_VECTORS = 1000
+#: Files that live beside an index file and belong to it, by the name of the companion that writes them (see
+#: `Index._companions`). `Index.save` removes the ones the saved index does not write, so an index saved over
+#: another never inherits that one's texts. Index knows their names, not what they hold.
+COMPANION_FILES = {"docs": ".docs.sqlite"}
 
 
 class SearchResult(NamedTuple):
@@ -75,21 +82,34 @@ class Index:
     reconstruction; for random projections and ``PCA(center="both" or "none")`` under cosine, the cosine of
     the reduced vectors (they are renormalized); for an orthogonal random projection under ``"ip"``, the reduced
     inner product scaled by ``dim / out_dim``. ``reconstruct`` returns the stored (reduced) vectors.
+
+    Texts: the index holds vectors only. The text wing (`simdex.text`) keeps texts for it in a companion object
+    (``index._companions["docs"]``) that `save` asks to write its file beside the index file; `add_texts` and
+    `search_text` forward to `simdex.text`.
     """
+
+    #: Objects the upper wings attach to this index, by name (a key of `COMPANION_FILES`). Each has
+    #: ``prepare_save(index, path)``, called before the index file is written, which returns None (nothing to write:
+    #: `save` removes a stale file of that name) or a function `save` calls once the index file is in place; and
+    #: ``close()``. The index knows nothing else of them.
+    _companions: dict
+    #: The file this index was loaded from or last saved to; None for an index only in memory.
+    _path: Optional[str]
 
     def __init__(self, dim: int, metric: str = "cosine", dtype: str = "float32", keep_originals: bool = False,
                  transform: Any = None) -> None:
         dim = as_dim(dim)
         if metric not in METRICS:
             raise ValueError(f"metric: expected one of {METRICS}, got {metric!r}")
-        dtype = _as_dtype(dtype)
+        dtype = as_dtype(dtype)
         if not isinstance(keep_originals, (bool, np.bool_)):
             raise TypeError(f"keep_originals: expected a bool, got {type(keep_originals).__name__}")
         if keep_originals and dtype == "float32":
             raise ValueError("keep_originals=True applies to dtype='int8'; a float32 index stores the vectors themselves")
         self._dim, self._metric = dim, metric
-        self._transform = _check_transform(transform, dim)
+        self._transform = check_transform(transform, dim)
         self._train_lock = threading.Lock()
+        self._companions, self._path = {}, None
         if self._transform is None:
             self._core = _core.FlatIndex(dim, metric, dtype, bool(keep_originals))
         else:
@@ -104,11 +124,10 @@ class Index:
         self = cls.__new__(cls)
         self._core = core
         self._train_lock = threading.Lock()
+        self._companions, self._path = {}, None
         sections = {t[0]: t for t in core.extra_sections()}
         if "transform" in sections:
-            from .transform import _from_sections
-
-            self._transform, self._dim, self._metric = _from_sections(sections, core.dim, source)
+            self._transform, self._dim, self._metric = from_sections(sections, core.dim, source)
         else:
             self._transform, self._dim, self._metric = None, core.dim, core.metric
         return self
@@ -118,7 +137,7 @@ class Index:
 
     def _store_transform(self) -> None:
         """Puts the transform (fitted or not) into the core's extra sections, so save writes it."""
-        self._core.set_extra_sections(self._transform._sections(self._dim, self._metric))
+        self._core.set_extra_sections(to_sections(self._transform, self._dim, self._metric))
 
     # -- properties -------------------------------------------------------------------------------------
     @property
@@ -223,7 +242,7 @@ class Index:
             FingerprintMismatch: (a ValueError) the fingerprint is not the index's.
         """
         x = as_matrix(vectors, self.dim, "vectors")
-        self._guard_fingerprint(fingerprint, "add")
+        guard_fingerprint(self, fingerprint, "add")
         if self.dtype == "int8" and x.shape[0] < MIN_CALIBRATION_VECTORS and not self._core.trained:
             warnings.warn(
                 f"this first add calibrates the int8 index on {x.shape[0]} vectors (fewer than "
@@ -363,12 +382,12 @@ class Index:
         """
         if diagnostics:
             res = self.search(queries, k, filter=filter, min_score=min_score, rescore=rescore)
-            return DiagnosedResult(res.scores, res.ids, self._diagnose(queries, res))
+            return DiagnosedResult(res.scores, res.ids, search_diagnostics(self, queries, res))
         q = as_matrix(queries, self.dim, "queries")
         k = as_k(k)
         floor = as_min_score(min_score)
         allow = None if filter is None else as_ids(filter, "filter")
-        r = _as_rescore(rescore, self)
+        r = as_rescore(rescore, self)
         if self._transform is None:
             scores, ids = self._core.search(q, k, floor, allow, r)
             return SearchResult(scores, ids)
@@ -402,303 +421,52 @@ class Index:
         over path, and the folder is fsynced: a crash at any moment leaves the old file or the new one, never a
         mix. Saving over the file a mapped index was loaded from is safe. Searches continue during the save;
         ``add``/``remove`` wait for it. Texts kept by `add_texts` or `simdex.ingest` go to a SQLite file beside
-        it (path + ".docs.sqlite"), committed right after the index file is in place.
+        it (path + ".docs.sqlite", written by the text wing's companion), committed right after the index file
+        is in place; saving an index without texts removes such a file left by the index it replaces.
 
         Raises:
             OSError: the file cannot be written (disk full, quota, permissions); path is left as it was and
                 the temp file is removed.
         """
-        after = self._save_docs(os.fspath(path))
-        self._core.save(os.fspath(path))
-        after()
+        path = os.fspath(path)
+        written = {}
+        for name, companion in list(self._companions.items()):
+            done = companion.prepare_save(self, path)
+            if done is not None:
+                written[name] = done
+        self._core.save(path)
+        own = self._path is not None and os.path.abspath(self._path) == os.path.abspath(path)
+        for name, suffix in COMPANION_FILES.items():
+            # A companion file this index does not write is another index's, unless it lies beside this index's
+            # own file and the index never opened it (then it is still this index's: keep it).
+            if name not in written and not (own and name not in self._companions) and os.path.exists(path + suffix):
+                os.remove(path + suffix)
+        for done in written.values():
+            done()
+        self._path = path
 
-    # -- texts: simdex.Encoder, the document store, the fingerprint guard ----------------------------------
-    _docstore: Optional[DocStore] = None
-    _encoder: Any = None
-
+    # -- texts: forwarded to the text wing (simdex.text), which keeps them in a companion -----------------
     def add_texts(self, texts: Any, ids: Any = None, *, encoder: Any = None,
                   batch_size: Optional[int] = None) -> np.ndarray:
         """Embeds texts, adds their vectors and keeps the texts for `search_text`; returns the ids.
 
-        Args:
-            texts: a sequence of non-empty str.
-            ids: as in `add`.
-            encoder: a `simdex.Encoder`; default: the last one used with this index, else one for the model in
-                the index fingerprint, else the default model.
-            batch_size: texts per model call.
-
-        Raises:
-            FingerprintMismatch: (a ValueError) the encoder's model is not the one that filled the index.
-            TypeError, ValueError: a text that is not a str, is empty or is not valid UTF-8. Nothing is added.
-
-        For corpora, files, chunking and resumable runs use `simdex.ingest`.
+        The same as ``simdex.text.add_texts(index, texts, ...)``: see there. For corpora, files, chunking and
+        resumable runs use `simdex.ingest`.
         """
-        if isinstance(texts, (str, bytes)):
-            raise TypeError("texts: expected a sequence of str, got a single " + type(texts).__name__)
-        texts = list(texts)
-        if not texts:
-            raise ValueError("texts: expected at least one text, got none")
-        for i, t in enumerate(texts):
-            if not isinstance(t, str):
-                raise TypeError(f"texts[{i}]: expected str, got {type(t).__name__}")
-            if not t.strip():
-                raise ValueError(f"texts[{i}]: expected a non-empty text, got {t!r}")
-            if not t.isascii():
-                try:
-                    t.encode("utf-8")
-                except UnicodeEncodeError as e:
-                    raise ValueError(f"texts[{i}]: not valid UTF-8 ({e.reason} at {e.start})") from None
-        enc = self._text_encoder(encoder)
-        if ids is not None:
-            as_ids(ids, "ids", n=len(texts))
-        self._guard_fingerprint(enc.fingerprint, "add_texts")
-        new_ids = self.add(enc.embed_batch(texts, batch_size=batch_size), ids, fingerprint=enc.fingerprint)
-        self._docs().add([(None, t, None, None) for t in texts],
-                         [(i, n, 0, len(t)) for n, (i, t) in enumerate(zip(new_ids.tolist(), texts))])
-        return new_ids
+        from .text.texts import add_texts
 
-    def _diagnose(self, queries: Any, res: SearchResult) -> list:
-        """Per-query diagnostics, with the corpus statistics taken (and cached) from up to 10,000 stored rows."""
-        from .diagnostics import CorpusStats, diagnose
+        return add_texts(self, texts, ids, encoder=encoder, batch_size=batch_size)
 
-        q = as_matrix(queries, self.dim, "queries")
-        qs = self._normalized(q) if self._transform is None else self._project(self._normalized(q), query=True)
-        n = len(self)
-        cached = getattr(self, "_diag_cache", None)
-        if cached is None or cached[0] != n:
-            ids = self.ids()
-            sample = self._core.reconstruct(ids[:: max(1, len(ids) // 10_000)]) if len(ids) >= 2 else None
-            cached = (n, CorpusStats(sample) if sample is not None else None)
-            self._diag_cache = cached
-        stats = cached[1]
-        best = res.ids[:, 0]
-        z = np.full(len(q), np.nan)
-        if stats is not None and (best >= 0).any():
-            found = best >= 0
-            rows = self._core.reconstruct(best[found])  # the stored row: its score in the space the stats describe
-            z[found] = stats.z_scores(qs[found], np.einsum("qd,qd->q", qs[found].astype(np.float64), rows))
-        return diagnose(res.scores, z)
-
-    def _text_filter(self, filter: Any, keywords: Optional[str], limit: int, where: Optional[str],
-                     where_timeout: Optional[float] = None) -> Any:
-        """The allow-list for search_text: the caller's filter intersected with the keyword and where filters."""
-        if keywords is None and where is None:
-            return filter
-        if self._docstore is None:
-            raise ValueError("keywords / where need the texts: this index has no document store")
-        n = len(self)
-        cached = getattr(self, "_keyword_cache", None)
-        if cached is None or cached[0] != n:
-            from .hybrid import KeywordIndex
-
-            rows = self._docstore._db.execute(
-                "SELECT c.id, substr(d.text, c.start_char + 1, c.end_char - c.start_char), d.source, d.key "
-                "FROM chunks c JOIN documents d ON d.id = c.doc").fetchall()
-            cached = (n, KeywordIndex.from_records([r[0] for r in rows], [r[1] for r in rows],
-                                                   [{"source": r[2], "doc": r[3]} for r in rows]))
-            self._keyword_cache = cached
-        allow = None if filter is None else as_ids(filter, "filter")
-        for part in (cached[1].allow_list(keywords, limit) if keywords is not None else None,
-                     cached[1].where(where, timeout=where_timeout) if where is not None else None):
-            if part is not None:
-                allow = part if allow is None else np.intersect1d(allow, part)
-        return allow
-
-    def search_text(self, query: str, k: int = 10, *, encoder: Any = None, chunks: bool = False,
-                    filter: Any = None, min_score: Optional[float] = None, keywords: Optional[str] = None,
-                    keyword_limit: int = 200, where: Optional[str] = None,
-                    where_timeout: Optional[float] = None) -> TextSearchResult:
+    def search_text(self, query: str, k: int = 10, **options: Any) -> TextSearchResult:
         """Embeds a query and returns the k best documents (or chunks) with their texts.
 
-        Args:
-            query: the query text.
-            k: results wanted; fewer come back when fewer qualify (no padding).
-            encoder: as in `add_texts`; it must be the model that filled the index.
-            chunks: False: one result per document, its best-scoring chunk. True: the k best chunks, several may
-                come from one document.
-            filter, min_score: as in `search` (filter holds vector ids, i.e. chunk ids).
-            keywords: hybrid search: only the ``keyword_limit`` best BM25 matches of these words (SQLite FTS5
-                over the stored texts) are ranked by the vector search; no filter when no text shares a word.
-            where: a SQL condition on the stored documents' ``source`` and ``doc`` (the document key), e.g.
-                ``"source LIKE 'man%'"``; only matching documents are ranked. It must be one expression, and
-                it runs under a deadline (ValueError past it) with a cap on the strings it may build
-                (docs/reliability.md).
-            where_timeout: seconds the where condition may run; default ``simdex.hybrid.WHERE_TIMEOUT`` (3).
-
-        Returns:
-            TextSearchResult(ids int64 (<= k,), scores float32 (<= k,), documents): ids are vector (chunk) ids;
-            documents holds a `simdex.Document` per result, or None for a vector added without text. Iterating
-            it gives `simdex.Hit` objects (id, score, document, doc_id, text, chunk).
-
-        Raises:
-            FingerprintMismatch: (a ValueError) the encoder is another model than the index's, or the index has
-                vectors but no fingerprint.
+        The same as ``simdex.text.search_text(index, query, k, ...)``, whose keyword options (encoder, chunks,
+        filter, min_score, keywords, keyword_limit, where, where_timeout) it takes: see there. Returns a
+        `simdex.TextSearchResult`.
         """
-        if not isinstance(query, str):
-            raise TypeError(f"query: expected str, got {type(query).__name__}")
-        k = as_k(k)
-        enc = self._text_encoder(encoder)
-        if self.fingerprint is not None:
-            check_fingerprint(self.fingerprint, enc.fingerprint, "search_text")
-        elif len(self):
-            raise FingerprintMismatch(
-                f"search_text: the index holds {len(self)} vectors but no fingerprint, so nothing says which model "
-                "made them; add them with add(..., fingerprint=encoder.fingerprint) or set "
-                "index.metadata = {**index.metadata, 'fingerprint': encoder.fingerprint}")
-        filter = self._text_filter(filter, keywords, keyword_limit, where, where_timeout)
-        q = enc.embed_query(query)
-        n = len(self)
-        fetch = k if chunks else max(1, min(n, max(4 * k, k + 16)))
-        while True:
-            res = self.search(q, fetch, filter=filter, min_score=min_score)
-            ids, scores = res.ids[0], res.scores[0]
-            valid = ids >= 0
-            ids, scores = ids[valid], scores[valid]
-            found = self._docstore.get(ids) if self._docstore is not None else {}
-            picked, seen = [], set()
-            for pos, cid in enumerate(ids.tolist()):
-                row, doc = found.get(cid, (("vector", cid), None))
-                if chunks or row not in seen:
-                    seen.add(row)
-                    picked.append((pos, doc))
-            if chunks or len(picked) >= k or fetch >= n or len(ids) < fetch:
-                break
-            fetch = min(n, 4 * fetch)
-        picked = picked[:k]
-        rows = np.array([p for p, _ in picked], dtype=np.int64)
-        return TextSearchResult(ids[rows], scores[rows], [d for _, d in picked])
+        from .text.texts import search_text
 
-    def _text_encoder(self, encoder: Any) -> Any:
-        """The encoder to use: the one given, the last one used, or one for the fingerprint's model."""
-        if encoder is None:
-            encoder = self._encoder
-        if encoder is None:
-            from .encoder import Encoder
-
-            fp = self.fingerprint
-            encoder = Encoder(fp["model"]) if fp and fp.get("model") else Encoder()
-        if encoder.dim != self.dim:
-            if self.fingerprint is not None:
-                check_fingerprint(self.fingerprint, encoder.fingerprint, "encoder")
-            raise ValueError(f"encoder: its vectors have dim {encoder.dim}, the index expects dim {self.dim}")
-        self._encoder = encoder
-        return encoder
-
-    def _guard_fingerprint(self, fingerprint: Optional[dict], what: str) -> None:
-        """Checks vectors from `fingerprint` may join this index; an empty index takes the fingerprint."""
-        if fingerprint is None:
-            return
-        if not isinstance(fingerprint, dict):
-            raise TypeError(f"fingerprint: expected a dict (Encoder.fingerprint), got {type(fingerprint).__name__}")
-        own = self.fingerprint
-        if len(self) == 0:
-            if own != fingerprint:
-                self.metadata = {**self.metadata, "fingerprint": fingerprint}
-        elif own is None:
-            raise FingerprintMismatch(
-                f"{what}: the index holds {len(self)} vectors of unknown origin (no fingerprint); adding vectors of "
-                f"model {fingerprint.get('model')!r} would mix models")
-        else:
-            check_fingerprint(own, fingerprint, what)
-
-    def _docs(self) -> DocStore:
-        """The document store, created in memory when the index has none."""
-        if self._docstore is None:
-            self._docstore = DocStore(None)
-        return self._docstore
-
-    def _save_docs(self, path: str) -> Callable[[], None]:
-        """Prepares the document store for `save` to path; returns what to run once the index file is written."""
-        store, target = self._docstore, docs_path(path)
-        if store is None:
-            def drop_stale() -> None:  # the store of an index file this save replaces
-                if os.path.exists(target):
-                    os.remove(target)
-
-            return drop_stale
-        seq = store.seq + 1
-        same = store.path is not None and os.path.abspath(store.path) == os.path.abspath(target)
-        self.metadata = {**self.metadata, "docstore": {"seq": seq, "pending": store.pending if same else None}}
-        if same:
-            return lambda: store.commit(seq)
-        store.copy_to(target, seq)
-
-        def switch() -> None:  # "save as": from now on the index uses the store beside path
-            self._docstore = DocStore(target)
-            store.close()
-
-        return switch
-
-    def _attach_docs(self, path: str) -> None:
-        """Opens the document store beside path; undoes the ids of a save whose store commit did not happen."""
-        target = docs_path(path)
-        if not os.path.exists(target):
-            return
-        store = DocStore(target)
-        info = self.metadata.get("docstore") or {}
-        saved = int(info.get("seq", 0))
-        if saved == store.seq + 1:
-            if info.get("pending"):
-                lo, hi = info["pending"]
-                try:
-                    self.remove(np.arange(lo, hi, dtype=np.int64))
-                except ValueError:  # a read-only (memory-mapped) index
-                    warnings.warn(f"{path}: ids {lo} .. {hi - 1} were saved but their texts were not committed to "
-                                  f"{target}; load without mmap to repair", RuntimeWarning, stacklevel=3)
-        elif saved != store.seq:
-            warnings.warn(f"{target} (save {store.seq}) does not match {path} (save {saved}); texts returned by "
-                          "search_text may be missing or stale", RuntimeWarning, stacklevel=3)
-        self._docstore = store
-
-
-def _as_dtype(dtype: Any) -> str:
-    if isinstance(dtype, (type, np.dtype)):
-        try:
-            dtype = np.dtype(dtype).name  # np.float32 / np.int8 are accepted too
-        except TypeError:
-            pass
-    if dtype not in DTYPES:
-        raise ValueError(f"dtype: expected one of {DTYPES}, got {dtype!r}")
-    return str(dtype)
-
-
-def _as_rescore(rescore: Any, index: Index) -> int:
-    if rescore is None:
-        return 0
-    if isinstance(rescore, bool):
-        raise TypeError("rescore: expected None or a positive integer, got a bool")
-    try:
-        r = operator.index(rescore)
-    except TypeError:
-        raise TypeError(f"rescore: expected None or a positive integer, got {type(rescore).__name__}") from None
-    if r < 1:
-        raise ValueError(f"rescore: expected None or a positive integer, got {r}")
-    if index.dtype != "int8":
-        raise ValueError("rescore applies to dtype='int8' indexes; float32 scores are already exact")
-    if not index.keep_originals:
-        raise ValueError(
-            "rescore needs the original float vectors, which this int8 index does not keep: create it with "
-            "Index(..., dtype='int8', keep_originals=True), or search without rescore"
-        )
-    return r
-
-
-def _check_transform(transform: Any, dim: int) -> Any:
-    if transform is None:
-        return None
-    from .transform import _LinearTransform
-
-    if not isinstance(transform, _LinearTransform):
-        raise TypeError(
-            f"transform: expected simdex.PCA or simdex.RandomProjection, got {type(transform).__name__}"
-        )
-    if transform.out_dim > dim:
-        raise ValueError(f"transform: out_dim {transform.out_dim} is larger than the index dim {dim}")
-    if transform.is_fitted and transform.in_dim != dim:
-        raise ValueError(
-            f"transform: fitted on {transform.in_dim}-dimensional vectors, the index dim is {dim}"
-        )
-    return transform
+        return search_text(self, query, k, **options)
 
 
 def _checked(core: Any, source: str) -> Index:
@@ -714,32 +482,13 @@ def _checked(core: Any, source: str) -> Index:
     return Index._from_core(core, source)
 
 
-def load(path: "str | os.PathLike[str]", mmap: bool = False) -> Index:
-    """Reads an index written by :meth:`Index.save`.
-
-    Everything is validated before it is used: the header, the section table, every size and offset against
-    the file size (before anything is allocated), the checksum of every section, ids and metadata.
-
-    Args:
-        path: the index file.
-        mmap: map the file instead of reading it. Opening is then instant and the vectors are searched in
-            place from the page cache, so the process's memory holds only ids and their lookup table. The
-            index is read-only (``add``/``remove``/``reset`` raise ValueError; load with ``mmap=False`` to
-            change it). The vectors' checksum is not computed up front (that would read the whole file); their
-            sizes and bounds are checked like everything else, and all other sections are checksummed. The
-            file must not be truncated in place while mapped (``save`` never does that: it replaces the file).
-
-    Returns:
-        The index.
-
-    Raises:
-        simdex.FormatError: (a ValueError) the file is damaged, truncated, empty, a directory, not a simdex
-            index (random bytes, a pickle, a .npy), or from a newer format version.
-        OSError: the file cannot be opened or read (FileNotFoundError, PermissionError, ...).
+def load_vectors(path: "str | os.PathLike[str]", mmap: bool = False) -> Index:
+    """Reads the index file alone, validated like `simdex.load` (its docstring says how): vectors, ids,
+    metadata, transform. The files of its companions (texts) are not opened; `simdex.load` opens them too.
     """
     path = os.fspath(path)
     index = _checked(_core.FlatIndex.load(path, bool(mmap)), path)
-    index._attach_docs(path)
+    index._path = path
     return index
 
 

@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 
 _INT64_MAX = np.iinfo(np.int64).max
+METRICS = ("cosine", "ip")
+DTYPES = ("float32", "int8")
 
 
 def as_matrix(x: Any, dim: int, name: str = "vectors") -> np.ndarray:
@@ -113,3 +115,56 @@ def as_min_score(min_score: Any) -> float:
     if math.isnan(value):
         raise ValueError("min_score: expected a real number or None, got NaN")
     return value
+
+
+def as_dtype(dtype: Any) -> str:
+    """The index dtype named by `dtype` (a name, np.float32 or np.int8), one of `DTYPES`."""
+    if isinstance(dtype, (type, np.dtype)):
+        try:
+            dtype = np.dtype(dtype).name  # np.float32 / np.int8 are accepted too
+        except TypeError:
+            pass
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype: expected one of {DTYPES}, got {dtype!r}")
+    return str(dtype)
+
+
+def as_rescore(rescore: Any, index: Any) -> int:
+    """`Index.search`'s rescore factor: 0 for None, else a positive integer the index can use."""
+    if rescore is None:
+        return 0
+    if isinstance(rescore, bool):
+        raise TypeError("rescore: expected None or a positive integer, got a bool")
+    try:
+        r = operator.index(rescore)
+    except TypeError:
+        raise TypeError(f"rescore: expected None or a positive integer, got {type(rescore).__name__}") from None
+    if r < 1:
+        raise ValueError(f"rescore: expected None or a positive integer, got {r}")
+    if index.dtype != "int8":
+        raise ValueError("rescore applies to dtype='int8' indexes; float32 scores are already exact")
+    if not index.keep_originals:
+        raise ValueError(
+            "rescore needs the original float vectors, which this int8 index does not keep: create it with "
+            "Index(..., dtype='int8', keep_originals=True), or search without rescore"
+        )
+    return r
+
+
+def check_transform(transform: Any, dim: int) -> Any:
+    """`transform` when it is None or a transform an index of dimension dim can use, else raises."""
+    if transform is None:
+        return None
+    from .transform import _LinearTransform  # inside: transform.py imports the core extension
+
+    if not isinstance(transform, _LinearTransform):
+        raise TypeError(
+            f"transform: expected simdex.PCA or simdex.RandomProjection, got {type(transform).__name__}"
+        )
+    if transform.out_dim > dim:
+        raise ValueError(f"transform: out_dim {transform.out_dim} is larger than the index dim {dim}")
+    if transform.is_fitted and transform.in_dim != dim:
+        raise ValueError(
+            f"transform: fitted on {transform.in_dim}-dimensional vectors, the index dim is {dim}"
+        )
+    return transform

@@ -72,7 +72,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 def _cmd_cost(args: argparse.Namespace) -> int:
-    from .cost import parse_price, storage_cost
+    from .quality.cost import parse_price, storage_cost
 
     report = storage_cost(args.n, args.dim, args.dtype, args.replicas, parse_price(args.price))
     if args.json:
@@ -120,7 +120,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
 
 def _run_eval(corpus: str, queries: str, models: Sequence[str], variants: Sequence[str], k: int,
               json_path: Optional[str], plot_path: Optional[str]) -> int:
-    from .evaluate import evaluate
+    from .quality.evaluate import evaluate
 
     result = evaluate(corpus, queries, models=models, variants=variants, k=k, progress=True)
     print(result.table())

@@ -9,9 +9,11 @@ covariance S, the query's scores have mean q.mu and variance q'Sq.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Optional, Sequence
+from typing import Any, List, Optional, Sequence
 
 import numpy as np
+
+from ._validate import as_matrix
 
 MIN_WORDS = 3          # fewer words than this: flagged "short"
 TIE_GAP = 0.02         # best minus k-th score below this: flagged "tied"
@@ -57,3 +59,25 @@ def diagnose(scores: np.ndarray, z: np.ndarray, texts: Optional[Sequence[str]] =
             flags.append("unspecific")
         out.append(QueryDiagnostics(float(z[r]) if len(live) else float("nan"), gap, flags))
     return out
+
+
+def search_diagnostics(index: Any, queries: Any, res: Any) -> List[QueryDiagnostics]:
+    """``Index.search(..., diagnostics=True)``: diagnostics of each query of a search result, with the corpus
+    statistics taken (and cached on the index) from up to 10,000 stored rows."""
+    q = as_matrix(queries, index.dim, "queries")
+    qs = index._normalized(q) if index._transform is None else index._project(index._normalized(q), query=True)
+    n = len(index)
+    cached = getattr(index, "_diag_cache", None)
+    if cached is None or cached[0] != n:
+        ids = index.ids()
+        sample = index._core.reconstruct(ids[:: max(1, len(ids) // 10_000)]) if len(ids) >= 2 else None
+        cached = (n, CorpusStats(sample) if sample is not None else None)
+        index._diag_cache = cached
+    stats = cached[1]
+    best = res.ids[:, 0]
+    z = np.full(len(q), np.nan)
+    if stats is not None and (best >= 0).any():
+        found = best >= 0
+        rows = index._core.reconstruct(best[found])  # the stored row: its score in the space the stats describe
+        z[found] = stats.z_scores(qs[found], np.einsum("qd,qd->q", qs[found].astype(np.float64), rows))
+    return diagnose(res.scores, z)

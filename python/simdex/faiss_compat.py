@@ -13,7 +13,8 @@ from typing import Any, Tuple
 
 import numpy as np
 
-from ._index import Index, load
+from ._index import Index
+from .text.persist import load  # read_index is simdex.load: the texts beside the file come too
 
 
 class IndexFlatIP:

@@ -12,9 +12,8 @@ eigendecomposition uses NumPy.
 
 from __future__ import annotations
 
-import json
 import operator
-from typing import Any, List, Optional, Tuple
+from typing import Any, Optional
 
 import numpy as np
 
@@ -23,9 +22,6 @@ from . import _core
 CENTERING = ("database", "both", "none")
 PRECISIONS = ("auto", "float32")
 PROJECTION_KINDS = ("orthogonal", "gaussian", "sparse")
-
-# A section tuple as _core.FlatIndex.set_extra_sections takes it: (name, dtype, rows, cols, required, bytes).
-Section = Tuple[str, str, int, int, bool, bytes]
 
 
 def _as_out_dim(out_dim: Any) -> int:
@@ -159,36 +155,6 @@ class _LinearTransform:
 
     def _params(self) -> dict:  # pragma: no cover - abstract
         raise NotImplementedError
-
-    def _sections(self, index_dim: int, metric: str) -> List[Section]:
-        """The transform as index-file sections: parameters (and, once fitted, matrix, mean and variance).
-
-        index_dim and metric are the index's own (its vectors' dimension before the transform, its metric),
-        kept here because the stored vectors have the reduced dimension and are scored by inner product.
-        """
-        fitted = self.is_fitted
-        state = {
-            "kind": type(self).__name__,
-            "params": self._params(),
-            "fitted": fitted,
-            "in_dim": index_dim,
-            "out_dim": self.out_dim,
-            "metric": metric,
-            **(self._extra_state() if fitted else {}),
-        }
-        text = json.dumps(state, sort_keys=True).encode()
-        out: List[Section] = [("transform", "bytes", len(text), 1, True, text)]
-        if not fitted:
-            return out
-        comps = np.ascontiguousarray(self.components_, dtype=np.float32)
-        mean = np.ascontiguousarray(self.mean_, dtype=np.float64).reshape(1, -1)
-        out.append(("transform.mat", "float32", comps.shape[0], comps.shape[1], True, comps.tobytes()))
-        out.append(("transform.mean", "float64", 1, mean.shape[1], True, mean.tobytes()))
-        var = self._variance()
-        if var is not None:
-            v = np.ascontiguousarray(var, dtype=np.float64).reshape(1, -1)
-            out.append(("transform.var", "float64", 1, v.shape[1], False, v.tobytes()))
-        return out
 
     def _extra_state(self) -> dict:
         return {}
@@ -490,68 +456,3 @@ class RandomProjection(_LinearTransform):
         self.components_ = w
         self.mean_ = np.zeros(w.shape[1], dtype=np.float64)
         self._db = self._query = _core.LinearProjection(w, None)
-
-
-def _from_sections(sections: dict, reduced_dim: int, source: str) -> Tuple[_LinearTransform, int, str]:
-    """Rebuilds (transform, index dim, index metric) from index-file sections; FormatError if they do not fit
-    together or with the stored vectors' dimension."""
-    from ._index import METRICS, FormatError
-
-    def bad(what: str) -> FormatError:
-        return FormatError(f"{source}: transform sections: {what}")
-
-    try:
-        state = json.loads(sections["transform"][5].decode())
-        kind, params, fitted = state["kind"], dict(state["params"]), bool(state["fitted"])
-        in_dim, out_dim, metric = int(state["in_dim"]), int(state["out_dim"]), str(state["metric"])
-    except (KeyError, ValueError, TypeError, AttributeError, UnicodeDecodeError) as e:
-        raise bad(f"section 'transform' is not the expected JSON ({type(e).__name__}: {e})") from None
-    if metric not in METRICS:
-        raise bad(f"unknown metric {metric!r}")
-    if out_dim != reduced_dim or not 0 < out_dim <= in_dim:
-        raise bad(
-            f"the transform maps {in_dim} to {out_dim} dimensions but the stored vectors have {reduced_dim}"
-        )
-    try:
-        if kind == "PCA":
-            t: _LinearTransform = PCA(**params)
-        elif kind == "RandomProjection":
-            t = RandomProjection(**params)
-        else:
-            raise bad(f"unknown transform kind {kind!r}")
-    except (TypeError, ValueError) as e:
-        if isinstance(e, FormatError):
-            raise
-        raise bad(f"bad parameters {params!r} ({e})") from None
-    if t.out_dim != out_dim:
-        raise bad(f"parameters say out_dim {t.out_dim}, the section says {out_dim}")
-    if not fitted:
-        return t, in_dim, metric
-
-    def array(name: str, dtype: str, shape: Tuple[int, int]) -> np.ndarray:
-        if name not in sections:
-            raise bad(f"section {name!r} is missing")
-        _, got, rows, cols, _, data = sections[name]
-        if got != dtype or (rows, cols) != shape:
-            raise bad(f"section {name!r} is {rows} x {cols} {got}, expected {shape[0]} x {shape[1]} {dtype}")
-        a = np.frombuffer(data, dtype=np.dtype(dtype)).reshape(shape).copy()
-        if not np.isfinite(a).all():
-            raise bad(f"section {name!r} holds NaN or Inf")
-        return a
-
-    w = array("transform.mat", "float32", (out_dim, in_dim))
-    mean = array("transform.mean", "float64", (1, in_dim))[0]
-    try:
-        if isinstance(t, PCA):
-            variance = array("transform.var", "float64", (1, out_dim))[0]
-            t.in_dim = in_dim
-            t._set_fitted(
-                w, mean, variance, float(state.get("total_variance", 0.0)), int(state.get("n_samples_seen", 0))
-            )
-        else:
-            t._set_matrix(w)
-    except (TypeError, ValueError, OverflowError) as e:  # finite parts whose products are not (a huge mean)
-        if isinstance(e, FormatError):
-            raise
-        raise bad(f"the stored matrices do not make a usable transform ({e})") from None
-    return t, in_dim, metric

@@ -22,9 +22,12 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ._validate import as_ids
+from .._validate import as_ids
+from .backends import ray_result
+from .routing import shard_of
+from .worker import ShardError, payload
 
-log = logging.getLogger("simdex.sharded")
+log = logging.getLogger(__name__)
 
 _BLOCK_ROWS = 8192
 
@@ -59,8 +62,6 @@ def settle(sharded: Any, shards: Sequence[int], method: str, args: Callable[[int
     ``stop_on_error``, shards run one after another (threads backend, no pool) stop at the first failure; the
     shards not run are absent from the result.
     """
-    from .sharded import _payload
-
     if sharded._closed:
         raise ValueError("this ShardedIndex is closed")
     backend = sharded._backend
@@ -69,7 +70,7 @@ def settle(sharded: Any, shards: Sequence[int], method: str, args: Callable[[int
         if backend.pool is None or len(shards) == 1:
             for s in shards:
                 try:
-                    out[s] = (True, _payload(getattr(backend.workers[s], method)(*args(s))))
+                    out[s] = (True, payload(getattr(backend.workers[s], method)(*args(s))))
                 except Exception as e:  # noqa: BLE001 - reported to the caller with the shard
                     out[s] = (False, e)
                     if stop_on_error:
@@ -78,14 +79,14 @@ def settle(sharded: Any, shards: Sequence[int], method: str, args: Callable[[int
         futures = {s: backend.pool.submit(getattr(backend.workers[s], method), *args(s)) for s in shards}
         for s, f in futures.items():
             try:
-                out[s] = (True, _payload(f.result()))
+                out[s] = (True, payload(f.result()))
             except Exception as e:  # noqa: BLE001
                 out[s] = (False, e)
         return out
     refs = {s: backend.submit(s, method, args(s)) for s in shards}
     for s, ref in refs.items():
         try:
-            out[s] = (True, sharded._ray_result(s, ref, method, args))
+            out[s] = (True, ray_result(sharded, s, ref, method, args))
         except Exception as e:  # noqa: BLE001
             out[s] = (False, e)
     return out
@@ -115,8 +116,6 @@ def batch_ids(sharded: Any, n: int, ids: Any) -> np.ndarray:
 
 def add(sharded: Any, x: np.ndarray, ids: Any) -> np.ndarray:
     """`ShardedIndex.add` under its lock: all of the batch in the shards, or none of it (see the module notes)."""
-    from .sharded import ShardError, shard_of
-
     check_finite(x)
     id_arr = batch_ids(sharded, x.shape[0], ids)
     route = shard_of(id_arr, sharded.num_shards)

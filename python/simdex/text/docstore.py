@@ -1,9 +1,10 @@
 """The document store: texts, sources, metadata and the chunk -> document mapping, in SQLite beside the index file.
 
 A vector id is a chunk id. A document has one chunk per vector (one when texts are not chunked). The store never
-commits on its own: `Index.save` writes the index file, then commits the store (one transaction per save, holding
-the ingest progress too). A crash between the two leaves the index one save ahead; the index metadata names the ids
-of that save (``metadata["docstore"]["pending"]``) and loading removes them again, so the two always agree.
+commits on its own: `Index.save` writes the index file, then commits the store (through the texts' companion,
+`simdex.text.texts.Texts`; one transaction per save, holding the ingest progress too). A crash between the two
+leaves the index one save ahead; the index metadata names the ids of that save (``metadata["docstore"]["pending"]``)
+and loading removes them again, so the two always agree. The file's name: `simdex.text.persist.docs_path`.
 """
 
 from __future__ import annotations
@@ -26,11 +27,6 @@ CREATE INDEX IF NOT EXISTS chunks_doc ON chunks (doc);
 CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 _IN_CHUNK = 500  # ids per "IN (...)" query, below SQLite's parameter limit
-
-
-def docs_path(index_path: str | os.PathLike[str]) -> str:
-    """The document store file that belongs to an index file."""
-    return os.fspath(index_path) + ".docs.sqlite"
 
 
 @dataclass(frozen=True)

@@ -228,8 +228,8 @@ def evaluate(corpus: Any, queries: Any, models: Sequence[Any] = ("all-MiniLM-L6-
     Returns:
         An :class:`EvalResult`; ``.table()``, ``.to_json()``, ``.plot()``.
     """
-    from .diagnostics import CorpusStats, diagnose
-    from .hybrid import KeywordIndex
+    from ..diagnostics import CorpusStats, diagnose
+    from ..text.hybrid import KeywordIndex
 
     doc_ids, texts, _ = load_corpus(corpus)
     q_texts, relevant = load_queries(queries)

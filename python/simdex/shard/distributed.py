@@ -8,7 +8,7 @@
 The pipeline: read (JSONL, Parquet or text lines) -> give each document an id -> repartition into enough blocks
 that every encoder actor has work -> ``map_batches`` with a callable class that loads the encoder once per actor
 (``ActorPoolStrategy``, a GPU each when asked or when the cluster has them) and routes each vector to its shard
-(`simdex.sharded.shard_of`, the rule `ShardedIndex.add` uses) -> a two-step shuffle of Ray tasks (split each block
+(`simdex.shard.routing.shard_of`, the rule `ShardedIndex.add` uses) -> a two-step shuffle of Ray tasks (split each block
 by shard; one writer per shard) -> one index file per shard, with the encoder's fingerprint in its metadata, and
 beside it the document store `simdex.ingest` writes (``shard-00000.simdex.docs.sqlite``: each vector's text, so
 `Index.search_text` and `ShardedIndex.search_text` return texts) -> ``manifest.json``.
@@ -27,9 +27,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ._index import Index
-from .docstore import DocStore
-from .sharded import MANIFEST_NAME, shard_of, write_manifest
+from .._index import Index
+from .manifest import MANIFEST_NAME, write_manifest
+from .routing import ROUTING, shard_of
 
 log = logging.getLogger(__name__)
 
@@ -171,6 +171,9 @@ def _write_shard(shard: int, out_dir: str, dim: int, metric: str, fingerprint: d
     """Shuffle, reduce side: every piece routed to one shard -> one index file, and its texts (when the pieces carry
     them) in the document store beside it, as `simdex.ingest` writes it: one document and one whole-text chunk per
     vector, keyed by the vector's id when the ids came from the data (``keyed``). Returns the vector count."""
+    from ..text.docstore import DocStore
+    from ..text.texts import set_docstore
+
     index = Index(dim, metric)
     # In memory, then copied beside the file by Index.save (atomically, replacing a store an earlier run left).
     store = DocStore(None) if any(p[2] is not None for p in pieces) else None
@@ -184,10 +187,11 @@ def _write_shard(shard: int, out_dir: str, dim: int, metric: str, fingerprint: d
     except ValueError as e:
         raise ValueError(f"shard {shard}: {e} (are the ids unique?)") from None
     index.metadata = _shard_metadata(fingerprint, shard, num_shards)
-    index._docstore = store  # None: Index.save removes a stale store an earlier run left beside the file
+    if store is not None:
+        set_docstore(index, store)  # without one, Index.save removes a stale store an earlier run left
     index.save(os.path.join(out_dir, _shard_file(shard)))
-    if index._docstore is not None:
-        index._docstore.close()
+    for companion in index._companions.values():
+        companion.close()
     return len(index)
 
 
@@ -196,7 +200,7 @@ def _shard_file(shard: int) -> str:
 
 
 def _shard_metadata(fingerprint: dict | None, shard: int, num_shards: int) -> dict:
-    meta: dict = {"shard": shard, "num_shards": num_shards, "routing": "splitmix64"}
+    meta: dict = {"shard": shard, "num_shards": num_shards, "routing": ROUTING}
     if fingerprint:
         meta["fingerprint"] = fingerprint
     return meta

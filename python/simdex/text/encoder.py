@@ -1,4 +1,5 @@
-"""Text to vectors: `simdex.Encoder`, built on sentence-transformers, and the model fingerprint.
+"""Text to vectors: `simdex.Encoder`, built on sentence-transformers, and the fingerprint of its model (checked by
+`simdex._fingerprint`).
 
 torch and sentence-transformers are imported when the first Encoder is made, never by ``import simdex``.
 
@@ -33,33 +34,8 @@ _DEFAULT_ALIASES = {"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"
 WINDOW_BATCHES = 16
 #: Windows tokenized ahead of the model (bounded memory: this many + the one being computed).
 PREFETCH = 2
-#: Fingerprint entries that identify the vectors a model makes. The model name (a folder can be moved), dtype and
-#: library versions are recorded but not compared.
-IDENTITY_KEYS = ("weights_sha256", "dim", "pooling", "normalize", "max_seq_length")
 
 T = TypeVar("T")
-
-
-class FingerprintMismatch(ValueError):
-    """Vectors or queries from one embedding model met an index filled by another."""
-
-
-def fingerprint_difference(expected: dict | None, got: dict | None) -> list:
-    """The identity entries (see `IDENTITY_KEYS`) on which two fingerprints differ, as readable strings."""
-    expected, got = expected or {}, got or {}
-    return [f"{key}: {expected.get(key)!r} vs {got.get(key)!r}" for key in IDENTITY_KEYS
-            if expected.get(key) != got.get(key)]
-
-
-def check_fingerprint(index_fp: dict | None, encoder_fp: dict | None, what: str) -> None:
-    """Raises FingerprintMismatch when `encoder_fp` does not describe the model that made `index_fp`."""
-    diff = fingerprint_difference(index_fp, encoder_fp)
-    if diff:
-        name = (index_fp or {}).get("model")
-        other = (encoder_fp or {}).get("model")
-        raise FingerprintMismatch(
-            f"{what}: the index was filled by model {name!r} but this encoder is {other!r}; mixing embedding "
-            f"models gives meaningless scores. Differences (index vs encoder): {'; '.join(diff)}")
 
 
 def background(items: Iterable[T], depth: int = PREFETCH) -> Iterator[T]:
@@ -145,7 +121,7 @@ class Encoder:
         batch_size: texts per model call; default 256 on a GPU, 32 on the CPU.
         trim_heap: on the CPU with glibc, hand the malloc heap's free pages back to the OS whenever the process
             has grown 128 MiB since the last trim, checked after each batch. A long CPU run otherwise fragments
-            the heap with the model's activation buffers and keeps growing (see `simdex._heap`). The pages
+            the heap with the model's activation buffers and keeps growing (see `simdex.text._heap`). The pages
             given back are faulted in again when reused: 200K short sentences ran at 0.87-0.94x the speed with
             the trims, a long-document corpus at 0.98x (bench/README_ingest.md). False turns it off.
 

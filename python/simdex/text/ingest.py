@@ -9,7 +9,7 @@ windows of batches ahead of the model (bounded memory); the calling thread runs 
 core releases the GIL) and writes documents and chunks to the SQLite store beside the index file. Every
 `checkpoint_every` batches, `Index.save` writes the index file atomically and then commits the store in one
 transaction that holds the progress too, so a killed run resumes where its last checkpoint ended, without
-duplicates or gaps (see `simdex.docstore` for the crash between the two writes).
+duplicates or gaps (see `simdex.text.docstore` for the crash between the two writes).
 """
 
 from __future__ import annotations
@@ -26,10 +26,13 @@ from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
-from ._index import Index, load
+from .._fingerprint import guard_fingerprint
+from .._index import Index
 from ._jsonl import Skip, metadata_error, parse_json_line, parse_text_line, read_lines
-from .docstore import DocStore, docs_path
+from .docstore import DocStore
 from .encoder import PREFETCH, WINDOW_BATCHES, background
+from .persist import docs_path, load
+from .texts import docstore, set_docstore, text_encoder, texts_of
 
 logger = logging.getLogger("simdex")
 
@@ -352,22 +355,22 @@ def ingest(source: Any, index_or_path: Any, encoder: Any = None, batch_size: int
     index, path = _open_index(index_or_path)
     if encoder is None:
         if index is not None:
-            encoder = index._text_encoder(None)
+            encoder = text_encoder(index)
         else:
             from .encoder import Encoder
 
             encoder = Encoder()
     if index is None:
         index = Index(encoder.dim)
-        index._docstore = DocStore(docs_path(path))
-    elif path is not None and index._docstore is None:
-        index._docstore = DocStore(docs_path(path))
-    index._text_encoder(encoder)
-    index._guard_fingerprint(encoder.fingerprint, "ingest")
+        set_docstore(index, DocStore(docs_path(path)))
+    elif path is not None and texts_of(index).store is None:
+        set_docstore(index, DocStore(docs_path(path)))
+    text_encoder(index, encoder)
+    guard_fingerprint(index, encoder.fingerprint, "ingest")
     bs = batch_size or encoder.batch_size
     if chunk_tokens is not None:
         encoder.token_spans(["x"], chunk_tokens, overlap)  # checks chunk_tokens and overlap now, not in the thread
-    store = index._docs()
+    store = docstore(index)
 
     progress_key = "progress:" + (source_name or key)
     progress = store.get_state(progress_key, {}) if path is not None else {}

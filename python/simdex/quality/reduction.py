@@ -11,9 +11,9 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
-from ._index import Index
-from ._validate import as_k
-from .transform import PCA, RandomProjection
+from .._index import Index
+from .._validate import as_k
+from ..transform import PCA, RandomProjection
 
 # Transform names a report understands; a callable out_dim -> transform works too.
 KINDS: Dict[str, Callable[[int], Any]] = {

@@ -60,7 +60,7 @@ class Layout:
 def _usage(n: int, dim: int = 1, dtype: str = "float32") -> Dict[str, int]:
     import numpy as np
 
-    from ._index import Index
+    from .._index import Index
 
     index = Index(dim, metric="ip", dtype=dtype)
     if n:
@@ -73,7 +73,7 @@ def _usage(n: int, dim: int = 1, dtype: str = "float32") -> Dict[str, int]:
 @functools.lru_cache(maxsize=None)
 def layout() -> Layout:
     """The index's byte layout, measured from small real indexes (about 50 ms, once per process)."""
-    from ._index import DTYPES as INDEX_DTYPES
+    from .._validate import DTYPES as INDEX_DTYPES
 
     if set(INDEX_DTYPES) != set(DTYPES):
         raise RuntimeError(f"simdex.cost knows dtypes {DTYPES}, the index has {INDEX_DTYPES}")

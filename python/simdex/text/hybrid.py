@@ -197,10 +197,10 @@ class KeywordIndex:
                     raise ValueError(
                         f"where: the condition ran past its {seconds:g} s deadline and was stopped: "
                         f"{_shown(condition)}; allow more with KeywordIndex.where(..., timeout=SECONDS) or by "
-                        "setting simdex.hybrid.WHERE_TIMEOUT") from None
+                        "setting simdex.text.hybrid.WHERE_TIMEOUT") from None
                 if "too big" in str(e):
                     raise ValueError(f"where: the condition (or a param) made a string or blob over the {limit:,}-byte "
-                                     f"limit (simdex.hybrid.WHERE_MAX_LENGTH): {_shown(condition)}") from None
+                                     f"limit (simdex.text.hybrid.WHERE_MAX_LENGTH): {_shown(condition)}") from None
                 raise ValueError(f"where: not a valid condition on the document metadata ({e}): {_shown(condition)}") \
                     from None
             finally:

@@ -1,0 +1,275 @@
+"""The texts of an `Index`: its document store, the encoder last used with it, and its keyword index.
+
+`simdex.Index` holds vectors only. The text wing keeps an index's texts in a `Texts` object attached to it as a
+companion (``index._companions["docs"]``): `Index.save` asks the companion to write the document store beside the
+index file (`simdex.text.persist.docs_path`), and `simdex.load` attaches it again when it finds that file.
+
+    >>> ids = simdex.text.add_texts(index, ["fork a process", "send mail"], encoder=enc)
+    >>> hits = simdex.text.search_text(index, "create a child process", k=5)   # index.search_text(...) forwards here
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+from .._fingerprint import FingerprintMismatch, check_fingerprint, guard_fingerprint
+from .._index import Index
+from .._validate import as_ids, as_k
+from .docstore import DocStore, Document, TextSearchResult
+from .persist import COMPANION, docs_path
+
+
+class Texts:
+    """An index's texts, attached to it as its ``"docs"`` companion (see `Index._companions`).
+
+    Attributes:
+        store: the `DocStore` (None until a text is added or a store file is found beside the index file).
+        encoder: the encoder last used with the index (`add_texts`, `search_text`, `simdex.ingest`), or None.
+    """
+
+    def __init__(self, store: Optional[DocStore] = None) -> None:
+        self.store = store
+        self.encoder: Any = None
+        self._keywords: Any = None  # (len(index) when built, KeywordIndex over the stored chunks)
+
+    def prepare_save(self, index: Index, path: str) -> Optional[Callable[[], None]]:
+        """`Index.save` to path, before the index file is written: records the store's save number in the index
+        metadata and returns what to run once the index file is in place (None: no store to write)."""
+        store, target = self.store, docs_path(path)
+        if store is None:
+            return None  # Index.save then removes a store an older index left beside path
+        seq = store.seq + 1
+        same = store.path is not None and os.path.abspath(store.path) == os.path.abspath(target)
+        index.metadata = {**index.metadata, "docstore": {"seq": seq, "pending": store.pending if same else None}}
+        if same:
+            return lambda: store.commit(seq)
+        store.copy_to(target, seq)
+
+        def switch() -> None:  # "save as": from now on the index uses the store beside path
+            self.store = DocStore(target)
+            store.close()
+
+        return switch
+
+    def close(self) -> None:
+        if self.store is not None:
+            self.store.close()
+
+
+def texts_of(index: Index) -> Texts:
+    """The index's `Texts`, attached on first use (with the store beside the index's file, if there is one)."""
+    texts = index._companions.get(COMPANION)
+    if texts is None:
+        if index._path is not None and os.path.exists(docs_path(index._path)):
+            # An index read without its companions (simdex._index.load_vectors): its texts are beside its file.
+            attach(index, index._path)
+        texts = index._companions.setdefault(COMPANION, Texts())
+    return texts
+
+
+def docstore(index: Index) -> DocStore:
+    """The index's document store, created in memory when it has none (`Index.save` writes it beside the file)."""
+    texts = texts_of(index)
+    if texts.store is None:
+        texts.store = DocStore(None)
+    return texts.store
+
+
+def set_docstore(index: Index, store: Optional[DocStore]) -> None:
+    """Makes `store` the index's document store (None: the index has no texts, and `Index.save` removes a stale
+    store file beside its path)."""
+    texts_of(index).store = store
+
+
+def documents(index: Index, ids: Any) -> dict:
+    """{vector id: `Document`} for the ids among `ids` that have a stored text."""
+    store = texts_of(index).store
+    return {} if store is None else {cid: doc for cid, (_, doc) in store.get(ids).items()}
+
+
+def attach(index: Index, path: str) -> None:
+    """Opens the document store beside path as the index's texts; undoes the ids of a save whose store commit did
+    not happen (a crash between the index file and the store)."""
+    target = docs_path(path)
+    if not os.path.exists(target):
+        return
+    store = DocStore(target)
+    info = index.metadata.get("docstore") or {}
+    saved = int(info.get("seq", 0))
+    if saved == store.seq + 1:
+        if info.get("pending"):
+            lo, hi = info["pending"]
+            try:
+                index.remove(np.arange(lo, hi, dtype=np.int64))
+            except ValueError:  # a read-only (memory-mapped) index
+                warnings.warn(f"{path}: ids {lo} .. {hi - 1} were saved but their texts were not committed to "
+                              f"{target}; load without mmap to repair", RuntimeWarning, stacklevel=3)
+    elif saved != store.seq:
+        warnings.warn(f"{target} (save {store.seq}) does not match {path} (save {saved}); texts returned by "
+                      "search_text may be missing or stale", RuntimeWarning, stacklevel=3)
+    texts = index._companions.setdefault(COMPANION, Texts())
+    if texts.store is not None:
+        texts.store.close()
+    texts.store = store
+
+
+# -- the encoder and the fingerprint -----------------------------------------------------------------------------
+def text_encoder(index: Index, encoder: Any = None) -> Any:
+    """The encoder to use with the index: the one given, the last one used, or one for the fingerprint's model.
+    It becomes the index's last-used encoder."""
+    texts = texts_of(index)
+    if encoder is None:
+        encoder = texts.encoder
+    if encoder is None:
+        from .encoder import Encoder
+
+        fp = index.fingerprint
+        encoder = Encoder(fp["model"]) if fp and fp.get("model") else Encoder()
+    if encoder.dim != index.dim:
+        if index.fingerprint is not None:
+            check_fingerprint(index.fingerprint, encoder.fingerprint, "encoder")
+        raise ValueError(f"encoder: its vectors have dim {encoder.dim}, the index expects dim {index.dim}")
+    texts.encoder = encoder
+    return encoder
+
+
+# -- adding and searching texts ----------------------------------------------------------------------------------
+def add_texts(index: Index, texts: Any, ids: Any = None, *, encoder: Any = None,
+              batch_size: Optional[int] = None) -> np.ndarray:
+    """Embeds texts, adds their vectors to the index and keeps the texts for `search_text`; returns the ids.
+
+    Args:
+        index: the `simdex.Index`.
+        texts: a sequence of non-empty str.
+        ids: as in `Index.add`.
+        encoder: a `simdex.Encoder`; default: the last one used with this index, else one for the model in the
+            index fingerprint, else the default model.
+        batch_size: texts per model call.
+
+    Raises:
+        FingerprintMismatch: (a ValueError) the encoder's model is not the one that filled the index.
+        TypeError, ValueError: a text that is not a str, is empty or is not valid UTF-8. Nothing is added.
+
+    For corpora, files, chunking and resumable runs use `simdex.ingest`.
+    """
+    if isinstance(texts, (str, bytes)):
+        raise TypeError("texts: expected a sequence of str, got a single " + type(texts).__name__)
+    texts = list(texts)
+    if not texts:
+        raise ValueError("texts: expected at least one text, got none")
+    for i, t in enumerate(texts):
+        if not isinstance(t, str):
+            raise TypeError(f"texts[{i}]: expected str, got {type(t).__name__}")
+        if not t.strip():
+            raise ValueError(f"texts[{i}]: expected a non-empty text, got {t!r}")
+        if not t.isascii():
+            try:
+                t.encode("utf-8")
+            except UnicodeEncodeError as e:
+                raise ValueError(f"texts[{i}]: not valid UTF-8 ({e.reason} at {e.start})") from None
+    enc = text_encoder(index, encoder)
+    if ids is not None:
+        as_ids(ids, "ids", n=len(texts))
+    guard_fingerprint(index, enc.fingerprint, "add_texts")
+    new_ids = index.add(enc.embed_batch(texts, batch_size=batch_size), ids, fingerprint=enc.fingerprint)
+    docstore(index).add([(None, t, None, None) for t in texts],
+                        [(i, n, 0, len(t)) for n, (i, t) in enumerate(zip(new_ids.tolist(), texts))])
+    return new_ids
+
+
+def keyword_filter(index: Index, filter: Any, keywords: Optional[str], limit: int, where: Optional[str],
+                   where_timeout: Optional[float] = None) -> Any:
+    """The allow-list for `search_text`: the caller's filter intersected with the keyword and where filters."""
+    if keywords is None and where is None:
+        return filter
+    texts = texts_of(index)
+    if texts.store is None:
+        raise ValueError("keywords / where need the texts: this index has no document store")
+    n = len(index)
+    cached = texts._keywords
+    if cached is None or cached[0] != n:
+        from .hybrid import KeywordIndex
+
+        rows = texts.store._db.execute(
+            "SELECT c.id, substr(d.text, c.start_char + 1, c.end_char - c.start_char), d.source, d.key "
+            "FROM chunks c JOIN documents d ON d.id = c.doc").fetchall()
+        cached = (n, KeywordIndex.from_records([r[0] for r in rows], [r[1] for r in rows],
+                                               [{"source": r[2], "doc": r[3]} for r in rows]))
+        texts._keywords = cached
+    allow = None if filter is None else as_ids(filter, "filter")
+    for part in (cached[1].allow_list(keywords, limit) if keywords is not None else None,
+                 cached[1].where(where, timeout=where_timeout) if where is not None else None):
+        if part is not None:
+            allow = part if allow is None else np.intersect1d(allow, part)
+    return allow
+
+
+def search_text(index: Index, query: str, k: int = 10, *, encoder: Any = None, chunks: bool = False,
+                filter: Any = None, min_score: Optional[float] = None, keywords: Optional[str] = None,
+                keyword_limit: int = 200, where: Optional[str] = None,
+                where_timeout: Optional[float] = None) -> TextSearchResult:
+    """Embeds a query and returns the k best documents (or chunks) of the index with their texts.
+
+    Args:
+        index: the `simdex.Index` (`Index.search_text` calls this).
+        query: the query text.
+        k: results wanted; fewer come back when fewer qualify (no padding).
+        encoder: as in `add_texts`; it must be the model that filled the index.
+        chunks: False: one result per document, its best-scoring chunk. True: the k best chunks, several may come
+            from one document.
+        filter, min_score: as in `Index.search` (filter holds vector ids, i.e. chunk ids).
+        keywords: hybrid search: only the ``keyword_limit`` best BM25 matches of these words (SQLite FTS5 over the
+            stored texts) are ranked by the vector search; no filter when no text shares a word.
+        where: a SQL condition on the stored documents' ``source`` and ``doc`` (the document key), e.g.
+            ``"source LIKE 'man%'"``; only matching documents are ranked. It must be one expression, and it runs
+            under a deadline (ValueError past it) with a cap on the strings it may build (docs/reliability.md).
+        where_timeout: seconds the where condition may run; default ``simdex.text.hybrid.WHERE_TIMEOUT`` (3).
+
+    Returns:
+        TextSearchResult(ids int64 (<= k,), scores float32 (<= k,), documents): ids are vector (chunk) ids;
+        documents holds a `simdex.Document` per result, or None for a vector added without text. Iterating it
+        gives `simdex.Hit` objects (id, score, document, doc_id, text, chunk).
+
+    Raises:
+        FingerprintMismatch: (a ValueError) the encoder is another model than the index's, or the index has
+            vectors but no fingerprint.
+    """
+    if not isinstance(query, str):
+        raise TypeError(f"query: expected str, got {type(query).__name__}")
+    k = as_k(k)
+    enc = text_encoder(index, encoder)
+    if index.fingerprint is not None:
+        check_fingerprint(index.fingerprint, enc.fingerprint, "search_text")
+    elif len(index):
+        raise FingerprintMismatch(
+            f"search_text: the index holds {len(index)} vectors but no fingerprint, so nothing says which model "
+            "made them; add them with add(..., fingerprint=encoder.fingerprint) or set "
+            "index.metadata = {**index.metadata, 'fingerprint': encoder.fingerprint}")
+    filter = keyword_filter(index, filter, keywords, keyword_limit, where, where_timeout)
+    store = texts_of(index).store
+    q = enc.embed_query(query)
+    n = len(index)
+    fetch = k if chunks else max(1, min(n, max(4 * k, k + 16)))
+    while True:
+        res = index.search(q, fetch, filter=filter, min_score=min_score)
+        ids, scores = res.ids[0], res.scores[0]
+        valid = ids >= 0
+        ids, scores = ids[valid], scores[valid]
+        found = store.get(ids) if store is not None else {}
+        picked: list[tuple[int, Optional[Document]]] = []
+        seen = set()
+        for pos, cid in enumerate(ids.tolist()):
+            row, doc = found.get(cid, (("vector", cid), None))
+            if chunks or row not in seen:
+                seen.add(row)
+                picked.append((pos, doc))
+        if chunks or len(picked) >= k or fetch >= n or len(ids) < fetch:
+            break
+        fetch = min(n, 4 * fetch)
+    picked = picked[:k]
+    rows = np.array([p for p, _ in picked], dtype=np.int64)
+    return TextSearchResult(ids[rows], scores[rows], [d for _, d in picked])
