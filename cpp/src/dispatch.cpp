@@ -28,43 +28,148 @@ namespace {
 
 using namespace kernels;
 
-const KernelTable kScalarTable{Isa::scalar, "scalar", dot_f32_scalar, dot_rows_f32_scalar, gemm_f32_scalar,
-                               kScalarMr, kScalarNr, select_ge_f32_scalar, pack_nr_f32_scalar,
-                               "scalar", dot_i8_scalar, dot_rows_i8_scalar, gemm_i8_scalar,
-                               kScalarI8Mr, kScalarI8Nr, false};
+// Every table names its fields. A level that shares one family of kernels with another level starts from that
+// level's table and replaces the rest (the *_vnni / *_dotprod levels add int8 instructions to their base level).
+// complete() checks at compile time that no field was left out (it would read as null or 0).
+constexpr bool complete(const KernelTable& t) {
+    return t.name && t.dot_f32 && t.dot_rows_f32 && t.gemm_f32 && t.gemm_mr && t.gemm_nr && t.select_ge_f32 &&
+           t.pack_nr_f32 && t.i8_name && t.dot_i8 && t.dot_rows_i8 && t.gemm_i8 && t.gemm_i8_mr && t.gemm_i8_nr;
+}
+
+constexpr KernelTable kScalarTable = [] {
+    KernelTable t{};
+    t.isa = Isa::scalar;
+    t.name = "scalar";
+    t.dot_f32 = dot_f32_scalar;
+    t.dot_rows_f32 = dot_rows_f32_scalar;
+    t.gemm_f32 = gemm_f32_scalar;
+    t.gemm_mr = kScalarMr;
+    t.gemm_nr = kScalarNr;
+    t.select_ge_f32 = select_ge_f32_scalar;
+    t.pack_nr_f32 = pack_nr_f32_scalar;
+    t.i8_name = "scalar";
+    t.dot_i8 = dot_i8_scalar;
+    t.dot_rows_i8 = dot_rows_i8_scalar;
+    t.gemm_i8 = gemm_i8_scalar;
+    t.gemm_i8_mr = kScalarI8Mr;
+    t.gemm_i8_nr = kScalarI8Nr;
+    t.gemm_i8_flip = false;
+    return t;
+}();
+static_assert(complete(kScalarTable));
 #ifdef SIMDEX_COMPILED_AVX2
-const KernelTable kAvx2Table{Isa::avx2, "avx2", dot_f32_avx2, dot_rows_f32_avx2, gemm_f32_avx2,
-                             kAvx2Mr, kAvx2Nr, select_ge_f32_avx2, pack_nr_f32_avx2,
-                             "avx2", dot_i8_avx2, dot_rows_i8_avx2, gemm_i8_avx2, kAvx2I8Mr, kAvx2I8Nr, false};
+constexpr KernelTable kAvx2Table = [] {
+    KernelTable t{};
+    t.isa = Isa::avx2;
+    t.name = "avx2";
+    t.dot_f32 = dot_f32_avx2;
+    t.dot_rows_f32 = dot_rows_f32_avx2;
+    t.gemm_f32 = gemm_f32_avx2;
+    t.gemm_mr = kAvx2Mr;
+    t.gemm_nr = kAvx2Nr;
+    t.select_ge_f32 = select_ge_f32_avx2;
+    t.pack_nr_f32 = pack_nr_f32_avx2;
+    t.i8_name = "avx2";
+    t.dot_i8 = dot_i8_avx2;
+    t.dot_rows_i8 = dot_rows_i8_avx2;
+    t.gemm_i8 = gemm_i8_avx2;
+    t.gemm_i8_mr = kAvx2I8Mr;
+    t.gemm_i8_nr = kAvx2I8Nr;
+    t.gemm_i8_flip = false;
+    return t;
+}();
+static_assert(complete(kAvx2Table));
 #endif
 #ifdef SIMDEX_COMPILED_AVX_VNNI
-const KernelTable kAvxVnniTable{Isa::avx_vnni, "avx_vnni", dot_f32_avx2, dot_rows_f32_avx2, gemm_f32_avx2,
-                                kAvx2Mr, kAvx2Nr, select_ge_f32_avx2, pack_nr_f32_avx2,
-                                "avx_vnni", dot_i8_avx_vnni, dot_rows_i8_avx_vnni, gemm_i8_avx_vnni,
-                                kAvxVnniI8Mr, kAvxVnniI8Nr, true};
+constexpr KernelTable kAvxVnniTable = [] {
+    KernelTable t = kAvx2Table;  // float kernels: AVX2
+    t.isa = Isa::avx_vnni;
+    t.name = "avx_vnni";
+    t.i8_name = "avx_vnni";
+    t.dot_i8 = dot_i8_avx_vnni;
+    t.dot_rows_i8 = dot_rows_i8_avx_vnni;
+    t.gemm_i8 = gemm_i8_avx_vnni;
+    t.gemm_i8_mr = kAvxVnniI8Mr;
+    t.gemm_i8_nr = kAvxVnniI8Nr;
+    t.gemm_i8_flip = true;
+    return t;
+}();
+static_assert(complete(kAvxVnniTable));
 #endif
 #ifdef SIMDEX_COMPILED_AVX512
+#ifndef SIMDEX_COMPILED_AVX2
+#error "the avx512 level runs the AVX2 int8 kernels: SIMDEX_COMPILED_AVX512 needs SIMDEX_COMPILED_AVX2"
+#endif
 // AVX-512 without VNNI (Skylake-SP): float kernels at 512 bits, int8 through the AVX2 sign trick.
-const KernelTable kAvx512Table{Isa::avx512, "avx512", dot_f32_avx512, dot_rows_f32_avx512, gemm_f32_avx512,
-                               kAvx512Mr, kAvx512Nr, select_ge_f32_avx512, pack_nr_f32_avx512,
-                               "avx2", dot_i8_avx2, dot_rows_i8_avx2, gemm_i8_avx2, kAvx2I8Mr, kAvx2I8Nr, false};
+constexpr KernelTable kAvx512Table = [] {
+    KernelTable t = kAvx2Table;  // int8 kernels: AVX2
+    t.isa = Isa::avx512;
+    t.name = "avx512";
+    t.dot_f32 = dot_f32_avx512;
+    t.dot_rows_f32 = dot_rows_f32_avx512;
+    t.gemm_f32 = gemm_f32_avx512;
+    t.gemm_mr = kAvx512Mr;
+    t.gemm_nr = kAvx512Nr;
+    t.select_ge_f32 = select_ge_f32_avx512;
+    t.pack_nr_f32 = pack_nr_f32_avx512;
+    return t;
+}();
+static_assert(complete(kAvx512Table));
 #endif
 #ifdef SIMDEX_COMPILED_AVX512_VNNI
-const KernelTable kAvx512VnniTable{Isa::avx512_vnni, "avx512_vnni", dot_f32_avx512, dot_rows_f32_avx512,
-                                   gemm_f32_avx512, kAvx512Mr, kAvx512Nr, select_ge_f32_avx512, pack_nr_f32_avx512,
-                                   "avx512_vnni", dot_i8_avx512_vnni, dot_rows_i8_avx512_vnni, gemm_i8_avx512_vnni,
-                                   kAvx512VnniI8Mr, kAvx512VnniI8Nr, true};
+constexpr KernelTable kAvx512VnniTable = [] {
+    KernelTable t = kAvx512Table;  // float kernels: AVX-512
+    t.isa = Isa::avx512_vnni;
+    t.name = "avx512_vnni";
+    t.i8_name = "avx512_vnni";
+    t.dot_i8 = dot_i8_avx512_vnni;
+    t.dot_rows_i8 = dot_rows_i8_avx512_vnni;
+    t.gemm_i8 = gemm_i8_avx512_vnni;
+    t.gemm_i8_mr = kAvx512VnniI8Mr;
+    t.gemm_i8_nr = kAvx512VnniI8Nr;
+    t.gemm_i8_flip = true;
+    return t;
+}();
+static_assert(complete(kAvx512VnniTable));
 #endif
 #ifdef SIMDEX_COMPILED_NEON
-const KernelTable kNeonTable{Isa::neon, "neon", dot_f32_neon, dot_rows_f32_neon, gemm_f32_neon,
-                             kNeonMr, kNeonNr, select_ge_f32_neon, pack_nr_f32_neon,
-                             "neon", dot_i8_neon, dot_rows_i8_neon, gemm_i8_neon, kScalarI8Mr, kScalarI8Nr, false};
+constexpr KernelTable kNeonTable = [] {
+    KernelTable t{};
+    t.isa = Isa::neon;
+    t.name = "neon";
+    t.dot_f32 = dot_f32_neon;
+    t.dot_rows_f32 = dot_rows_f32_neon;
+    t.gemm_f32 = gemm_f32_neon;
+    t.gemm_mr = kNeonMr;
+    t.gemm_nr = kNeonNr;
+    t.select_ge_f32 = select_ge_f32_neon;
+    t.pack_nr_f32 = pack_nr_f32_neon;
+    t.i8_name = "neon";
+    t.dot_i8 = dot_i8_neon;
+    t.dot_rows_i8 = dot_rows_i8_neon;
+    t.gemm_i8 = gemm_i8_neon;
+    t.gemm_i8_mr = kScalarI8Mr;  // gemm_i8_neon is the scalar micro-kernel
+    t.gemm_i8_nr = kScalarI8Nr;
+    t.gemm_i8_flip = false;
+    return t;
+}();
+static_assert(complete(kNeonTable));
 #endif
 #ifdef SIMDEX_COMPILED_NEON_DOTPROD
-const KernelTable kNeonDotprodTable{Isa::neon_dotprod, "neon_dotprod", dot_f32_neon, dot_rows_f32_neon,
-                                    gemm_f32_neon, kNeonMr, kNeonNr, select_ge_f32_neon, pack_nr_f32_neon,
-                                    "neon_dotprod", dot_i8_neon_dotprod, dot_rows_i8_neon_dotprod,
-                                    gemm_i8_neon_dotprod, kNeonDotI8Mr, kNeonDotI8Nr, false};
+constexpr KernelTable kNeonDotprodTable = [] {
+    KernelTable t = kNeonTable;  // float kernels: NEON
+    t.isa = Isa::neon_dotprod;
+    t.name = "neon_dotprod";
+    t.i8_name = "neon_dotprod";
+    t.dot_i8 = dot_i8_neon_dotprod;
+    t.dot_rows_i8 = dot_rows_i8_neon_dotprod;
+    t.gemm_i8 = gemm_i8_neon_dotprod;
+    t.gemm_i8_mr = kNeonDotI8Mr;
+    t.gemm_i8_nr = kNeonDotI8Nr;
+    t.gemm_i8_flip = false;
+    return t;
+}();
+static_assert(complete(kNeonDotprodTable));
 #endif
 
 // From the lowest level to the best one; supported_isas() keeps this order.

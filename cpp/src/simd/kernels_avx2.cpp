@@ -1,95 +1,24 @@
 // AVX2 + FMA kernels (x86-64). Flags: -mavx2 -mfma, this file only.
-// Instructions: vfmadd231ps ymm, vcmpps + vmovmskps for selection; tails handled with a scalar loop
-// (AVX2 has no cheap masked float load that is safe at the end of a buffer without maskload).
-// Accumulators: float32 lanes, 4 chains. Tolerance vs scalar: as for AVX-512.
+// dot, dot_rows, gemm: the loops of kernels_f32-inl.hpp over the ops below (vfmadd231ps ymm, 4 chains; the 6 x 16
+// micro-kernel: 12 ymm accumulators, 2 loads + 6 vbroadcastss per k step). Selection: vcmpps + vmovmskps. Packing:
+// 8 x 8 in-register transposes (vunpcklps, vshufps, vperm2f128).
+// Tails: a scalar loop (AVX2 has no cheap masked float load that is safe at the end of a buffer without maskload).
+// Accumulators: float32 lanes. Tolerance vs scalar: |error| <= ~n * eps * sum |a_i b_i| (summation order differs).
 #include <immintrin.h>
 
+#include "kernels_f32-inl.hpp"
 #include "simdex/kernels.hpp"
+#include "vec_x86_256-inl.hpp"
 
 namespace simdex::kernels {
 namespace {
-inline float hsum(__m256 v) {
-    const __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    const __m128 t = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    return _mm_cvtss_f32(_mm_add_ss(t, _mm_shuffle_ps(t, t, 1)));
-}
+struct Avx2 : F32x8 {
+    static constexpr std::size_t kMr = kAvx2Mr, kNr = kAvx2Nr;
+    static V fma(V x, V y, V acc) { return _mm256_fmadd_ps(x, y, acc); }
+};
 }  // namespace
 
-float dot_f32_avx2(const float* a, const float* b, std::size_t n) noexcept {
-    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps(), s2 = _mm256_setzero_ps(), s3 = _mm256_setzero_ps();
-    std::size_t i = 0;
-    for (; i + 32 <= n; i += 32) {
-        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
-        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), s1);
-        s2 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 16), _mm256_loadu_ps(b + i + 16), s2);
-        s3 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 24), _mm256_loadu_ps(b + i + 24), s3);
-    }
-    for (; i + 8 <= n; i += 8) s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
-    float s = hsum(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
-    for (; i < n; ++i) s += a[i] * b[i];
-    return s;
-}
-
-void dot_rows_f32_avx2(const float* q, const float* x, std::size_t rows, std::size_t dim, float* out) noexcept {
-    const std::size_t full = dim & ~std::size_t(7);
-    std::size_t r = 0;
-    for (; r + 4 <= rows; r += 4) {
-        const float* x0 = x + r * dim;
-        const float* x1 = x0 + dim;
-        const float* x2 = x1 + dim;
-        const float* x3 = x2 + dim;
-        __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps(), s2 = _mm256_setzero_ps(), s3 = _mm256_setzero_ps();
-        for (std::size_t i = 0; i < full; i += 8) {
-            const __m256 qv = _mm256_loadu_ps(q + i);
-            s0 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(x0 + i), s0);
-            s1 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(x1 + i), s1);
-            s2 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(x2 + i), s2);
-            s3 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(x3 + i), s3);
-        }
-        float t0 = hsum(s0), t1 = hsum(s1), t2 = hsum(s2), t3 = hsum(s3);
-        for (std::size_t i = full; i < dim; ++i) {
-            t0 += q[i] * x0[i];
-            t1 += q[i] * x1[i];
-            t2 += q[i] * x2[i];
-            t3 += q[i] * x3[i];
-        }
-        out[r] = t0;
-        out[r + 1] = t1;
-        out[r + 2] = t2;
-        out[r + 3] = t3;
-    }
-    for (; r < rows; ++r) out[r] = dot_f32_avx2(q, x + r * dim, dim);
-}
-
-void gemm_f32_avx2(std::size_t kc, const float* a, const float* b, float* c, std::size_t ldc,
-                   bool accumulate) noexcept {
-    // 6 query rows x 16 database rows: 12 ymm accumulators, 2 loads + 6 broadcasts per k step.
-    constexpr std::size_t mr = kAvx2Mr;
-    __m256 lo[mr], hi[mr];
-#pragma GCC unroll 6
-    for (std::size_t i = 0; i < mr; ++i) lo[i] = hi[i] = _mm256_setzero_ps();
-    for (std::size_t k = 0; k < kc; ++k) {
-        const __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
-#pragma GCC unroll 6
-        for (std::size_t i = 0; i < mr; ++i) {
-            const __m256 ai = _mm256_broadcast_ss(a + i);
-            lo[i] = _mm256_fmadd_ps(ai, b0, lo[i]);
-            hi[i] = _mm256_fmadd_ps(ai, b1, hi[i]);
-        }
-        a += mr;
-        b += 16;
-    }
-#pragma GCC unroll 6
-    for (std::size_t i = 0; i < mr; ++i) {
-        float* row = c + i * ldc;
-        if (accumulate) {
-            lo[i] = _mm256_add_ps(lo[i], _mm256_loadu_ps(row));
-            hi[i] = _mm256_add_ps(hi[i], _mm256_loadu_ps(row + 8));
-        }
-        _mm256_storeu_ps(row, lo[i]);
-        _mm256_storeu_ps(row + 8, hi[i]);
-    }
-}
+SIMDEX_DEFINE_F32_KERNELS(avx2, Avx2)
 
 std::size_t select_ge_f32_avx2(const float* s, std::size_t n, float t, std::uint32_t* out) noexcept {
     const __m256 tv = _mm256_set1_ps(t);

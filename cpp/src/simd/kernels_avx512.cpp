@@ -1,95 +1,24 @@
 // AVX-512F kernels (x86-64). Flags: -mavx512f -mavx512bw -mavx512vl -mavx512dq -mfma, this file only.
-// Instructions: vfmadd231ps zmm, vcmpps k, vpcompressd, masked loads for tails (no scalar tail loops).
-// Accumulators: float32 lanes; dot products keep 4 independent chains to hide FMA latency.
-// Tolerance vs the scalar oracle: summation order differs, |error| <= ~n * eps * sum|a_i b_i|.
+// dot, dot_rows, gemm: the loops of kernels_f32-inl.hpp over the ops below (vfmadd231ps zmm, 4 chains; the 12 x 32
+// micro-kernel: 24 zmm accumulators, 2 loads + 12 broadcasts per k step). Selection: vcmpps k + vpcompressd.
+// Packing: 16 x 16 in-register transposes. Tails: masked loads (no scalar tail loops).
+// Accumulators: float32 lanes. Tolerance vs the scalar oracle: summation order differs,
+// |error| <= ~n * eps * sum |a_i b_i|.
 #include <immintrin.h>
 
+#include "kernels_f32-inl.hpp"
 #include "simdex/kernels.hpp"
+#include "vec_x86_512-inl.hpp"
 
 namespace simdex::kernels {
 namespace {
-inline __mmask16 tail_mask(std::size_t n) { return static_cast<__mmask16>((1u << n) - 1u); }
+struct Avx512 : F32x16 {
+    static constexpr std::size_t kMr = kAvx512Mr, kNr = kAvx512Nr;
+    static V fma(V x, V y, V acc) { return _mm512_fmadd_ps(x, y, acc); }
+};
 }  // namespace
 
-float dot_f32_avx512(const float* a, const float* b, std::size_t n) noexcept {
-    __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps(), s2 = _mm512_setzero_ps(), s3 = _mm512_setzero_ps();
-    std::size_t i = 0;
-    for (; i + 64 <= n; i += 64) {
-        s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), s0);
-        s1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 16), _mm512_loadu_ps(b + i + 16), s1);
-        s2 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 32), _mm512_loadu_ps(b + i + 32), s2);
-        s3 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 48), _mm512_loadu_ps(b + i + 48), s3);
-    }
-    for (; i + 16 <= n; i += 16) s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), s0);
-    if (i < n) {
-        const __mmask16 m = tail_mask(n - i);
-        s1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a + i), _mm512_maskz_loadu_ps(m, b + i), s1);
-    }
-    return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
-}
-
-void dot_rows_f32_avx512(const float* q, const float* x, std::size_t rows, std::size_t dim, float* out) noexcept {
-    // Four rows per pass: each query chunk is loaded once and used four times.
-    const std::size_t full = dim & ~std::size_t(15);
-    const __mmask16 m = tail_mask(dim - full);
-    std::size_t r = 0;
-    for (; r + 4 <= rows; r += 4) {
-        const float* x0 = x + r * dim;
-        const float* x1 = x0 + dim;
-        const float* x2 = x1 + dim;
-        const float* x3 = x2 + dim;
-        __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps(), s2 = _mm512_setzero_ps(), s3 = _mm512_setzero_ps();
-        for (std::size_t i = 0; i < full; i += 16) {
-            const __m512 qv = _mm512_loadu_ps(q + i);
-            s0 = _mm512_fmadd_ps(qv, _mm512_loadu_ps(x0 + i), s0);
-            s1 = _mm512_fmadd_ps(qv, _mm512_loadu_ps(x1 + i), s1);
-            s2 = _mm512_fmadd_ps(qv, _mm512_loadu_ps(x2 + i), s2);
-            s3 = _mm512_fmadd_ps(qv, _mm512_loadu_ps(x3 + i), s3);
-        }
-        if (m) {
-            const __m512 qv = _mm512_maskz_loadu_ps(m, q + full);
-            s0 = _mm512_fmadd_ps(qv, _mm512_maskz_loadu_ps(m, x0 + full), s0);
-            s1 = _mm512_fmadd_ps(qv, _mm512_maskz_loadu_ps(m, x1 + full), s1);
-            s2 = _mm512_fmadd_ps(qv, _mm512_maskz_loadu_ps(m, x2 + full), s2);
-            s3 = _mm512_fmadd_ps(qv, _mm512_maskz_loadu_ps(m, x3 + full), s3);
-        }
-        out[r] = _mm512_reduce_add_ps(s0);
-        out[r + 1] = _mm512_reduce_add_ps(s1);
-        out[r + 2] = _mm512_reduce_add_ps(s2);
-        out[r + 3] = _mm512_reduce_add_ps(s3);
-    }
-    for (; r < rows; ++r) out[r] = dot_f32_avx512(q, x + r * dim, dim);
-}
-
-void gemm_f32_avx512(std::size_t kc, const float* a, const float* b, float* c, std::size_t ldc,
-                     bool accumulate) noexcept {
-    // 12 query rows x 32 database rows: 24 zmm accumulators, 2 loads + 12 broadcasts per k step.
-    constexpr std::size_t mr = kAvx512Mr;
-    __m512 lo[mr], hi[mr];
-#pragma GCC unroll 12
-    for (std::size_t i = 0; i < mr; ++i) lo[i] = hi[i] = _mm512_setzero_ps();
-    for (std::size_t k = 0; k < kc; ++k) {
-        const __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);
-#pragma GCC unroll 12
-        for (std::size_t i = 0; i < mr; ++i) {
-            const __m512 ai = _mm512_set1_ps(a[i]);
-            lo[i] = _mm512_fmadd_ps(ai, b0, lo[i]);
-            hi[i] = _mm512_fmadd_ps(ai, b1, hi[i]);
-        }
-        a += mr;
-        b += 32;
-    }
-#pragma GCC unroll 12
-    for (std::size_t i = 0; i < mr; ++i) {
-        float* row = c + i * ldc;
-        if (accumulate) {
-            lo[i] = _mm512_add_ps(lo[i], _mm512_loadu_ps(row));
-            hi[i] = _mm512_add_ps(hi[i], _mm512_loadu_ps(row + 16));
-        }
-        _mm512_storeu_ps(row, lo[i]);
-        _mm512_storeu_ps(row + 16, hi[i]);
-    }
-}
+SIMDEX_DEFINE_F32_KERNELS(avx512, Avx512)
 
 std::size_t select_ge_f32_avx512(const float* s, std::size_t n, float t, std::uint32_t* out) noexcept {
     const __m512 tv = _mm512_set1_ps(t);
@@ -105,7 +34,7 @@ std::size_t select_ge_f32_avx512(const float* s, std::size_t n, float t, std::ui
         idx = _mm512_add_epi32(idx, step);
     }
     if (j < n) {
-        const __mmask16 live = tail_mask(n - j);
+        const __mmask16 live = F32x16::tail_mask(n - j);
         const __mmask16 m = _mm512_mask_cmp_ps_mask(live, _mm512_maskz_loadu_ps(live, s + j), tv, _CMP_GE_OQ);
         _mm512_mask_compressstoreu_epi32(out + count, m, idx);
         count += static_cast<std::size_t>(__builtin_popcount(m));
@@ -150,7 +79,7 @@ void pack_nr_f32_avx512(const float* x, std::size_t rows, std::size_t dim, float
         float* panel = out + p0 * dim;
         for (std::size_t k0 = 0; k0 < dim; k0 += 16) {
             const std::size_t kn = dim - k0 < 16 ? dim - k0 : 16;
-            const __mmask16 km = tail_mask(kn);
+            const __mmask16 km = F32x16::tail_mask(kn);
             for (std::size_t half = 0; half < 2; ++half) {
                 __m512 r[16];
                 for (std::size_t i = 0; i < 16; ++i) {
