@@ -8,6 +8,9 @@ torch and sentence-transformers are imported when the first Encoder is made, nev
     >>> X = enc.embed_batch(texts)                              # (n, 384), progress bar at INFO
     >>> for block in enc.embed_stream(lines, batch_size=64):   # (<=64, 384) arrays, input read lazily
     ...     index.add(block)
+
+`embed_query` keeps the vectors of recent queries in an LRU (`QueryCache`, ``Encoder(cache_size=1024)``): a repeated
+query skips the model. ``enc.cache_info()`` gives the hits, misses and hit rate; ``enc.cache_clear()`` empties it.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from ._heap import HeapTrimmer
+from ._query_cache import DEFAULT_CACHE_SIZE, CacheInfo, QueryCache
 
 logger = logging.getLogger("simdex")
 
@@ -124,10 +128,14 @@ class Encoder:
             the heap with the model's activation buffers and keeps growing (see `simdex.text._heap`). The pages
             given back are faulted in again when reused: 200K short sentences ran at 0.87-0.94x the speed with
             the trims, a long-document corpus at 0.98x (bench/README_ingest.md). False turns it off.
+        cache_size: query vectors `embed_query` keeps in an LRU, keyed by the model's identity (weights hash,
+            pooling, normalization, max_seq_length, dtype) and the query text; a repeated query skips the model.
+            0 turns it off. See `cache_info` and `cache_clear`.
 
     Raises:
         ImportError: torch or sentence-transformers is missing (``pip install simdex[encode]``).
-        ValueError: an unknown dtype.
+        ValueError: an unknown dtype, or a negative cache_size.
+        TypeError: a cache_size that is not an integer.
 
     Output is always L2-normalized float32, C-contiguous, computed in ``torch.inference_mode``. Texts longer than
     the model's ``max_seq_length`` tokens are truncated by the model (use `simdex.ingest` with ``chunk_tokens``
@@ -135,7 +143,9 @@ class Encoder:
     """
 
     def __init__(self, model: str | os.PathLike[str] = DEFAULT_MODEL, device: str = "auto", dtype: Any = "auto",
-                 batch_size: int | None = None, *, trim_heap: bool = True) -> None:
+                 batch_size: int | None = None, *, trim_heap: bool = True,
+                 cache_size: int = DEFAULT_CACHE_SIZE) -> None:
+        self._cache = QueryCache(cache_size)  # validates before the model loads
         try:
             import torch
             from sentence_transformers import SentenceTransformer
@@ -198,6 +208,21 @@ class Encoder:
             "versions": {"sentence_transformers": sentence_transformers.__version__,
                          "transformers": transformers.__version__, "torch": torch.__version__},
         }
+        # What the cached query vectors depend on (not the library versions): part of every cache key.
+        self._cache_identity = tuple(self._fingerprint[k] for k in (
+            "model", "weights_sha256", "dim", "pooling", "normalize", "max_seq_length", "dtype"))
+
+    def __getstate__(self) -> dict:
+        # The torch module is not picklable (plain pickle); the cache pickles as its capacity only (QueryCache).
+        state = self.__dict__.copy()
+        del state["_torch"]
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        import torch
+
+        self.__dict__.update(state)
+        self._torch = torch
 
     def _resolve_dtype(self, dtype: Any) -> Any:
         torch = self._torch
@@ -240,6 +265,19 @@ class Encoder:
         """What identifies this model's vectors: name, weights hash, dim, pooling, normalization, max_seq_length,
         plus dtype and library versions (recorded, not compared). A copy."""
         return {k: (dict(v) if isinstance(v, dict) else v) for k, v in self._fingerprint.items()}
+
+    @property
+    def cache_size(self) -> int:
+        """Query vectors `embed_query` keeps at most (0: no cache)."""
+        return self._cache.capacity
+
+    def cache_info(self) -> CacheInfo:
+        """The query cache's hits, misses, size, capacity and hit rate (``hits / (hits + misses)``)."""
+        return self._cache.info()
+
+    def cache_clear(self) -> None:
+        """Empties the query cache and zeroes its counts."""
+        self._cache.clear()
 
     @property
     def tokenizer(self) -> Any:
@@ -288,17 +326,29 @@ class Encoder:
 
     # -- public embedding API ---------------------------------------------------------------------------
     def embed_query(self, text: str) -> np.ndarray:
-        """Embeds one text with no batching or threads (the latency path): a (dim,) float32 unit vector."""
+        """Embeds one text with no batching or threads (the latency path): a (dim,) float32 unit vector.
+
+        A text seen among the last `cache_size` queries comes from the query cache without running the model (the
+        same vector, as a new writable array each call). Safe to call from several threads.
+        """
         if not isinstance(text, str):
             raise TypeError(f"text: expected str, got {type(text).__name__}")
-        return self.compute(self.prepare([text]))[0]
+        # A digest, not the text, so a cache full of huge query texts stays small.
+        key = (self._cache_identity, hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest())
+        cached = self._cache.get(key)
+        if cached is not None:
+            return cached
+        vector = self.compute(self.prepare([text]))[0]
+        self._cache.put(key, vector)
+        return vector
 
     def embed_batch(self, texts: Sequence[str], *, batch_size: int | None = None,
                     show_progress_bar: bool | None = None) -> np.ndarray:
         """Embeds a list of texts for throughput: (n, dim) float32, rows in the order of `texts`.
 
         Texts are sorted by length over the whole list (less padding), tokenized in a background thread while the
-        model computes, and put back in order.
+        model computes, and put back in order. Documents do not go through the query cache (each is embedded once);
+        use `embed_query` for queries.
 
         Args:
             texts: a sequence of str.
