@@ -56,12 +56,16 @@ def test_load_queries_merges_repeated_queries():
     ("pca256", Variant("pca256", "float32", "pca", 256)), ("rp192+int8", Variant("rp192+int8", "int8", "rp", 192)),
     ("float32+bm25", Variant("float32+bm25", keyword_limit=200)),
     ("int8+rescore+bm25100", Variant("int8+rescore+bm25100", "int8", rescore=4, keyword_limit=100)),
+    ("float32+rrf", Variant("float32+rrf", rrf_k=60.0)),
+    ("int8+rescore+rrf30", Variant("int8+rescore+rrf30", "int8", rescore=4, rrf_k=30.0)),
+    ("float32+rrf0", Variant("float32+rrf0", rrf_k=0.0)),
 ])
 def test_variant_names(name, expect):
     assert Variant.parse(name) == expect
 
 
-@pytest.mark.parametrize("bad", ["", "float16", "float32+rescore", "pca"])
+@pytest.mark.parametrize("bad", ["", "float16", "float32+rescore", "pca", "float32+bm25+rrf", "float32+rrfx",
+                                 "float32+rrf+bm25"])
 def test_bad_variant_names(bad):
     with pytest.raises(ValueError, match="variant"):
         Variant.parse(bad)
@@ -112,6 +116,48 @@ def test_harness_against_numpy_reference(tmp_path, rng):
     pytest.importorskip("matplotlib")
     png = res.plot(tmp_path / "r.png")
     assert open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_rrf_variant_against_a_reference(rng):
+    """The +rrf rows: dense top-200 (NumPy) and BM25 top-200 fused by the RRF formula written out here."""
+    from simdex.text.hybrid import KeywordIndex
+
+    words = ["alpha", "beta", "gamma", "delta", "kernel", "socket", "thread", "queue", "mail", "json", "file", "pipe"]
+    docs = [" ".join(rng.choice(words, 4)) + f" doc{i}" for i in range(300)]
+    vecs = rng.standard_normal((300, 16)).astype(np.float32)
+    table = dict(zip(docs, vecs))
+    queries = []
+    for j in range(40):
+        target = int(rng.integers(300))
+        text = " ".join(docs[target].split()[:2]) + f" q{j}"  # shares two words with its document
+        table[text] = vecs[target] + 1.5 * rng.standard_normal(16).astype(np.float32)
+        queries.append({"query": text, "doc_id": str(target)})
+    corpus = [{"id": str(i), "text": t} for i, t in enumerate(docs)]
+    res = evaluate(corpus, queries, models=[LookupEncoder(table)],
+                   variants=["float32", "float32+bm25", "float32+rrf", "float32+rrf5"], k=10)
+    by = {r["variant"]: r for r in res.rows}
+    assert list(by) == ["float32", "float32+bm25", "float32+rrf", "float32+rrf5"]
+    d = vecs / np.linalg.norm(vecs, axis=1, keepdims=True)
+    kw = KeywordIndex.from_records(range(300), docs)
+    for variant, rrf_k in (("float32+rrf", 60), ("float32+rrf5", 5)):
+        hits, rr = [], []
+        for q in queries:
+            v = table[q["query"]] / np.linalg.norm(table[q["query"]])
+            dense = np.argsort(-(d @ v), kind="stable")[:200].tolist()
+            score = {}
+            for ranking in (dense, kw.bm25(q["query"], 200)[0].tolist()):
+                for rank, i in enumerate(ranking, start=1):
+                    score[i] = score.get(i, 0.0) + 1 / (rrf_k + rank)
+            top = sorted(score, key=lambda i: (-score[i], i))[:10]
+            pos = [r for r, i in enumerate(top, start=1) if i == int(q["doc_id"])]
+            hits.append(bool(pos))
+            rr.append(1 / pos[0] if pos else 0.0)
+        assert by[variant]["recall@10"] == pytest.approx(np.mean(hits), abs=1e-9), variant
+        assert by[variant]["mrr@10"] == pytest.approx(np.mean(rr), abs=1e-9), variant
+    # The words matter here, so fusion must beat the noisy vectors alone (a sanity check of the set-up).
+    assert by["float32+rrf"]["mrr@10"] > by["float32"]["mrr@10"]
+    table_text = res.table()
+    assert "float32+rrf " in table_text and "float32+rrf5" in table_text
 
 
 def test_unknown_relevant_document_is_reported():

@@ -178,7 +178,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--queries", required=True, help='JSONL of {"query", "doc_id"}')
     p.add_argument("--model", action="append", help=f"repeatable; default {DEFAULT_MODEL}")
     p.add_argument("--variants", default="float32,int8,int8+rescore",
-                   help="comma-separated: float32, int8, int8+rescore[N], pcaD, rpD, ...+int8, ...+bm25[N]")
+                   help="comma-separated: float32, int8, int8+rescore[N], pcaD, rpD, ...+int8, then "
+                        "...+bm25[N] (BM25 top-N pre-filter) or ...+rrf[K] (RRF fusion with BM25, rrf_k=K)")
     p.add_argument("-k", type=_positive_int, default=10)
     p.add_argument("--json", help="write the result rows as JSON here")
     p.add_argument("--plot", help="write a PNG of recall@10 against latency and bytes per vector here")

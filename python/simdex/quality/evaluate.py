@@ -99,13 +99,21 @@ def load_queries(queries: Any) -> Tuple[List[str], List[List[str]]]:
 
 
 # -- variants ------------------------------------------------------------------------------------------------
-_VARIANT = re.compile(r"^(?:(pca|rp)(\d+)\+?)?(float32|int8)?(\+rescore(\d+)?)?(\+bm25(\d+)?)?$")
+_VARIANT = re.compile(r"^(?:(pca|rp)(\d+)\+?)?(float32|int8)?(\+rescore(\d+)?)?(\+bm25(\d+)?)?(\+rrf(\d+)?)?$")
+#: Candidates each ranking (vector search, BM25) brings to a "+rrf" fusion: search_text's default keyword_limit.
+RRF_DEPTH = 200
 
 
 @dataclass
 class Variant:
     """An index configuration named like "float32", "int8", "int8+rescore", "pca256", "rp192+int8", or any of
-    them with "+bm25" (hybrid: the vector search ranks only the top-200 BM25 keyword matches; "+bm25N" for N)."""
+    them with a hybrid suffix:
+
+    - "+bm25" (search_text's ``mode="prefilter"``): the vector search ranks only the top-200 BM25 keyword matches
+      of the query text ("+bm25N": the top N);
+    - "+rrf" (``mode="rrf"``): reciprocal rank fusion of the vector search's top `RRF_DEPTH` and BM25's top
+      `RRF_DEPTH` (over the query text) with rrf_k = 60 ("+rrfN": rrf_k = N); see `simdex.text.fusion`.
+    """
 
     name: str
     dtype: str = "float32"
@@ -113,18 +121,23 @@ class Variant:
     out_dim: Optional[int] = None
     rescore: Optional[int] = None
     keyword_limit: Optional[int] = None
+    rrf_k: Optional[float] = None
 
     @classmethod
     def parse(cls, name: str) -> "Variant":
         m = _VARIANT.match(name.replace(" ", ""))
         if not m or not name:
-            raise ValueError(f"variant {name!r}: expected e.g. float32, int8, int8+rescore, pca256, rp192+int8")
-        reduce, dim, dtype, rescore, factor, bm25, limit = m.groups()
+            raise ValueError(f"variant {name!r}: expected e.g. float32, int8, int8+rescore, pca256, rp192+int8, "
+                             "float32+bm25, float32+rrf")
+        reduce, dim, dtype, rescore, factor, bm25, limit, rrf, rrf_k = m.groups()
         if rescore and dtype != "int8":
             raise ValueError(f"variant {name!r}: rescoring needs int8")
+        if bm25 and rrf:
+            raise ValueError(f"variant {name!r}: choose one hybrid mode, +bm25 (pre-filter) or +rrf (fusion)")
         return cls(name, dtype or "float32", reduce, int(dim) if dim else None,
                    (int(factor) if factor else 4) if rescore else None,
-                   (int(limit) if limit else 200) if bm25 else None)
+                   (int(limit) if limit else 200) if bm25 else None,
+                   (float(rrf_k) if rrf_k else 60.0) if rrf else None)
 
     def build(self, dim: int):
         import simdex
@@ -229,6 +242,7 @@ def evaluate(corpus: Any, queries: Any, models: Sequence[Any] = ("all-MiniLM-L6-
         An :class:`EvalResult`; ``.table()``, ``.to_json()``, ``.plot()``.
     """
     from ..diagnostics import CorpusStats, diagnose
+    from ..text.fusion import reciprocal_rank_fusion
     from ..text.hybrid import KeywordIndex
 
     doc_ids, texts, _ = load_corpus(corpus)
@@ -240,7 +254,7 @@ def evaluate(corpus: Any, queries: Any, models: Sequence[Any] = ("all-MiniLM-L6-
             raise ValueError(f"query {q!r}: relevant document(s) {missing[:3]} not in the corpus")
     parsed = [Variant.parse(v) for v in variants]
     keywords = (KeywordIndex.from_records(range(len(texts)), texts)
-                if any(v.keyword_limit for v in parsed) else None)
+                if any(v.keyword_limit or v.rrf_k is not None for v in parsed) else None)
     result = EvalResult()
     for model in models:
         encoder = _encoder(model)
@@ -269,10 +283,17 @@ def evaluate(corpus: Any, queries: Any, models: Sequence[Any] = ("all-MiniLM-L6-
                 t = time.perf_counter()
                 if variant.keyword_limit:
                     kw["filter"] = keywords.allow_list(q_text, variant.keyword_limit)
-                scores, ids = index.search(qv, k, **kw)
+                if variant.rrf_k is None:
+                    scores, ids = index.search(qv, k, **kw)
+                    top = ids[0][ids[0] >= 0]
+                else:  # the same fusion as search_text(mode="rrf"): dense top-N and BM25 top-N of the query text
+                    depth = max(k, RRF_DEPTH)
+                    scores, ids = index.search(qv, depth, **kw)
+                    bm25_ids, _ = keywords.bm25(q_text, depth)
+                    top, _ = reciprocal_rank_fusion([ids[0][ids[0] >= 0], bm25_ids], k, variant.rrf_k)
                 lat.append(time.perf_counter() - t)
-                ranked.append([doc_ids[i] for i in ids[0] if i >= 0])
-                best.append(scores[0])
+                ranked.append([doc_ids[i] for i in top])
+                best.append(scores[0][:k])
             metrics = _score(ranked, relevant, k)
             diags = diagnose(np.stack(best), stats.z_scores(q_mat, np.stack(best)[:, 0]), q_texts)
             flagged = [i for i, d in enumerate(diags) if d.flags]

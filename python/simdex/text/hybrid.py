@@ -8,6 +8,9 @@ metadata match a SQL condition.
     index.search(q, 10, filter=kw.allow_list("send mail smtp", limit=200))
     index.search(q, 10, filter=kw.where("source LIKE 'man%'"))
 
+The BM25 ranking can also be fused with the vector ranking instead of filtering it: `simdex.text.fusion`
+(``search_text(..., mode="rrf")``).
+
 A ``where`` condition is SQL text, so it is treated as untrusted: it must be one expression (no ``;``, no comments,
 no parenthesis that closes the surrounding ``WHERE (...)``), it runs on a read-only connection under a deadline
 (`WHERE_TIMEOUT` seconds, or ``timeout=``), and no string or blob it makes may exceed `WHERE_MAX_LENGTH` bytes, so a
@@ -16,6 +19,7 @@ recursive CTE or ``randomblob(1e9)`` ends in a ValueError within about the deadl
 
 from __future__ import annotations
 
+import json
 import math
 import numbers
 import re
@@ -136,15 +140,25 @@ class KeywordIndex:
         conn.execute("PRAGMA query_only = ON")  # where() takes SQL text: it may read, never write
         return cls(conn)
 
-    def bm25(self, query: str, limit: int = 100) -> Tuple[np.ndarray, np.ndarray]:
-        """(ids, BM25 scores) of the best keyword matches, best first (higher is better)."""
+    def bm25(self, query: str, limit: int = 100, allow: Optional[Sequence[int]] = None
+             ) -> Tuple[np.ndarray, np.ndarray]:
+        """(ids, BM25 scores) of the best keyword matches, best first (higher is better; ties to the lower id).
+
+        ``allow``: when given, only these ids can match (the caller's filter / where, as in the vector search).
+        """
         match = fts_query(query)
+        empty = np.empty(0, np.int64), np.empty(0, np.float32)
         if not match:
-            return np.empty(0, np.int64), np.empty(0, np.float32)
+            return empty
+        sql, params = "SELECT rowid, -bm25(docs_fts) AS s FROM docs_fts WHERE docs_fts MATCH ?", [match]
+        if allow is not None:
+            allowed = np.asarray(allow, np.int64).reshape(-1)
+            if not len(allowed):
+                return empty
+            sql += " AND rowid IN (SELECT value FROM json_each(?))"
+            params.append(json.dumps(allowed.tolist()))
         with self._lock:
-            rows = self.conn.execute(
-                "SELECT rowid, -bm25(docs_fts) AS s FROM docs_fts WHERE docs_fts MATCH ? ORDER BY s DESC, rowid "
-                "LIMIT ?", (match, int(limit))).fetchall()
+            rows = self.conn.execute(sql + " ORDER BY s DESC, rowid LIMIT ?", (*params, int(limit))).fetchall()
         return np.array([r[0] for r in rows], np.int64), np.array([r[1] for r in rows], np.float32)
 
     def allow_list(self, query: str, limit: int = 200) -> Optional[np.ndarray]:

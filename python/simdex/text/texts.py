@@ -20,7 +20,11 @@ from .._fingerprint import FingerprintMismatch, check_fingerprint, guard_fingerp
 from .._index import Index
 from .._validate import as_ids, as_k
 from .docstore import DocStore, Document, TextSearchResult
+from .fusion import RRF_K, as_rrf_k, reciprocal_rank_fusion
 from .persist import COMPANION, docs_path
+
+#: The `search_text` modes: "prefilter" (keywords filter the vector search) and "rrf" (reciprocal rank fusion).
+MODES = ("prefilter", "rrf")
 
 
 class Texts:
@@ -181,14 +185,11 @@ def add_texts(index: Index, texts: Any, ids: Any = None, *, encoder: Any = None,
     return new_ids
 
 
-def keyword_filter(index: Index, filter: Any, keywords: Optional[str], limit: int, where: Optional[str],
-                   where_timeout: Optional[float] = None) -> Any:
-    """The allow-list for `search_text`: the caller's filter intersected with the keyword and where filters."""
-    if keywords is None and where is None:
-        return filter
+def keyword_index(index: Index, needed_by: str = "keywords / where") -> Any:
+    """The `KeywordIndex` over the index's stored chunks (built on first use, again when len(index) changed)."""
     texts = texts_of(index)
     if texts.store is None:
-        raise ValueError("keywords / where need the texts: this index has no document store")
+        raise ValueError(f"{needed_by}: needs the stored texts, and this index has no document store")
     n = len(index)
     cached = texts._keywords
     if cached is None or cached[0] != n:
@@ -200,9 +201,18 @@ def keyword_filter(index: Index, filter: Any, keywords: Optional[str], limit: in
         cached = (n, KeywordIndex.from_records([r[0] for r in rows], [r[1] for r in rows],
                                                [{"source": r[2], "doc": r[3]} for r in rows]))
         texts._keywords = cached
+    return cached[1]
+
+
+def keyword_filter(index: Index, filter: Any, keywords: Optional[str], limit: int, where: Optional[str],
+                   where_timeout: Optional[float] = None) -> Any:
+    """The allow-list for `search_text`: the caller's filter intersected with the keyword and where filters."""
+    if keywords is None and where is None:
+        return filter
+    kw = keyword_index(index)
     allow = None if filter is None else as_ids(filter, "filter")
-    for part in (cached[1].allow_list(keywords, limit) if keywords is not None else None,
-                 cached[1].where(where, timeout=where_timeout) if where is not None else None):
+    for part in (kw.allow_list(keywords, limit) if keywords is not None else None,
+                 kw.where(where, timeout=where_timeout) if where is not None else None):
         if part is not None:
             allow = part if allow is None else np.intersect1d(allow, part)
     return allow
@@ -211,7 +221,8 @@ def keyword_filter(index: Index, filter: Any, keywords: Optional[str], limit: in
 def search_text(index: Index, query: str, k: int = 10, *, encoder: Any = None, chunks: bool = False,
                 filter: Any = None, min_score: Optional[float] = None, keywords: Optional[str] = None,
                 keyword_limit: int = 200, where: Optional[str] = None,
-                where_timeout: Optional[float] = None) -> TextSearchResult:
+                where_timeout: Optional[float] = None, mode: str = "prefilter",
+                rrf_k: Optional[float] = None) -> TextSearchResult:
     """Embeds a query and returns the k best documents (or chunks) of the index with their texts.
 
     Args:
@@ -222,25 +233,58 @@ def search_text(index: Index, query: str, k: int = 10, *, encoder: Any = None, c
         chunks: False: one result per document, its best-scoring chunk. True: the k best chunks, several may come
             from one document.
         filter, min_score: as in `Index.search` (filter holds vector ids, i.e. chunk ids).
-        keywords: hybrid search: only the ``keyword_limit`` best BM25 matches of these words (SQLite FTS5 over the
-            stored texts) are ranked by the vector search; no filter when no text shares a word.
+        keywords: ``mode="prefilter"``: hybrid search: only the ``keyword_limit`` best BM25 matches of these words
+            (SQLite FTS5 over the stored texts) are ranked by the vector search; no filter when no text shares a
+            word. ``mode="rrf"``: the words BM25 ranks (default: the query text itself).
+        keyword_limit: ``mode="prefilter"``: how many BM25 matches pass the filter. ``mode="rrf"``: how many
+            chunks each ranking (vector, BM25) brings to the fusion (at least k; more when documents are asked
+            for and the best chunks hold fewer than k documents).
         where: a SQL condition on the stored documents' ``source`` and ``doc`` (the document key), e.g.
             ``"source LIKE 'man%'"``; only matching documents are ranked. It must be one expression, and it runs
             under a deadline (ValueError past it) with a cap on the strings it may build (docs/reliability.md).
         where_timeout: seconds the where condition may run; default ``simdex.text.hybrid.WHERE_TIMEOUT`` (3).
+        mode: ``"prefilter"`` (the default): the vector search ranks; ``keywords``, when given, only filter it.
+            ``"rrf"``: reciprocal rank fusion (`simdex.text.fusion`) of the vector ranking and the BM25 ranking of
+            ``keywords`` or, without them, of the query's own words: a result scores
+            ``1 / (rrf_k + vector rank) + 1 / (rrf_k + BM25 rank)`` (ranks from 1; a ranking that lacks it adds
+            nothing), ties to the lower id. filter and where restrict both rankings. With ``chunks=False`` the
+            rankings are fused per document (a document's rank is its best chunk's) and the chunk shown is its
+            best by the vector search, else by BM25. When no stored text shares a word with the query, the
+            result is the vector ranking. Measured on the dev set with all-MiniLM-L6-v2 (bench/README_hybrid.md),
+            Recall@10 / MRR@10: rrf 0.870 / 0.646, the vector search alone 0.861 / 0.618, the BM25 pre-filter
+            0.854 / 0.624. The default stays "prefilter" because "rrf" changes what ``keywords`` and the
+            scores mean.
+        rrf_k: the constant of ``mode="rrf"``, a finite number >= 0; default 60. Only with mode="rrf".
 
     Returns:
         TextSearchResult(ids int64 (<= k,), scores float32 (<= k,), documents): ids are vector (chunk) ids;
         documents holds a `simdex.Document` per result, or None for a vector added without text. Iterating it
-        gives `simdex.Hit` objects (id, score, document, doc_id, text, chunk).
+        gives `simdex.Hit` objects (id, score, document, doc_id, text, chunk). The scores are the vector
+        search's (cosine similarity for a cosine index), except with ``mode="rrf"``: there they are RRF scores,
+        which only order the results (at most ``2 / (rrf_k + 1)``; not similarities, not comparable across
+        queries), and ``min_score`` is refused.
 
     Raises:
         FingerprintMismatch: (a ValueError) the encoder is another model than the index's, or the index has
             vectors but no fingerprint.
+        TypeError, ValueError: a bad mode, rrf_k, or keyword_limit; rrf_k without mode="rrf"; min_score with
+            mode="rrf"; keywords, where or mode="rrf" on an index without stored texts.
     """
     if not isinstance(query, str):
         raise TypeError(f"query: expected str, got {type(query).__name__}")
     k = as_k(k)
+    if not isinstance(mode, str):
+        raise TypeError(f"mode: expected 'prefilter' or 'rrf', got {type(mode).__name__}")
+    if mode not in MODES:
+        raise ValueError(f"mode: expected 'prefilter' or 'rrf', got {mode!r}")
+    if mode == "rrf":
+        rrf_k = as_rrf_k(RRF_K if rrf_k is None else rrf_k)
+        if min_score is not None:
+            raise ValueError("min_score: not with mode='rrf' (RRF scores are ranks fused, not similarities); "
+                             "use mode='prefilter', or filter the fused hits yourself")
+    elif rrf_k is not None:
+        raise ValueError(f"rrf_k: only with mode='rrf', got rrf_k={rrf_k!r} with mode={mode!r}")
+    keyword_limit = _as_limit(keyword_limit)
     enc = text_encoder(index, encoder)
     if index.fingerprint is not None:
         check_fingerprint(index.fingerprint, enc.fingerprint, "search_text")
@@ -249,6 +293,9 @@ def search_text(index: Index, query: str, k: int = 10, *, encoder: Any = None, c
             f"search_text: the index holds {len(index)} vectors but no fingerprint, so nothing says which model "
             "made them; add them with add(..., fingerprint=encoder.fingerprint) or set "
             "index.metadata = {**index.metadata, 'fingerprint': encoder.fingerprint}")
+    if mode == "rrf":
+        return _search_rrf(index, enc, query, k, chunks, filter, keywords, max(k, keyword_limit), where,
+                           where_timeout, rrf_k)
     filter = keyword_filter(index, filter, keywords, keyword_limit, where, where_timeout)
     store = texts_of(index).store
     q = enc.embed_query(query)
@@ -273,3 +320,53 @@ def search_text(index: Index, query: str, k: int = 10, *, encoder: Any = None, c
     picked = picked[:k]
     rows = np.array([p for p, _ in picked], dtype=np.int64)
     return TextSearchResult(ids[rows], scores[rows], [d for _, d in picked])
+
+
+def _as_limit(limit: Any) -> int:
+    """keyword_limit as a positive int."""
+    try:
+        return as_k(limit)
+    except (TypeError, ValueError) as e:
+        raise type(e)(str(e).replace("k:", "keyword_limit:", 1)) from None
+
+
+def _search_rrf(index: Index, enc: Any, query: str, k: int, chunks: bool, filter: Any, keywords: Optional[str],
+                depth: int, where: Optional[str], where_timeout: Optional[float], rrf_k: float) -> TextSearchResult:
+    """`search_text` with mode="rrf": the vector ranking and the BM25 ranking, `depth` chunks each, fused."""
+    kw = keyword_index(index, "mode='rrf'")
+    allow = keyword_filter(index, filter, None, depth, where, where_timeout)  # filter and where, no keywords
+    allow = None if allow is None else as_ids(allow, "filter")
+    store = texts_of(index).store
+    q = enc.embed_query(query)
+    words = query if keywords is None else keywords
+    while True:
+        dense = index.search(q, depth, filter=allow).ids[0]
+        dense = dense[dense >= 0]
+        bm25 = kw.bm25(words, depth, allow=allow)[0]
+        full = len(dense) == depth or len(bm25) == depth  # a deeper look could find more
+        # The keyword index can hold chunks whose vectors were removed since it was built: they cannot be results.
+        bm25 = np.array([i for i in bm25.tolist() if i in index], np.int64)
+        found = store.get(np.union1d(dense, bm25)) if store is not None else {}
+        if chunks:
+            ids, scores = reciprocal_rank_fusion([dense, bm25], k, rrf_k)
+            break
+        best: dict = {}  # document -> its best chunk: by the vector ranking, else by BM25
+        ids, scores = reciprocal_rank_fusion([_per_document(dense, found, best), _per_document(bm25, found, best)],
+                                             k, rrf_k)
+        if len(ids) >= k or not full or depth >= len(index):
+            break
+        depth = min(len(index), 4 * depth)
+    documents = [found.get(cid, (None, None))[1] for cid in ids.tolist()]
+    return TextSearchResult(ids, scores.astype(np.float32), documents)
+
+
+def _per_document(ranking: np.ndarray, found: dict, best: dict) -> np.ndarray:
+    """A chunk ranking as a document ranking (a document ranks where its best chunk does), each document named by
+    its entry in `best` (document -> chunk id; set here by the first ranking that holds the document)."""
+    out, seen = [], set()
+    for cid in ranking.tolist():
+        row = found.get(cid, (("vector", cid), None))[0]
+        if row not in seen:
+            seen.add(row)
+            out.append(best.setdefault(row, cid))
+    return np.array(out, np.int64)
