@@ -461,7 +461,7 @@ class Index:
         """Embeds a query and returns the k best documents (or chunks) with their texts.
 
         The same as ``simdex.text.search_text(index, query, k, ...)``, whose keyword options (encoder, chunks,
-        filter, min_score, keywords, keyword_limit, where, where_timeout) it takes: see there. Returns a
+        filter, min_score, keywords, keyword_limit, mode, rrf_k, where, where_timeout) it takes: see there. Returns a
         `simdex.TextSearchResult`.
         """
         from .text.texts import search_text
