@@ -58,18 +58,28 @@ def _built(n, dim, dtype, batches=1):
     (30_000, 16, "float32", 3), (49_153, 8, "int8", 1), (400_000, 1, "float32", 4),
 ])
 def test_estimate_equals_memory_usage_of_a_real_index(n, dim, dtype, batches):
-    # Exact, not approximate: memory_usage counts rows written (not room reserved for growth) plus the id
-    # table's allocation, which depends on n alone; a built index without metadata holds nothing else.
-    # 12,288 / 12,289 rows sit either side of an id-table doubling; 30,000 rows get a 1 MiB table that the core
-    # rounds up to a 2 MiB huge page; 400,000 rows are past what layout() measures (extrapolated).
+    # Exact, not approximate: memory_usage counts rows written (not room reserved for growth), and automatic ids
+    # (one ascending run) need no id lookup table; a built index without metadata holds nothing else.
     assert storage_cost(n, dim, dtype).total_bytes == _built(n, dim, dtype, batches).memory_usage()
     assert storage_cost(n, dim, dtype, replicas=3).total_bytes == 3 * storage_cost(n, dim, dtype).index_bytes
 
 
-def test_per_id_overhead_is_the_id_and_its_table_slot():
-    # 50M float32 x 384: 76.8 GB of vectors, 8 bytes of id a row, and a 2**26-entry table of 16-byte slots.
+def test_per_id_overhead_is_the_id_alone():
+    # 50M float32 x 384: 76.8 GB of vectors and 8 bytes of id a row; automatic ids need no lookup table.
     r = storage_cost(50_000_000, 384)
-    assert r.total_bytes - r.raw_bytes == 50_000_000 * 8 + 2**26 * 16 + layout().empty_bytes
+    assert r.total_bytes - r.raw_bytes == 50_000_000 * 8 + layout().empty_bytes
+
+
+def test_id_table_bytes_are_within_the_documented_band():
+    """Ids out of order need the lookup table: 5.3-8 bytes a row beyond the 8-byte id (ID_TABLE_BYTES)."""
+    from simdex.quality.cost import ID_TABLE_BYTES
+
+    rng = np.random.default_rng(3)
+    for n in (1_000, 10_000, 100_000):
+        index = simdex.Index(1, metric="ip")
+        index.add(np.ones((n, 1), np.float32), ids=rng.permutation(n * 3)[:n])
+        per_row = (index.memory_usage(detail=True)["ids"] - 8 * n) / n
+        assert ID_TABLE_BYTES[0] - 0.01 <= per_row <= ID_TABLE_BYTES[1] + 0.01, (n, per_row)
 
 
 def test_layout_matches_the_index_dtypes():

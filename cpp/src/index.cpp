@@ -190,7 +190,7 @@ void FlatIndex::codes(const std::int64_t* ids, std::size_t n, std::int8_t* out) 
     std::shared_lock<RwLock> lock(mu_);
     if (dtype_ != Dtype::int8) throw std::invalid_argument("a float32 index stores no int8 codes");
     for (std::size_t i = 0; i < n; ++i) {
-        const std::size_t slot = slot_of_.find(ids[i]);
+        const std::size_t slot = slot_of(ids[i]);
         if (slot == IdMap::npos) throw std::out_of_range("id " + std::to_string(ids[i]) + " is not in the index");
         std::memcpy(out + i * dim_, codes_unlocked() + slot * dim_, dim_);
     }
@@ -211,7 +211,7 @@ void FlatIndex::check_ids_unlocked(const std::int64_t* ids, std::size_t n) const
         if (ids[i] < 0)
             throw std::invalid_argument("ids must be non-negative (-1 marks 'no result'), got " +
                                         std::to_string(ids[i]) + " at position " + std::to_string(i));
-        if (slot_of_.contains(ids[i]))
+        if (slot_of(ids[i]) != IdMap::npos)
             throw std::invalid_argument("id " + std::to_string(ids[i]) + " is already in the index; nothing was added");
     }
     std::vector<std::int64_t> sorted(ids, ids + n);
@@ -233,6 +233,9 @@ std::int64_t FlatIndex::add(const float* x, std::size_t n, const std::int64_t* i
         throw std::invalid_argument("automatic ids for " + std::to_string(n) + " vectors would pass 2**63 - 1 (the " +
                                     "next automatic id is " + std::to_string(next_id_) + "); pass ids explicitly, " +
                                     "nothing was added");
+    if (n > IdMap::kMaxRows - ids_.size())
+        throw std::invalid_argument("an index holds at most " + std::to_string(IdMap::kMaxRows) + " vectors; it has " +
+                                    std::to_string(ids_.size()) + ", this batch " + std::to_string(n));
     make_writable_unlocked(n, "add vectors");
     // Below 2^63 whenever an automatic id is handed out (checked above); n == 0 returns the clamped value.
     const std::int64_t first = static_cast<std::int64_t>(std::min(next_id_, kIdLimit - 1));
@@ -243,14 +246,14 @@ std::int64_t FlatIndex::add(const float* x, std::size_t n, const std::int64_t* i
         // Reserve first so a bad_alloc leaves the index as it was.
         data_.make_room((old + n) * dim_);
         ids_.make_room(old + n);
-        slot_of_.reserve(old + n);
+        slot_of_.reserve(old + n, ids_.data());
         data_.append(x, n * dim_);
         if (metric_ == Metric::cosine) normalize_rows(data_.data() + old * dim_, n, dim_);
     }
     for (std::size_t i = 0; i < n; ++i) {
         const std::int64_t id = ids ? ids[i] : first + static_cast<std::int64_t>(i);
         ids_.append(&id, 1);
-        slot_of_.insert(id, old + i);
+        slot_of_.insert(id, old + i, ids_.data());
         next_id_ = std::max(next_id_, static_cast<std::uint64_t>(id) + 1);  // id >= 0, so no wrap
     }
     return first;
@@ -272,7 +275,7 @@ void FlatIndex::add_i8_unlocked(const float* x, std::size_t n) {
     codes_.make_room((old + n) * dim_);
     if (keep_originals_) data_.make_room((old + n) * dim_);
     ids_.make_room(old + n);
-    slot_of_.reserve(old + n);
+    slot_of_.reserve(old + n, ids_.data());
     codes_.resize((old + n) * dim_);
     use.encode(x, n, codes_.data() + old * dim_);
     if (keep_originals_) data_.append(x, n * dim_);
@@ -284,15 +287,15 @@ std::size_t FlatIndex::remove(const std::int64_t* ids, std::size_t n) {
     make_writable_unlocked(0, "remove vectors");
     std::size_t removed = 0;
     for (std::size_t i = 0; i < n; ++i) {
-        const std::size_t slot = slot_of_.find(ids[i]), last = ids_.size() - 1;
+        const std::size_t slot = slot_of(ids[i]), last = ids_.size() - 1;
         if (slot == IdMap::npos) continue;
-        slot_of_.erase(ids[i]);
+        slot_of_.erase(ids[i], ids_.data());
         if (slot != last) {  // move the last row into the hole
             if (has_floats())
                 std::memcpy(data_.data() + slot * dim_, data_.data() + last * dim_, dim_ * sizeof(float));
             if (dtype_ == Dtype::int8) std::memcpy(codes_.data() + slot * dim_, codes_.data() + last * dim_, dim_);
             ids_.data()[slot] = ids_.data()[last];
-            slot_of_.assign(ids_.data()[slot], slot);
+            slot_of_.assign(ids_.data()[slot], slot, ids_.data());
         }
         ids_.resize(last);
         if (has_floats()) data_.resize(ids_.size() * dim_);
@@ -336,7 +339,7 @@ void FlatIndex::search(const float* queries, std::size_t nq, const SearchParams&
     if (p.has_filter) {
         slots.reserve(std::min(p.filter_size, ids_.size()));
         for (std::size_t i = 0; i < p.filter_size; ++i) {
-            const std::size_t slot = slot_of_.find(p.filter[i]);
+            const std::size_t slot = slot_of(p.filter[i]);
             if (slot != IdMap::npos) slots.push_back(slot);
         }
         std::sort(slots.begin(), slots.end());
@@ -416,7 +419,7 @@ void FlatIndex::search_i8(const KernelTable& kt, const float* queries, std::size
         for (std::size_t j = 0; j < sp.k && f[j] >= 0; ++j) {
             float s;
             if (p.rescore) {
-                s = kt.dot_f32(queries + i * dim_, originals + slot_of_.find(f[j]) * dim_, dim_);
+                s = kt.dot_f32(queries + i * dim_, originals + slot_of(f[j]) * dim_, dim_);
             } else {
                 s = static_cast<float>(static_cast<double>(step[i]) * d[j] + offset_term[i]);
             }
@@ -443,13 +446,13 @@ std::vector<std::int64_t> FlatIndex::ids() const {
 
 bool FlatIndex::contains(std::int64_t id) const {
     std::shared_lock<RwLock> lock(mu_);
-    return slot_of_.contains(id);
+    return slot_of(id) != IdMap::npos;
 }
 
 void FlatIndex::reconstruct(const std::int64_t* ids, std::size_t n, float* out) const {
     std::shared_lock<RwLock> lock(mu_);
     for (std::size_t i = 0; i < n; ++i) {
-        const std::size_t slot = slot_of_.find(ids[i]);
+        const std::size_t slot = slot_of(ids[i]);
         if (slot == IdMap::npos) throw std::out_of_range("id " + std::to_string(ids[i]) + " is not in the index");
         if (has_floats())
             std::memcpy(out + i * dim_, rows_unlocked() + slot * dim_, dim_ * sizeof(float));

@@ -199,6 +199,9 @@ FlatIndex FlatIndex::from_blob(format::BlobPtr blob) {
     for (std::uint8_t b : h.reserved)
         if (b != 0) r.fail("reserved bytes of the index section are set");
     const format::SectionView& ids = r.get(kIdsSection, DType::i64, h.count, 1);
+    if (h.count > IdMap::kMaxRows)
+        r.fail("count " + std::to_string(h.count) + " is above " + std::to_string(IdMap::kMaxRows) +
+               ", the most an index holds");
     const format::SectionView* vectors = floats ? &r.get(kVectorsSection, DType::f32, h.count, h.dim) : nullptr;
     if (!floats && r.find(kVectorsSection)) r.fail("section 'vectors.f32' in an int8 index without the originals flag");
     if (dtype == Dtype::float32 && (r.find(kCodesSection) || r.find(kOffsetSection) || r.find(kStepSection)))
@@ -231,13 +234,13 @@ FlatIndex FlatIndex::from_blob(format::BlobPtr blob) {
     // Every allocation below is bounded by the file's size: count rows of 8 + 4 * dim bytes are in it.
     const std::size_t n = static_cast<std::size_t>(h.count);
     index.ids_.append(ids.as<std::int64_t>(), n);
-    index.slot_of_.reserve(n);
+    index.slot_of_.reserve(n, index.ids_.data());
     for (std::size_t i = 0; i < n; ++i) {
         const std::int64_t id = index.ids_.data()[i];
         if (id < 0 || static_cast<std::uint64_t>(id) >= h.next_id)
             r.fail("id " + std::to_string(id) + " at row " + std::to_string(i) + " is outside [0, " +
                    std::to_string(h.next_id) + "), the range below the recorded next id");
-        if (!index.slot_of_.insert(id, i)) r.fail("id " + std::to_string(id) + " appears twice");
+        if (!index.slot_of_.insert(id, i, index.ids_.data())) r.fail("id " + std::to_string(id) + " appears twice");
     }
     if (vectors && vectors->verified) {
         const std::string why = bad_rows(vectors->as<float>(), n, index.dim_, index.metric_);

@@ -172,6 +172,7 @@ class FlatIndex {
     const float* rows_unlocked() const noexcept { return base_ ? base_rows_ : data_.data(); }
     const std::int8_t* codes_unlocked() const noexcept { return base_ ? base_codes_ : codes_.data(); }
     bool has_floats() const noexcept { return dtype_ == Dtype::float32 || keep_originals_; }
+    std::size_t slot_of(std::int64_t id) const noexcept { return slot_of_.find(id, ids_.data()); }  // or npos
     void add_i8_unlocked(const float* x, std::size_t n);
     void search_i8(const KernelTable& kt, const float* queries, std::size_t nq, const SearchParams& p,
                    const std::vector<std::size_t>* slots, float* scores, std::int64_t* ids) const;
@@ -195,7 +196,7 @@ class FlatIndex {
     std::uint32_t base_rows_crc_ = 0, base_codes_crc_ = 0;
     bool base_checked_ = false;
     RowStore<std::int64_t> ids_;       // slot -> id
-    IdMap slot_of_;                    // id -> slot
+    IdMap slot_of_;                    // id -> slot; its keys are read from ids_ (slot_of)
     std::uint64_t next_id_ = 0;        // next_id(): at most kIdLimit
     std::string metadata_;
     std::vector<ExtraSection> extras_;

@@ -1,9 +1,10 @@
 """Storage cost of an index: raw vector bytes, the bytes simdex really holds for it, and the monthly bill.
 
 The estimate follows the index's own layout (`layout()`), measured once per process from a few tiny real
-indexes rather than written down here: bytes per stored value, the int8 calibration (per dimension), the id of
-each row, and the id lookup table, which grows in steps (it doubles when it would get too full). For a freshly
-built in-memory index it equals ``index.memory_usage()`` (tests/test_cost.py checks that).
+indexes rather than written down here: bytes per stored value, the int8 calibration (per dimension) and the id of
+each row. Automatic ids (one ascending run) need no id lookup table; ids given out of order, or removals before
+the last row, add a table of 5.3-8 bytes a row (`ID_TABLE_BYTES`). For a freshly built in-memory index with
+automatic ids the estimate equals ``index.memory_usage()`` (tests/test_cost.py checks that).
 """
 
 from __future__ import annotations
@@ -21,10 +22,12 @@ BYTES_PER_VALUE = {"float32": 4, "int8": 1}
 DTYPES = tuple(BYTES_PER_VALUE)
 
 
-#: layout() measures the id table's real size up to this many bytes; past it each step is `table_growth` times
-#: the last (the core rounds buffers of 1 MiB and more up to whole 2 MiB huge pages; past 2 MiB the steps are
-#: whole multiples of that, so the rounding no longer shows).
-PROBE_TABLE_BYTES = 8 << 20
+#: Bytes a row of the id lookup table costs when ids are not one ascending run: 4-byte slots, between half and
+#: three quarters full (the table grows by half).
+ID_TABLE_BYTES = (16 / 3, 8)
+
+#: Row counts at which layout() checks that automatic ids need no lookup table.
+PROBE_ROWS = (1, 1000, 100_000)
 
 
 @dataclass(frozen=True)
@@ -33,28 +36,14 @@ class Layout:
 
     value_bytes: Dict[str, int]                    # per stored value (vector component), by dtype
     calibration_bytes: Dict[str, Tuple[int, int]]  # (fixed, per dimension), by dtype
-    id_bytes: int                                  # per row: its int64 id
-    table_steps: Tuple[Tuple[int, int], ...]       # the id lookup table: (most rows, bytes) of each size it takes
-    table_growth: int                              # the factor it grows by
+    id_bytes: int                                  # per row: its int64 id (automatic ids need nothing more)
     empty_bytes: int                               # an empty index (its metadata)
-
-    def id_table_bytes(self, n: int) -> int:
-        """Bytes of the id lookup table holding n rows."""
-        if n <= 0:
-            return 0
-        for rows, size in self.table_steps:
-            if n <= rows:
-                return size
-        rows, size = self.table_steps[-1]
-        while n > rows:
-            rows, size = rows * self.table_growth, size * self.table_growth
-        return size
 
     def index_bytes(self, n: int, dim: int, dtype: str) -> int:
         """`Index.memory_usage()` of a freshly built in-memory index of n rows of dim values."""
         fixed, per_dim = self.calibration_bytes[dtype]
         return (n * dim * self.value_bytes[dtype] + (fixed + per_dim * dim if n else 0)
-                + n * self.id_bytes + self.id_table_bytes(n) + self.empty_bytes)
+                + n * self.id_bytes + self.empty_bytes)
 
 
 def _usage(n: int, dim: int = 1, dtype: str = "float32") -> Dict[str, int]:
@@ -77,24 +66,11 @@ def layout() -> Layout:
 
     if set(INDEX_DTYPES) != set(DTYPES):
         raise RuntimeError(f"simdex.cost knows dtypes {DTYPES}, the index has {INDEX_DTYPES}")
-    ids = functools.lru_cache(maxsize=None)(lambda n: _usage(n)["ids"])
-    id_bytes = ids(2) - ids(1)
-    table = lambda n: ids(n) - n * id_bytes  # noqa: E731
-    first = table(1)
-    hi = 2
-    while table(hi) == first:  # gallop to a size that made the table grow, then bisect for the first one
-        hi *= 2
-    lo = hi // 2
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        lo, hi = (mid, hi) if table(mid) == first else (lo, mid)
-    growth, rest = divmod(table(hi), first)
-    if rest or growth < 2:
-        raise RuntimeError(f"simdex.cost: the id table grew from {first} to {table(hi)} bytes, not by a whole factor")
-    steps = [(lo, first)]
-    while steps[-1][1] < PROBE_TABLE_BYTES:  # the most rows of each next size, and what the table then holds
-        rows = steps[-1][0] * growth
-        steps.append((rows, table(rows)))
+    id_bytes = _usage(2)["ids"] - _usage(1)["ids"]
+    for n in PROBE_ROWS:
+        if _usage(n)["ids"] != n * id_bytes:
+            raise RuntimeError(f"simdex.cost: {n} automatic ids take {_usage(n)['ids']} bytes, not {n} x {id_bytes}: "
+                               "the index's id layout changed")
     values, calibration = {}, {}
     for dt in DTYPES:
         one, two = _usage(2, 1, dt), _usage(2, 2, dt)
@@ -103,7 +79,7 @@ def layout() -> Layout:
         calibration[dt] = (one["calibration"] - per_dim, per_dim)
         if values[dt] != BYTES_PER_VALUE[dt]:
             raise RuntimeError(f"simdex.cost: {dt} stores {values[dt]} bytes a value, not {BYTES_PER_VALUE[dt]}")
-    return Layout(values, calibration, id_bytes, tuple(steps), growth, sum(_usage(0).values()))
+    return Layout(values, calibration, id_bytes, sum(_usage(0).values()))
 
 
 @dataclass
