@@ -1,5 +1,7 @@
 """Id map cost: memory per row and the time of filtered search and remove (run under two builds, alternating)."""
-import json, sys, time
+import json
+import time
+
 import numpy as np
 import simdex
 
