@@ -8,7 +8,9 @@ import simdex
 def med(f, r=5):
     ts = []
     for _ in range(r):
-        t = time.perf_counter(); f(); ts.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        f()
+        ts.append(time.perf_counter() - t)
     return float(np.median(ts))
 
 rng = np.random.default_rng(0)
@@ -26,6 +28,8 @@ for kind in ("auto", "random"):
     out[kind + "_filtered_search_ms"] = 1e3 * med(lambda: index.search(q, 10, filter=flt))
     out[kind + "_contains_1e5_ms"] = 1e3 * med(lambda: sum(int(i) in index for i in flt[:100000]), 3)
     gone = rng.choice(all_ids, 10_000, replace=False)
-    t = time.perf_counter(); index.remove(gone); out[kind + "_remove_10k_ms"] = 1e3 * (time.perf_counter() - t)
+    t = time.perf_counter()
+    index.remove(gone)
+    out[kind + "_remove_10k_ms"] = 1e3 * (time.perf_counter() - t)
     out[kind + "_id_bytes_after_remove"] = index.memory_usage(detail=True)["ids"] / len(index)
 print(json.dumps({k: round(v, 3) for k, v in out.items()}))
