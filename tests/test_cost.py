@@ -106,5 +106,5 @@ def test_float16_is_not_offered():
     with pytest.raises(ValueError, match="dtype"):
         storage_cost(10, 4, "float16")
     assert storage_cost(np.int64(10), np.int32(4)).n == 10
-    with pytest.raises(ValueError, match="n"):
+    with pytest.raises(TypeError, match="n"):
         storage_cost(True, 4)

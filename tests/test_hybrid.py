@@ -1,7 +1,6 @@
 import math
 import threading
 import time
-import zlib
 
 import numpy as np
 import pytest
@@ -10,6 +9,7 @@ import simdex
 from simdex.text import hybrid
 from simdex.text.hybrid import KeywordIndex, fts_query
 from simdex.text.texts import texts_of
+from standin_encoder import HashEncoder
 
 
 @pytest.fixture
@@ -187,38 +187,25 @@ def test_where_without_setlimit_refuses_blob_makers(kw, monkeypatch):
     assert len(kw.where("1")) == 5
 
 
-class _HashEncoder:
-    """Not a model: a text's hash as a unit vector, with the methods Index.add_texts and search_text call."""
-
-    dim = 8
-    fingerprint = {"model": "hash-stand-in", "weights_sha256": "none", "dim": 8, "pooling": None,
-                   "normalize": True, "max_seq_length": 64}
-
-    def embed_batch(self, texts, *, batch_size=None, show_progress_bar=None):
-        return np.stack([self.embed_query(t) for t in texts])
-
-    def embed_query(self, text):
-        v = np.random.default_rng(zlib.crc32(text.encode())).standard_normal(self.dim).astype(np.float32)
-        return v / np.linalg.norm(v)
 
 
 def test_search_text_where_is_bounded_too(monkeypatch):
     index = simdex.Index(8)
-    index.add_texts(["send mail", "sort a list", "fork a process"], encoder=_HashEncoder())
+    index.add_texts(["send mail", "sort a list", "fork a process"], encoder=HashEncoder())
     monkeypatch.setattr(hybrid, "WHERE_TIMEOUT", 0.3, raising=False)
-    err, seconds = timed(lambda: index.search_text("mail", 2, encoder=_HashEncoder(), where=RECURSIVE_CTE), 10,
+    err, seconds = timed(lambda: index.search_text("mail", 2, encoder=HashEncoder(), where=RECURSIVE_CTE), 10,
                          lambda: texts_of(index)._keywords[1].conn.interrupt())
     assert isinstance(err, ValueError) and "deadline" in str(err), err
     assert seconds < 2
     with pytest.raises(ValueError, match="';'"):
-        index.search_text("mail", 2, encoder=_HashEncoder(), where="1; SELECT 1")
-    assert len(index.search_text("mail", 3, encoder=_HashEncoder(), where="doc IS NULL")) == 3
+        index.search_text("mail", 2, encoder=HashEncoder(), where="1; SELECT 1")
+    assert len(index.search_text("mail", 3, encoder=HashEncoder(), where="doc IS NULL")) == 3
 
 
 def test_search_text_passes_its_where_timeout_on():
     index = simdex.Index(8)
-    index.add_texts(["send mail", "sort a list"], encoder=_HashEncoder())
-    err, seconds = timed(lambda: index.search_text("mail", 2, encoder=_HashEncoder(), where=RECURSIVE_CTE,
+    index.add_texts(["send mail", "sort a list"], encoder=HashEncoder())
+    err, seconds = timed(lambda: index.search_text("mail", 2, encoder=HashEncoder(), where=RECURSIVE_CTE,
                                                    where_timeout=0.2), 10,
                          lambda: texts_of(index)._keywords[1].conn.interrupt())
     assert isinstance(err, ValueError) and "deadline" in str(err), err
@@ -234,7 +221,7 @@ CORPUS = ["send mail with smtplib", "parse json documents", "the smtp protocol a
 def _rrf_reference(index, query, words, k, rrf_k=60.0, allowed=None):
     """Chunk ids in fused order, computed apart from search_text: NumPy cosine ranking, BM25 ranks from a fresh
     KeywordIndex, and the RRF formula by hand (ties to the lower id)."""
-    enc = _HashEncoder()
+    enc = HashEncoder()
     ids = [i for i in range(len(CORPUS)) if allowed is None or i in allowed]
     vecs = enc.embed_batch([CORPUS[i] for i in ids])
     dense = [ids[j] for j in np.argsort(-(vecs @ enc.embed_query(query)), kind="stable")]
@@ -250,7 +237,7 @@ def _rrf_reference(index, query, words, k, rrf_k=60.0, allowed=None):
 @pytest.fixture
 def texts_index():
     index = simdex.Index(8)
-    index.add_texts(CORPUS, encoder=_HashEncoder())
+    index.add_texts(CORPUS, encoder=HashEncoder())
     return index
 
 
@@ -258,44 +245,44 @@ def texts_index():
                                                   ("how do I send mail", None, 0), ("anything", "process kill", None)])
 @pytest.mark.parametrize("chunks", [False, True])
 def test_search_text_rrf_returns_the_fused_order(texts_index, query, keywords, rrf_k, chunks):
-    got = texts_index.search_text(query, 5, encoder=_HashEncoder(), mode="rrf", rrf_k=rrf_k, keywords=keywords,
+    got = texts_index.search_text(query, 5, encoder=HashEncoder(), mode="rrf", rrf_k=rrf_k, keywords=keywords,
                                   chunks=chunks)
     want, score = _rrf_reference(texts_index, query, keywords or query, 5, 60.0 if rrf_k is None else rrf_k)
     assert got.ids.tolist() == want
     assert got.scores.dtype == np.float32 and got.scores.tolist() == pytest.approx([score[i] for i in want])
     assert [h.text for h in got] == [CORPUS[i] for i in want]
     # The BM25 side matters: "mail" documents rank higher fused than by the vector search alone.
-    dense = texts_index.search_text(query, len(CORPUS), encoder=_HashEncoder()).ids.tolist()
+    dense = texts_index.search_text(query, len(CORPUS), encoder=HashEncoder()).ids.tolist()
     if keywords is None and query == "mail":
         assert dense.index(5) > got.ids.tolist().index(5)
 
 
 def test_search_text_rrf_without_shared_words_is_the_vector_ranking(texts_index):
-    dense = texts_index.search_text("zzz qqq", 4, encoder=_HashEncoder())
-    fused = texts_index.search_text("zzz qqq", 4, encoder=_HashEncoder(), mode="rrf")
+    dense = texts_index.search_text("zzz qqq", 4, encoder=HashEncoder())
+    fused = texts_index.search_text("zzz qqq", 4, encoder=HashEncoder(), mode="rrf")
     assert fused.ids.tolist() == dense.ids.tolist()
     assert fused.scores.tolist() == pytest.approx([1 / 61, 1 / 62, 1 / 63, 1 / 64])
 
 
 def test_search_text_rrf_honours_filter_and_where(texts_index):
     allowed = {1, 3, 5, 7}
-    got = texts_index.search_text("mail process", 8, encoder=_HashEncoder(), mode="rrf", filter=sorted(allowed))
+    got = texts_index.search_text("mail process", 8, encoder=HashEncoder(), mode="rrf", filter=sorted(allowed))
     want, _ = _rrf_reference(texts_index, "mail process", "mail process", 8, allowed=allowed)
     assert got.ids.tolist() == want and set(want) == allowed  # 0 and 2 match "mail" by BM25 but are filtered out
     store = texts_of(texts_index).store
     store._db.execute("UPDATE documents SET source = 'man' WHERE id IN (SELECT doc FROM chunks WHERE id IN (3, 7))")
     texts_of(texts_index)._keywords = None  # the keyword index reads source when built
-    got = texts_index.search_text("mail process", 8, encoder=_HashEncoder(), mode="rrf", where="source = 'man'")
+    got = texts_index.search_text("mail process", 8, encoder=HashEncoder(), mode="rrf", where="source = 'man'")
     assert got.ids.tolist() == _rrf_reference(texts_index, "mail process", "mail process", 8, allowed={3, 7})[0]
-    both = texts_index.search_text("mail process", 8, encoder=_HashEncoder(), mode="rrf", where="source = 'man'",
+    both = texts_index.search_text("mail process", 8, encoder=HashEncoder(), mode="rrf", where="source = 'man'",
                                    filter=[0, 2, 7])
     assert both.ids.tolist() == [7]
-    assert len(texts_index.search_text("mail", 3, encoder=_HashEncoder(), mode="rrf", filter=[])) == 0
+    assert len(texts_index.search_text("mail", 3, encoder=HashEncoder(), mode="rrf", filter=[])) == 0
 
 
 def test_search_text_rrf_skips_removed_vectors(texts_index):
     texts_index.remove([0, 2])  # their texts stay in the store (and so in the keyword index)
-    got = texts_index.search_text("mail", 8, encoder=_HashEncoder(), mode="rrf")
+    got = texts_index.search_text("mail", 8, encoder=HashEncoder(), mode="rrf")
     assert 0 not in got.ids.tolist() and 2 not in got.ids.tolist() and len(got) == 6
     assert got.ids.tolist().index(5) == 0 or got.scores[0] >= 1 / 61 + 1 / 62 - 1e-6  # 5 still fused with BM25
 
@@ -303,7 +290,7 @@ def test_search_text_rrf_skips_removed_vectors(texts_index):
 def test_search_text_rrf_fuses_documents_not_chunks():
     from simdex.text.texts import docstore
 
-    enc = _HashEncoder()
+    enc = HashEncoder()
     index = simdex.Index(8)
     # Document A: chunks 0 ("mail smtp relay") and 1 ("zebra"), document B: chunk 2, document C: chunk 3.
     a = "mail smtp relay. zebra"
@@ -334,7 +321,7 @@ def test_search_text_rrf_fuses_documents_not_chunks():
 def test_search_text_rrf_looks_deeper_when_the_best_chunks_hold_few_documents(rng):
     from simdex.text.texts import docstore
 
-    enc = _HashEncoder()
+    enc = HashEncoder()
     index = simdex.Index(8)
     q = enc.embed_query("zebra")
     a = " ".join(["zebra"] * 6)
@@ -349,15 +336,15 @@ def test_search_text_rrf_looks_deeper_when_the_best_chunks_hold_few_documents(rn
 
 def test_search_text_rrf_depth_is_keyword_limit(texts_index):
     # keyword_limit is how many candidates each ranking brings, at least k: here max(3, 1) = 3 from each.
-    got = texts_index.search_text("mail", 3, encoder=_HashEncoder(), mode="rrf", keyword_limit=1, chunks=True)
-    dense3 = texts_index.search_text("mail", 3, encoder=_HashEncoder(), chunks=True).ids.tolist()
+    got = texts_index.search_text("mail", 3, encoder=HashEncoder(), mode="rrf", keyword_limit=1, chunks=True)
+    dense3 = texts_index.search_text("mail", 3, encoder=HashEncoder(), chunks=True).ids.tolist()
     bm25_3 = KeywordIndex.from_records(range(len(CORPUS)), CORPUS).bm25("mail", 3)[0].tolist()
     score = {}
     for ranking in (dense3, bm25_3):
         for rank, i in enumerate(ranking, start=1):
             score[i] = score.get(i, 0.0) + 1 / (60 + rank)
     assert got.ids.tolist() == sorted(score, key=lambda i: (-score[i], i))[:3]
-    deeper = texts_index.search_text("mail", 3, encoder=_HashEncoder(), mode="rrf", chunks=True)
+    deeper = texts_index.search_text("mail", 3, encoder=HashEncoder(), mode="rrf", chunks=True)
     assert deeper.ids.tolist() == _rrf_reference(texts_index, "mail", "mail", 3)[0]
 
 
@@ -372,11 +359,11 @@ def test_search_text_rrf_depth_is_keyword_limit(texts_index):
 ])
 def test_search_text_refuses_bad_modes(texts_index, kwargs, error, match):
     with pytest.raises(error, match=match):
-        texts_index.search_text("mail", 3, encoder=_HashEncoder(), **kwargs)
+        texts_index.search_text("mail", 3, encoder=HashEncoder(), **kwargs)
 
 
 def test_search_text_rrf_needs_the_texts(rng):
-    enc = _HashEncoder()
+    enc = HashEncoder()
     index = simdex.Index(8)
     index.add(rng.standard_normal((3, 8)).astype(np.float32), fingerprint=enc.fingerprint)
     with pytest.raises(ValueError, match="mode='rrf'.*document store"):

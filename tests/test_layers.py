@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import sys
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +17,7 @@ import simdex.text
 from simdex._index import COMPANION_FILES, load_vectors
 from simdex.text.persist import docs_path
 from simdex.text.texts import docstore, texts_of
+from standin_encoder import HashEncoder
 
 PACKAGE = Path(simdex.__file__).parent
 # Modules that sit above every wing: the package facade, the CLI and the FAISS names (read_index is simdex.load).
@@ -132,19 +132,6 @@ def test_lazy_names_resolve_and_every_public_name_works():
         simdex.nothing_here  # noqa: B018
 
 
-class _HashEncoder:
-    """Not a model: a text's hash as a unit vector."""
-
-    dim = 8
-    fingerprint = {"model": "hash-stand-in", "weights_sha256": "none", "dim": 8, "pooling": None,
-                   "normalize": True, "max_seq_length": 64}
-
-    def embed_batch(self, texts, *, batch_size=None, show_progress_bar=None):
-        return np.stack([self.embed_query(t) for t in texts])
-
-    def embed_query(self, text):
-        v = np.random.default_rng(zlib.crc32(text.encode())).standard_normal(self.dim).astype(np.float32)
-        return v / np.linalg.norm(v)
 
 
 TEXTS = ["send mail", "sort a list", "fork a process", "read a file"]
@@ -152,8 +139,8 @@ TEXTS = ["send mail", "sort a list", "fork a process", "read a file"]
 
 def test_the_text_functions_and_the_index_methods_are_one(tmp_path):
     a, b = simdex.Index(8), simdex.Index(8)
-    assert simdex.text.add_texts(a, TEXTS, encoder=_HashEncoder()).tolist() == [0, 1, 2, 3]
-    b.add_texts(TEXTS, encoder=_HashEncoder())
+    assert simdex.text.add_texts(a, TEXTS, encoder=HashEncoder()).tolist() == [0, 1, 2, 3]
+    b.add_texts(TEXTS, encoder=HashEncoder())
     got = simdex.text.search_text(a, "fork a process", 2)
     same = b.search_text("fork a process", 2, keywords="process")
     assert got.ids[0] == same.ids[0] == 2 and got[0].text == same[0].text == "fork a process"
@@ -162,20 +149,20 @@ def test_the_text_functions_and_the_index_methods_are_one(tmp_path):
 
 def test_texts_travel_with_save_even_when_no_text_method_was_called(tmp_path):
     index = simdex.Index(8)
-    index.add_texts(TEXTS, encoder=_HashEncoder())
+    index.add_texts(TEXTS, encoder=HashEncoder())
     index.save(tmp_path / "a.simdex")
     simdex.load(tmp_path / "a.simdex").save(tmp_path / "b.simdex")  # loaded and saved elsewhere, texts untouched
     os.remove(tmp_path / "a.simdex")
     os.remove(docs_path(tmp_path / "a.simdex"))
     again = simdex.load(tmp_path / "b.simdex")
     assert again._path == str(tmp_path / "b.simdex")
-    assert again.search_text("sort a list", 1, encoder=_HashEncoder())[0].text == "sort a list"
+    assert again.search_text("sort a list", 1, encoder=HashEncoder())[0].text == "sort a list"
 
 
 def test_an_index_read_without_its_companions_keeps_and_finds_its_texts(tmp_path):
     path = tmp_path / "a.simdex"
     index = simdex.Index(8)
-    index.add_texts(TEXTS, encoder=_HashEncoder())
+    index.add_texts(TEXTS, encoder=HashEncoder())
     index.save(path)
     bare = load_vectors(path)
     assert bare._companions == {}

@@ -76,17 +76,22 @@ def _finish_ids(arr: np.ndarray, name: str, n: "int | None") -> np.ndarray:
     return np.ascontiguousarray(arr, dtype=np.int64)
 
 
+def as_positive_int(value: Any, name: str) -> int:
+    """Returns value as a positive Python int: TypeError for a non-integer (a bool too), ValueError for <= 0."""
+    if isinstance(value, bool):
+        raise TypeError(f"{name}: expected a positive integer, got a bool")
+    try:
+        value = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name}: expected a positive integer, got {type(value).__name__}") from None
+    if value <= 0:
+        raise ValueError(f"{name}: expected a positive integer, got {value}")
+    return value
+
+
 def as_k(k: Any) -> int:
     """Returns k as a positive Python int."""
-    if isinstance(k, bool):
-        raise TypeError("k: expected a positive integer, got a bool")
-    try:
-        k = operator.index(k)
-    except TypeError:
-        raise TypeError(f"k: expected a positive integer, got {type(k).__name__}") from None
-    if k <= 0:
-        raise ValueError(f"k: expected a positive integer, got {k}")
-    return k
+    return as_positive_int(k, "k")
 
 
 def as_dim(dim: Any) -> int:

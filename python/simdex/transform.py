@@ -12,12 +12,12 @@ eigendecomposition uses NumPy.
 
 from __future__ import annotations
 
-import operator
 from typing import Any, Optional
 
 import numpy as np
 
 from . import _core
+from ._validate import as_positive_int
 
 CENTERING = ("database", "both", "none")
 PRECISIONS = ("auto", "float32")
@@ -25,15 +25,7 @@ PROJECTION_KINDS = ("orthogonal", "gaussian", "sparse")
 
 
 def _as_out_dim(out_dim: Any) -> int:
-    if isinstance(out_dim, bool):
-        raise TypeError("out_dim: expected a positive integer, got a bool")
-    try:
-        out_dim = operator.index(out_dim)
-    except TypeError:
-        raise TypeError(f"out_dim: expected a positive integer, got {type(out_dim).__name__}") from None
-    if out_dim <= 0:
-        raise ValueError(f"out_dim: expected a positive integer, got {out_dim}")
-    return out_dim
+    return as_positive_int(out_dim, "out_dim")
 
 
 def _as_rows(x: Any, name: str, dim: Optional[int]) -> np.ndarray:

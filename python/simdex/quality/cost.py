@@ -12,10 +12,11 @@ from __future__ import annotations
 import functools
 import math
 import numbers
-import operator
 import warnings
 from dataclasses import asdict, dataclass
 from typing import Any, Dict, List, Tuple
+
+from .._validate import as_positive_int
 
 # Raw vector bytes: the figure people quote and compare (50M x 384 float32 = 76.8 GB). `layout()` checks it.
 BYTES_PER_VALUE = {"float32": 4, "int8": 1}
@@ -113,16 +114,6 @@ def _gb(b: int) -> str:
     return f"{b / 1e9:,.1f} GB ({b:,} bytes)"
 
 
-def _positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool):
-        raise ValueError(f"{name}: expected a positive integer, got {value!r}")
-    try:
-        value = operator.index(value)
-    except TypeError:
-        raise ValueError(f"{name}: expected a positive integer, got {value!r}") from None
-    if value <= 0:
-        raise ValueError(f"{name}: expected a positive integer, got {value!r}")
-    return value
 
 
 def _check_price(price: Any) -> Tuple[float, float]:
@@ -147,7 +138,7 @@ def storage_cost(n: int, dim: int, dtype: str = "float32", replicas: int = 1,
     """
     if dtype not in BYTES_PER_VALUE:
         raise ValueError(f"dtype: expected one of {sorted(BYTES_PER_VALUE)}, got {dtype!r}")
-    n, dim, replicas = _positive_int("n", n), _positive_int("dim", dim), _positive_int("replicas", replicas)
+    n, dim, replicas = as_positive_int(n, "n"), as_positive_int(dim, "dim"), as_positive_int(replicas, "replicas")
     lo, hi = _check_price(price)
     raw = n * dim * BYTES_PER_VALUE[dtype]
     index = layout().index_bytes(n, dim, dtype)

@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import math
 import numbers
-import operator
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
+
+from .._validate import as_k
 
 #: The default ``rrf_k`` (the constant of the original paper).
 RRF_K = 60.0
@@ -96,14 +97,7 @@ def reciprocal_rank_fusion(rankings: Sequence[Any], k: int, rrf_k: float = RRF_K
     """
     if isinstance(rankings, (str, bytes, np.ndarray)) or not isinstance(rankings, Sequence):
         raise TypeError(f"rankings: expected a list of id sequences, got {type(rankings).__name__}")
-    if isinstance(k, bool):
-        raise TypeError("k: expected a positive integer, got a bool")
-    try:
-        k = operator.index(k)
-    except TypeError:
-        raise TypeError(f"k: expected a positive integer, got {type(k).__name__}") from None
-    if k <= 0:
-        raise ValueError(f"k: expected a positive integer, got {k}")
+    k = as_k(k)
     c = as_rrf_k(rrf_k)
     lists = [_as_ranking(r, i) for i, r in enumerate(rankings)]
     w = _as_weights(weights, len(lists))
