@@ -366,7 +366,7 @@ def test_index_transform_arguments(rng):
         simdex.Index(20, transform=simdex.PCA(30))
     with pytest.raises(ValueError, match="fitted on 8-dimensional vectors, the index dim is 20"):
         simdex.Index(20, transform=simdex.PCA(4).fit(rng.standard_normal((30, 8))))
-    with pytest.raises(TypeError, match="expected simdex.PCA or simdex.RandomProjection"):
+    with pytest.raises(TypeError, match="expected simdex.PCA, simdex.RandomProjection or simdex.Truncate"):
         simdex.Index(20, transform="pca")
 
 

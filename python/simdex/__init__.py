@@ -17,7 +17,7 @@ from ._fingerprint import FingerprintMismatch
 from ._index import DiagnosedResult, FormatError, Index, SearchResult, load_bytes
 from .faiss_compat import IndexFlatCosine, IndexFlatIP, IndexScalarQuantizer, read_index, write_index
 from .text.persist import load  # the index file, and (importing the text wing then) the texts beside it
-from .transform import PCA, RandomProjection
+from .transform import PCA, RandomProjection, Truncate
 
 __version__ = _core.__version__
 
@@ -35,6 +35,7 @@ __all__ = [
     "IngestReport",
     "PCA",
     "RandomProjection",
+    "Truncate",
     "ReductionReport",
     "SearchResult",
     "ShardError",

@@ -10,14 +10,15 @@ import numpy as np
 
 from ._core import FormatError
 from ._validate import METRICS
-from .transform import PCA, RandomProjection, _LinearTransform
+from .transform import PCA, RandomProjection, Truncate, _LinearTransform
 
 # A section tuple as _core.FlatIndex.set_extra_sections takes it: (name, dtype, rows, cols, required, bytes).
 Section = Tuple[str, str, int, int, bool, bytes]
 
 
 def to_sections(t: _LinearTransform, index_dim: int, metric: str) -> List[Section]:
-    """The transform as index-file sections: parameters (and, once fitted, matrix, mean and variance).
+    """The transform as index-file sections: parameters (and, once fitted, matrix, mean and variance, except for
+    Truncate, which has no matrix).
 
     index_dim and metric are the index's own (its vectors' dimension before the transform, its metric),
     kept here because the stored vectors have the reduced dimension and are scored by inner product.
@@ -34,7 +35,7 @@ def to_sections(t: _LinearTransform, index_dim: int, metric: str) -> List[Sectio
     }
     text = json.dumps(state, sort_keys=True).encode()
     out: List[Section] = [("transform", "bytes", len(text), 1, True, text)]
-    if not fitted:
+    if not fitted or not t._has_matrix:
         return out
     comps = np.ascontiguousarray(t.components_, dtype=np.float32)
     mean = np.ascontiguousarray(t.mean_, dtype=np.float64).reshape(1, -1)
@@ -70,6 +71,8 @@ def from_sections(sections: dict, reduced_dim: int, source: str) -> Tuple[_Linea
             t: _LinearTransform = PCA(**params)
         elif kind == "RandomProjection":
             t = RandomProjection(**params)
+        elif kind == "Truncate":
+            t = Truncate(**params)
         else:
             raise bad(f"unknown transform kind {kind!r}")
     except (TypeError, ValueError) as e:
@@ -78,6 +81,13 @@ def from_sections(sections: dict, reduced_dim: int, source: str) -> Tuple[_Linea
         raise bad(f"bad parameters {params!r} ({e})") from None
     if t.out_dim != out_dim:
         raise bad(f"parameters say out_dim {t.out_dim}, the section says {out_dim}")
+    if isinstance(t, Truncate):
+        extra = sorted(name for name in sections if name.startswith("transform."))
+        if extra:
+            raise bad(f"a {kind} transform has no matrix, but the file holds {extra}")
+        if fitted:  # nothing stored: fitting only records in_dim
+            t._set_in_dim(in_dim)
+        return t, in_dim, metric
     if not fitted:
         return t, in_dim, metric
 

@@ -164,7 +164,7 @@ def check_transform(transform: Any, dim: int) -> Any:
 
     if not isinstance(transform, _LinearTransform):
         raise TypeError(
-            f"transform: expected simdex.PCA or simdex.RandomProjection, got {type(transform).__name__}"
+            f"transform: expected simdex.PCA, simdex.RandomProjection or simdex.Truncate, got {type(transform).__name__}"
         )
     if transform.out_dim > dim:
         raise ValueError(f"transform: out_dim {transform.out_dim} is larger than the index dim {dim}")

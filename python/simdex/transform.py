@@ -1,9 +1,10 @@
-"""Dimensionality reduction: :class:`PCA` and :class:`RandomProjection`, alone or as an index pre-transform.
+"""Dimensionality reduction: :class:`PCA`, :class:`RandomProjection` and :class:`Truncate`, alone or as an index
+pre-transform.
 
-Both are linear maps ``y = x W^T - b`` whose product runs in the C++ core (a blocked SIMD matrix product on
-the same micro-kernel as search, all cores, GIL released). PCA accumulates the mean and scatter of its
-training data in C++ over any number of batches (``partial_fit``); only the final ``dim x dim``
-eigendecomposition uses NumPy.
+PCA and RandomProjection are linear maps ``y = x W^T - b`` whose product runs in the C++ core (a blocked SIMD
+matrix product on the same micro-kernel as search, all cores, GIL released). PCA accumulates the mean and
+scatter of its training data in C++ over any number of batches (``partial_fit``); only the final
+``dim x dim`` eigendecomposition uses NumPy. Truncate keeps a prefix of each vector (Matryoshka models).
 
     >>> pca = simdex.PCA(384).fit(vectors)          # or partial_fit batch by batch
     >>> reduced = pca.transform(vectors)            # (n, 384) float32
@@ -139,6 +140,8 @@ class _LinearTransform:
 
     # Scores in the reduced space times this estimate the full-dimension inner product.
     _score_scale = 1.0
+    # Whether the fitted transform is a matrix (components_, mean_) that the index file stores.
+    _has_matrix = True
 
     @property
     def _renormalize(self) -> bool:
@@ -448,3 +451,57 @@ class RandomProjection(_LinearTransform):
         self.components_ = w
         self.mean_ = np.zeros(w.shape[1], dtype=np.float64)
         self._db = self._query = _core.LinearProjection(w, None)
+
+
+class _TruncateMap:
+    """Truncate's map: the first out_dim columns, each row rescaled to unit length (zero rows stay zero)."""
+
+    def __init__(self, out_dim: int) -> None:
+        self.out_dim = out_dim
+
+    def apply(self, x: np.ndarray) -> np.ndarray:
+        if not np.isfinite(x).all():
+            bad = np.flatnonzero(~np.isfinite(x).all(axis=1))
+            raise ValueError(f"expected finite values, got NaN or Inf in rows {bad[0]}..{bad[-1]}")
+        y = x[:, : self.out_dim].astype(np.float64)  # float64: squares of 1e20s overflow float32
+        norms = np.linalg.norm(y, axis=1, keepdims=True)
+        return np.ascontiguousarray(y / np.where(norms > 0, norms, 1.0), dtype=np.float32)
+
+
+class Truncate(_LinearTransform):
+    """Keeps the first ``out_dim`` dimensions and rescales each vector to unit length (zero rows stay zero):
+    how to shorten the embeddings of a Matryoshka-trained model, whose every prefix is itself an embedding.
+
+    Fitting only reads the input dimension (an index does it on the first add or train). ``transform`` and
+    ``transform_query`` are both ``x[:, :out_dim] / |x[:, :out_dim]|``, so an index scores the cosine of the
+    truncated vectors whatever its metric. On other models compare with :class:`PCA` (``reduction_report``).
+    """
+
+    _has_matrix = False
+
+    def __repr__(self) -> str:
+        return f"simdex.Truncate({self.out_dim})"
+
+    def _params(self) -> dict:
+        return {"out_dim": self.out_dim}
+
+    @property
+    def _renormalize(self) -> bool:  # type: ignore[override]
+        return True
+
+    def _reset(self) -> None:
+        self.in_dim = None
+        self._db = self._query = None
+
+    def partial_fit(self, x: Any) -> "Truncate":
+        """Reads the input dimension on the first call; later calls only check the columns."""
+        x = _as_rows(x, "x", self.in_dim)
+        if self.in_dim is None:
+            self._set_in_dim(x.shape[1])
+        return self
+
+    def _set_in_dim(self, in_dim: int) -> None:
+        if self.out_dim > in_dim:
+            raise ValueError(f"out_dim: expected at most the input dimension {in_dim}, got {self.out_dim}")
+        self.in_dim = int(in_dim)
+        self._db = self._query = _TruncateMap(self.out_dim)

@@ -99,15 +99,16 @@ def load_queries(queries: Any) -> Tuple[List[str], List[List[str]]]:
 
 
 # -- variants ------------------------------------------------------------------------------------------------
-_VARIANT = re.compile(r"^(?:(pca|rp)(\d+)\+?)?(float32|int8)?(\+rescore(\d+)?)?(\+bm25(\d+)?)?(\+rrf(\d+)?)?$")
+_VARIANT = re.compile(
+    r"^(?:(pca|rp|truncate)(\d+)\+?)?(float32|int8)?(\+rescore(\d+)?)?(\+bm25(\d+)?)?(\+rrf(\d+)?)?$")
 #: Candidates each ranking (vector search, BM25) brings to a "+rrf" fusion: search_text's default keyword_limit.
 RRF_DEPTH = 200
 
 
 @dataclass
 class Variant:
-    """An index configuration named like "float32", "int8", "int8+rescore", "pca256", "rp192+int8", or any of
-    them with a hybrid suffix:
+    """An index configuration named like "float32", "int8", "int8+rescore", "pca256", "rp192+int8", "truncate256"
+    (the first 256 dims of a Matryoshka embedding, renormalized), or any of them with a hybrid suffix:
 
     - "+bm25" (search_text's ``mode="prefilter"``): the vector search ranks only the top-200 BM25 keyword matches
       of the query text ("+bm25N": the top N);
@@ -117,7 +118,7 @@ class Variant:
 
     name: str
     dtype: str = "float32"
-    reduce: Optional[str] = None      # "pca" or "rp"
+    reduce: Optional[str] = None      # "pca", "rp" or "truncate"
     out_dim: Optional[int] = None
     rescore: Optional[int] = None
     keyword_limit: Optional[int] = None
@@ -128,7 +129,7 @@ class Variant:
         m = _VARIANT.match(name.replace(" ", ""))
         if not m or not name:
             raise ValueError(f"variant {name!r}: expected e.g. float32, int8, int8+rescore, pca256, rp192+int8, "
-                             "float32+bm25, float32+rrf")
+                             "truncate256, float32+bm25, float32+rrf")
         reduce, dim, dtype, rescore, factor, bm25, limit, rrf, rrf_k = m.groups()
         if rescore and dtype != "int8":
             raise ValueError(f"variant {name!r}: rescoring needs int8")
@@ -151,6 +152,8 @@ class Variant:
             kwargs["transform"] = simdex.PCA(self.out_dim)
         elif self.reduce == "rp":
             kwargs["transform"] = simdex.RandomProjection(self.out_dim)
+        elif self.reduce == "truncate":
+            kwargs["transform"] = simdex.Truncate(self.out_dim)
         return simdex.Index(dim, "cosine", **kwargs)
 
     def search_kwargs(self) -> dict:

@@ -13,7 +13,7 @@ import numpy as np
 
 from .._index import Index
 from .._validate import as_k
-from ..transform import PCA, RandomProjection
+from ..transform import PCA, RandomProjection, Truncate
 
 # Transform names a report understands; a callable out_dim -> transform works too.
 KINDS: Dict[str, Callable[[int], Any]] = {
@@ -23,6 +23,7 @@ KINDS: Dict[str, Callable[[int], Any]] = {
     "rp": lambda d: RandomProjection(d),
     "rp-gaussian": lambda d: RandomProjection(d, kind="gaussian"),
     "rp-sparse": lambda d: RandomProjection(d, kind="sparse"),
+    "truncate": lambda d: Truncate(d),
 }
 
 
@@ -125,8 +126,8 @@ def reduction_report(
         queries: float array (nq, dim), ideally real queries (their distribution matters: see PCA's
             ``center``).
         dims: output dimensions to try; those not below the input dimension are skipped.
-        kinds: names from ``KINDS`` ("pca", "pca-both", "pca-none", "rp", "rp-gaussian", "rp-sparse") or
-            callables ``out_dim -> transform``.
+        kinds: names from ``KINDS`` ("pca", "pca-both", "pca-none", "rp", "rp-gaussian", "rp-sparse",
+            "truncate": the first dims of a Matryoshka embedding) or callables ``out_dim -> transform``.
         k: the k of recall@k.
         metric: the indexes' metric.
         train: optional training sample for the transforms.
