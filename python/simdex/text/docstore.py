@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +27,35 @@ CREATE TABLE IF NOT EXISTS chunks (
 CREATE INDEX IF NOT EXISTS chunks_doc ON chunks (doc);
 CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+# The keyword index: an external-content FTS5 table over each chunk's text (a view: the text is a slice of its
+# document's), kept in step by triggers, so every write to chunks updates it in the same transaction.
+# `simdex.text.hybrid.KeywordIndex.from_store` searches it. The 'delete' rows need the text as it was indexed:
+# documents are only ever inserted, never changed, while chunks point at them.
+_FTS_SCHEMA = """
+CREATE VIEW IF NOT EXISTS chunk_texts AS
+    SELECT c.id AS id, substr(d.text, c.start_char + 1, c.end_char - c.start_char) AS text
+    FROM chunks c JOIN documents d ON d.id = c.doc;
+CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(
+    text, content='chunk_texts', content_rowid='id', tokenize='unicode61');
+CREATE TRIGGER IF NOT EXISTS chunks_fts_insert AFTER INSERT ON chunks BEGIN
+    INSERT INTO chunks_fts (rowid, text) SELECT new.id, substr(d.text, new.start_char + 1,
+        new.end_char - new.start_char) FROM documents d WHERE d.id = new.doc;
+END;
+CREATE TRIGGER IF NOT EXISTS chunks_fts_delete AFTER DELETE ON chunks BEGIN
+    INSERT INTO chunks_fts (chunks_fts, rowid, text) SELECT 'delete', old.id, substr(d.text, old.start_char + 1,
+        old.end_char - old.start_char) FROM documents d WHERE d.id = old.doc;
+END;
+CREATE TRIGGER IF NOT EXISTS chunks_fts_update AFTER UPDATE ON chunks BEGIN
+    INSERT INTO chunks_fts (chunks_fts, rowid, text) SELECT 'delete', old.id, substr(d.text, old.start_char + 1,
+        old.end_char - old.start_char) FROM documents d WHERE d.id = old.doc;
+    INSERT INTO chunks_fts (rowid, text) SELECT new.id, substr(d.text, new.start_char + 1,
+        new.end_char - new.start_char) FROM documents d WHERE d.id = new.doc;
+END;
+"""
+_WHERE_VIEW = """CREATE TEMP VIEW IF NOT EXISTS docs AS
+    SELECT c.id AS id, d.key AS doc, d.source AS source FROM chunks c JOIN documents d ON d.id = c.doc"""
+#: `PRAGMA user_version` of a store file with the keyword index (0: a file from before it, migrated on open).
+SCHEMA_VERSION = 1
 _IN_CHUNK = 500  # ids per "IN (...)" query, below SQLite's parameter limit
 
 
@@ -99,14 +129,45 @@ class TextSearchResult:
 
 
 class DocStore:
-    """SQLite tables for documents and chunks; ``path=None`` keeps them in memory."""
+    """SQLite tables for documents and chunks, and their keyword index; ``path=None`` keeps them in memory.
+
+    Attributes:
+        has_fts: whether the store keeps its keyword index (``chunks_fts``). Always, except for a store file from
+            before it that could not be migrated because it is read-only (`simdex.text.texts.keyword_index` then
+            builds one in memory instead).
+        lock: held by writes and by `simdex.text.hybrid.KeywordIndex.where` (which switches the connection to
+            read-only for the length of one query).
+    """
 
     def __init__(self, path: str | None = None) -> None:
         self.path = path
+        self.lock = threading.RLock()
         self._db = sqlite3.connect(path if path is not None else ":memory:", check_same_thread=False)
+        # An INSERT OR REPLACE of a chunk must fire the delete trigger for the row it replaces.
+        self._db.execute("PRAGMA recursive_triggers = ON")
         self._db.executescript(_SCHEMA)
         self._db.commit()
+        self.has_fts = self._migrate()
+        # What KeywordIndex.where conditions see: one row per chunk, as in KeywordIndex.from_records (temp: never
+        # written to the file, and made outside any transaction, so a rollback cannot take it away).
+        self._db.execute(_WHERE_VIEW)
         self._reset_pending()
+
+    def _migrate(self) -> bool:
+        """Creates the keyword index when the store has none (a file from before it) and fills it once from the
+        stored chunks; False when the file is read-only and has none."""
+        db = self._db
+        if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'chunks_fts'").fetchone():
+            return True
+        try:  # one transaction: a migration cut short leaves the file as it was, and the next open tries again
+            db.executescript(f"BEGIN; {_FTS_SCHEMA} INSERT INTO chunks_fts (chunks_fts) VALUES ('rebuild'); "
+                             f"PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
+        except sqlite3.OperationalError as e:
+            db.rollback()
+            if "readonly" not in str(e).replace("read-only", "readonly").replace(" ", ""):
+                raise
+            return False
+        return True
 
     def _reset_pending(self) -> None:
         self._next_doc = (self._db.execute("SELECT MAX(id) FROM documents").fetchone()[0] or 0) + 1
@@ -135,13 +196,15 @@ class DocStore:
         return None if self._pending is None else list(self._pending)
 
     def commit(self, seq: int) -> None:
-        self.set_state("seq", seq)
-        self._db.commit()
-        self._pending = None
+        with self.lock:
+            self.set_state("seq", seq)
+            self._db.commit()
+            self._pending = None
 
     def rollback(self) -> None:
-        self._db.rollback()
-        self._reset_pending()
+        with self.lock:
+            self._db.rollback()
+            self._reset_pending()
 
     def close(self) -> None:
         self._db.rollback()
@@ -154,7 +217,13 @@ class DocStore:
         Args:
             docs: (key, text, source, metadata) per document; key may be None.
             chunks: (chunk id, position of its document in `docs`, start, end) per chunk.
+
+        The keyword index (``chunks_fts``) follows in the same transaction, through the triggers on chunks.
         """
+        with self.lock:
+            self._add(docs, chunks)
+
+    def _add(self, docs: list, chunks: list) -> None:
         first = self._next_doc
         self._db.executemany(
             "INSERT INTO documents (id, key, text, source, metadata) VALUES (?, ?, ?, ?, ?)",
@@ -172,10 +241,12 @@ class DocStore:
         """The keys among `keys` that a stored document already has."""
         encoded = [json.dumps(k) for k in keys if k is not None]
         found = set()
-        for s in range(0, len(encoded), _IN_CHUNK):
-            part = encoded[s:s + _IN_CHUNK]
-            rows = self._db.execute(f"SELECT key FROM documents WHERE key IN ({','.join('?' * len(part))})", part)
-            found.update(json.loads(r[0]) for r in rows)
+        with self.lock:
+            for s in range(0, len(encoded), _IN_CHUNK):
+                part = encoded[s:s + _IN_CHUNK]
+                rows = self._db.execute(f"SELECT key FROM documents WHERE key IN ({','.join('?' * len(part))})",
+                                        part).fetchall()
+                found.update(json.loads(r[0]) for r in rows)
         return found
 
     def copy_to(self, path: str, seq: int) -> None:
@@ -185,7 +256,8 @@ class DocStore:
             os.remove(tmp)
         dst = sqlite3.connect(tmp)
         try:
-            dst.executescript(_SCHEMA)
+            dst.executescript(_SCHEMA + _FTS_SCHEMA)  # the triggers fill the keyword index as the rows go in
+            dst.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             for table, cols in (("documents", "id, key, text, source, metadata"),
                                 ("chunks", "id, doc, start_char, end_char"), ("state", "key, value")):
                 marks = ",".join("?" * (cols.count(",") + 1))
@@ -204,9 +276,10 @@ class DocStore:
         out = {}
         for s in range(0, len(ids), _IN_CHUNK):
             part = ids[s:s + _IN_CHUNK]
-            rows = self._db.execute(
-                "SELECT c.id, c.start_char, c.end_char, d.id, d.key, d.text, d.source, d.metadata FROM chunks c "
-                f"JOIN documents d ON d.id = c.doc WHERE c.id IN ({','.join('?' * len(part))})", part)
+            with self.lock:  # not while a KeywordIndex.where holds the connection under its deadline
+                rows = self._db.execute(
+                    "SELECT c.id, c.start_char, c.end_char, d.id, d.key, d.text, d.source, d.metadata FROM chunks c "
+                    f"JOIN documents d ON d.id = c.doc WHERE c.id IN ({','.join('?' * len(part))})", part).fetchall()
             for cid, start, end, row, key, text, source, meta in rows:
                 out[cid] = (row, Document(None if key is None else json.loads(key), text, source,
                                           json.loads(meta) if meta else {}, (start, end)))

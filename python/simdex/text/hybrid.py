@@ -4,7 +4,8 @@ Both turn into an id allow-list for :meth:`simdex.Index.search`'s ``filter``, wh
 scan: the vector search then ranks only documents that contain the query's words (BM25 top-N) or whose
 metadata match a SQL condition.
 
-    kw = KeywordIndex.from_records(ids, texts, metadata=[{"source": ...}, ...])
+    kw = KeywordIndex.from_records(ids, texts, metadata=[{"source": ...}, ...])   # in memory, built once
+    kw = KeywordIndex.from_store(store)   # the FTS5 table a DocStore keeps up to date with every write
     index.search(q, 10, filter=kw.allow_list("send mail smtp", limit=200))
     index.search(q, 10, filter=kw.where("source LIKE 'man%'"))
 
@@ -26,7 +27,7 @@ import re
 import sqlite3
 import threading
 import time
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -114,10 +115,29 @@ def _as_timeout(timeout: object) -> float:
 class KeywordIndex:
     """BM25 keyword search and metadata filters over documents, returning the ids the vector index uses."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, *, fts: str = "docs_fts", lock: Optional[Any] = None,
+                 writable: bool = False) -> None:
         self.conn = conn
-        self._lock = threading.Lock()  # where() changes connection-wide settings for the length of one query
+        self._fts = fts  # the FTS5 table (rowid: the vector id); where() reads the "docs" table or view
+        # where() changes connection-wide settings for the length of one query (a store's writes take this lock)
+        self._lock = threading.Lock() if lock is None else lock
+        self._writable = writable  # the connection also writes (a store's): where() makes it read-only meanwhile
         self._value_limit: Optional[int] = None
+
+    @classmethod
+    def from_store(cls, store: Any) -> "KeywordIndex":
+        """The keyword index a `simdex.text.docstore.DocStore` keeps (``chunks_fts``, updated with every write to
+        the store, uncommitted ones included), searched in place: nothing is copied or rebuilt. ``where``
+        conditions see the same columns as with `from_records`: ``id`` (the chunk), ``source`` and ``doc`` (the
+        document's key, JSON)."""
+        if not store.has_fts:
+            raise ValueError(f"{store.path}: this document store has no keyword index (a read-only file from before "
+                             "it); use KeywordIndex.from_records")
+        return cls(store._db, fts="chunks_fts", lock=store.lock, writable=True)
+
+    def refresh(self) -> None:
+        """Forgets what was measured of the stored values (the length limit of `where`): call after writes."""
+        self._value_limit = None
 
     @classmethod
     def from_records(cls, ids: Sequence[int], texts: Sequence[str],
@@ -150,7 +170,8 @@ class KeywordIndex:
         empty = np.empty(0, np.int64), np.empty(0, np.float32)
         if not match:
             return empty
-        sql, params = "SELECT rowid, -bm25(docs_fts) AS s FROM docs_fts WHERE docs_fts MATCH ?", [match]
+        fts = self._fts
+        sql, params = f"SELECT rowid, -bm25({fts}) AS s FROM {fts} WHERE {fts} MATCH ?", [match]
         if allow is not None:
             allowed = np.asarray(allow, np.int64).reshape(-1)
             if not len(allowed):
@@ -203,6 +224,8 @@ class KeywordIndex:
                 return 0
 
             old_length = self.conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, limit) if _HAS_SETLIMIT else None
+            if self._writable:
+                self.conn.execute("PRAGMA query_only = ON")  # it may read, never write
             self.conn.set_progress_handler(past_deadline, _PROGRESS_STEPS)
             try:
                 rows: List[tuple] = self.conn.execute(sql, tuple(params)).fetchall()
@@ -219,6 +242,8 @@ class KeywordIndex:
                     from None
             finally:
                 self.conn.set_progress_handler(None, 0)
+                if self._writable:
+                    self.conn.execute("PRAGMA query_only = OFF")
                 if old_length is not None:
                     self.conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, old_length)
         return np.array([r[0] for r in rows], np.int64)

@@ -38,7 +38,7 @@ class Texts:
     def __init__(self, store: Optional[DocStore] = None) -> None:
         self.store = store
         self.encoder: Any = None
-        self._keywords: Any = None  # (len(index) when built, KeywordIndex over the stored chunks)
+        self._keywords: Any = None  # (len(index), KeywordIndex over the stored chunks, its store)
 
     def prepare_save(self, index: Index, path: str) -> Optional[Callable[[], None]]:
         """`Index.save` to path, before the index file is written: records the store's save number in the index
@@ -186,22 +186,33 @@ def add_texts(index: Index, texts: Any, ids: Any = None, *, encoder: Any = None,
 
 
 def keyword_index(index: Index, needed_by: str = "keywords / where") -> Any:
-    """The `KeywordIndex` over the index's stored chunks (built on first use, again when len(index) changed)."""
+    """The `KeywordIndex` over the index's stored chunks: the store's own FTS5 table, which every write to the
+    store updates (`KeywordIndex.from_store`); never rebuilt. Only a read-only store file from before that table
+    gets an in-memory copy, built on first use and again when len(index) changed."""
     texts = texts_of(index)
-    if texts.store is None:
+    store = texts.store
+    if store is None:
         raise ValueError(f"{needed_by}: needs the stored texts, and this index has no document store")
     n = len(index)
-    cached = texts._keywords
-    if cached is None or cached[0] != n:
-        from .hybrid import KeywordIndex
+    cached = texts._keywords  # (len(index) when made, KeywordIndex, the store it reads)
+    if cached is not None and cached[2] is store and cached[0] == n:
+        return cached[1]
+    from .hybrid import KeywordIndex
 
-        rows = texts.store._db.execute(
+    if store.has_fts:
+        if cached is not None and cached[2] is store and cached[1].conn is store._db:
+            kw = cached[1]
+            kw.refresh()  # the store changed: where() measures its values again
+        else:
+            kw = KeywordIndex.from_store(store)
+    else:
+        rows = store._db.execute(
             "SELECT c.id, substr(d.text, c.start_char + 1, c.end_char - c.start_char), d.source, d.key "
             "FROM chunks c JOIN documents d ON d.id = c.doc").fetchall()
-        cached = (n, KeywordIndex.from_records([r[0] for r in rows], [r[1] for r in rows],
-                                               [{"source": r[2], "doc": r[3]} for r in rows]))
-        texts._keywords = cached
-    return cached[1]
+        kw = KeywordIndex.from_records([r[0] for r in rows], [r[1] for r in rows],
+                                       [{"source": r[2], "doc": r[3]} for r in rows])
+    texts._keywords = (n, kw, store)
+    return kw
 
 
 def keyword_filter(index: Index, filter: Any, keywords: Optional[str], limit: int, where: Optional[str],
