@@ -1,4 +1,5 @@
-// The file container of docs/format.md: header and table layout, validation, atomic writing, file images.
+// The file container of docs/format.md: header and table layout, validation, atomic writing. Opening, reading
+// and mapping files into blobs: blob.cpp.
 #include "simdex/format.hpp"
 
 #include <algorithm>
@@ -7,16 +8,18 @@
 #include <cstring>
 #include <cstdio>
 #include <fcntl.h>
-#include <limits>
-#include <new>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <system_error>
 #include <unistd.h>
 
+#include "posix_file.hpp"
+
 namespace simdex {
 namespace format {
 namespace {
+
+using detail::Fd;
+using detail::throw_errno;
 
 // PNG-style magic: a non-ASCII first byte, then a name, then CR LF, ^Z, LF, so that text-mode transfers and
 // truncation to 7 bits are detected at the first bytes.
@@ -107,80 +110,6 @@ std::string describe_foreign(const std::uint8_t* b, std::size_t n) {
     if (!hex.empty()) hex.pop_back();
     return "it starts with bytes " + hex + ", not the simdex magic 89 53 44 58 0d 0a 1a 0a";
 }
-
-[[noreturn]] void throw_errno(int err, const std::string& what) {
-    throw std::system_error(err, std::generic_category(), what);
-}
-
-struct Fd {
-    int fd = -1;
-    Fd() = default;
-    explicit Fd(int f) : fd(f) {}
-    Fd(const Fd&) = delete;
-    Fd& operator=(const Fd&) = delete;
-    ~Fd() {
-        if (fd >= 0) ::close(fd);
-    }
-};
-
-// Opens path for reading and checks it is a non-empty regular file; returns its size. O_NONBLOCK: opening a
-// named pipe would otherwise wait for a writer (it has no effect on regular files).
-std::uint64_t open_regular(const std::string& path, Fd& f) {
-    f.fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-    if (f.fd < 0) throw_errno(errno, "opening " + path);
-    struct stat st {};
-    if (::fstat(f.fd, &st) != 0) throw_errno(errno, "stat " + path);
-    if (S_ISDIR(st.st_mode)) throw FormatError(path + ": is a directory, not a simdex index file");
-    if (!S_ISREG(st.st_mode)) throw FormatError(path + ": is not a regular file, so not a simdex index file");
-    if (st.st_size == 0) throw FormatError(path + ": the file is empty (0 bytes); expected a simdex index");
-    return static_cast<std::uint64_t>(st.st_size);
-}
-
-// Reads exactly n bytes at offset; false if the file ended first.
-bool pread_exact(int fd, void* p, std::size_t n, std::uint64_t offset, const std::string& path) {
-    auto* c = static_cast<std::uint8_t*>(p);
-    while (n > 0) {
-        const std::size_t step = std::min<std::size_t>(n, std::size_t(1) << 30);
-        const ssize_t r = ::pread(fd, c, step, static_cast<off_t>(offset));
-        if (r < 0) {
-            if (errno == EINTR) continue;
-            throw_errno(errno, "reading " + path);
-        }
-        if (r == 0) return false;
-        c += r;
-        n -= static_cast<std::size_t>(r);
-        offset += static_cast<std::uint64_t>(r);
-    }
-    return true;
-}
-
-void check_file_header(int fd, std::uint64_t size, const std::string& path) {
-    std::uint8_t head[kHeaderSize];
-    const std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(size, kHeaderSize));
-    if (!pread_exact(fd, head, n, 0, path)) throw FormatError(path + ": the file changed size while it was read");
-    check_header(head, n, size, path);
-}
-
-class HeapBlob final : public Blob {
-  public:
-    static std::shared_ptr<HeapBlob> allocate(std::size_t size, std::string source) {
-        auto* p = static_cast<std::uint8_t*>(::operator new(size, std::align_val_t(kAlign)));
-        return std::shared_ptr<HeapBlob>(new HeapBlob(p, size, std::move(source)));
-    }
-    ~HeapBlob() override { ::operator delete(bytes_, std::align_val_t(kAlign)); }
-    std::uint8_t* bytes() const noexcept { return bytes_; }
-
-  private:
-    HeapBlob(std::uint8_t* p, std::size_t size, std::string source) : Blob(p, size, false, std::move(source)), bytes_(p) {}
-    std::uint8_t* bytes_;
-};
-
-class MappedBlob final : public Blob {
-  public:
-    MappedBlob(const void* p, std::size_t size, std::string source)
-        : Blob(static_cast<const std::uint8_t*>(p), size, true, std::move(source)) {}
-    ~MappedBlob() override { ::munmap(const_cast<std::uint8_t*>(data()), size()); }
-};
 
 // Output of Writer::emit: appends, and patches the header and table once the checksums are known.
 struct FileSink {
@@ -307,36 +236,6 @@ void check_header(const std::uint8_t* b, std::size_t n, std::uint64_t actual_siz
     if (kHeaderSize + std::uint64_t(h.section_count) * kEntrySize > actual_size)
         throw FormatError(at + "the section table (" + std::to_string(h.section_count) +
                           " entries) runs past the end of the file");
-}
-
-// -- Blobs -----------------------------------------------------------------------------------------------------
-
-BlobPtr map_file(const std::string& path) {
-    Fd f;
-    const std::uint64_t size = open_regular(path, f);
-    check_file_header(f.fd, size, path);
-    if (size > std::numeric_limits<std::size_t>::max()) throw FormatError(path + ": too large to map");
-    void* p = ::mmap(nullptr, static_cast<std::size_t>(size), PROT_READ, MAP_SHARED, f.fd, 0);
-    if (p == MAP_FAILED) throw_errno(errno, "mapping " + path);
-    return std::make_shared<MappedBlob>(p, static_cast<std::size_t>(size), path);
-}
-
-BlobPtr read_file(const std::string& path) {
-    Fd f;
-    const std::uint64_t size = open_regular(path, f);
-    // The header is checked before the file size is trusted with an allocation.
-    check_file_header(f.fd, size, path);
-    auto blob = HeapBlob::allocate(static_cast<std::size_t>(size), path);
-    if (!pread_exact(f.fd, blob->bytes(), static_cast<std::size_t>(size), 0, path))
-        throw FormatError(path + ": the file changed size while it was read");
-    return blob;
-}
-
-BlobPtr copy_bytes(const void* data, std::size_t size, std::string source) {
-    check_header(static_cast<const std::uint8_t*>(data), size, size, source);
-    auto blob = HeapBlob::allocate(size, std::move(source));
-    std::memcpy(blob->bytes(), data, size);
-    return blob;
 }
 
 // -- Writer ----------------------------------------------------------------------------------------------------
