@@ -17,7 +17,8 @@ from ._fingerprint import FingerprintMismatch
 from ._index import DiagnosedResult, FormatError, Index, SearchResult, load_bytes
 from .faiss_compat import IndexFlatCosine, IndexFlatIP, IndexScalarQuantizer, read_index, write_index
 from .text.persist import load  # the index file, and (importing the text wing then) the texts beside it
-from .transform import PCA, RandomProjection, Truncate
+from .transform import PCA, RandomProjection
+from .truncate import Truncate
 
 __version__ = _core.__version__
 

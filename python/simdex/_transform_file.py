@@ -10,7 +10,8 @@ import numpy as np
 
 from ._core import FormatError
 from ._validate import METRICS
-from .transform import PCA, RandomProjection, Truncate, _LinearTransform
+from .transform import PCA, RandomProjection, _LinearTransform
+from .truncate import Truncate
 
 # A section tuple as _core.FlatIndex.set_extra_sections takes it: (name, dtype, rows, cols, required, bytes).
 Section = Tuple[str, str, int, int, bool, bytes]

@@ -121,6 +121,10 @@ class _LinearTransform:
     def _reset(self) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def _check_in_dim(self, in_dim: int) -> None:
+        if self.out_dim > in_dim:
+            raise ValueError(f"out_dim: expected at most the input dimension {in_dim}, got {self.out_dim}")
+
     def _require_fitted(self, what: str) -> None:
         if not self.is_fitted:
             raise ValueError(
@@ -288,10 +292,7 @@ class PCA(_LinearTransform):
         """
         x = _as_rows(x, "x", self.in_dim)
         if self._acc is None:
-            if self.out_dim > x.shape[1]:
-                raise ValueError(
-                    f"out_dim: expected at most the input dimension {x.shape[1]}, got {self.out_dim}"
-                )
+            self._check_in_dim(x.shape[1])
             acc = _core.MomentAccumulator(x.shape[1], self.precision == "auto")
             try:
                 acc.add(x)
@@ -431,8 +432,7 @@ class RandomProjection(_LinearTransform):
         return self
 
     def _draw(self, in_dim: int) -> None:
-        if self.out_dim > in_dim:
-            raise ValueError(f"out_dim: expected at most the input dimension {in_dim}, got {self.out_dim}")
+        self._check_in_dim(in_dim)
         rng = np.random.default_rng(self.seed)
         if self.kind == "orthogonal":
             q, r = np.linalg.qr(rng.standard_normal((in_dim, self.out_dim)))
@@ -451,57 +451,3 @@ class RandomProjection(_LinearTransform):
         self.components_ = w
         self.mean_ = np.zeros(w.shape[1], dtype=np.float64)
         self._db = self._query = _core.LinearProjection(w, None)
-
-
-class _TruncateMap:
-    """Truncate's map: the first out_dim columns, each row rescaled to unit length (zero rows stay zero)."""
-
-    def __init__(self, out_dim: int) -> None:
-        self.out_dim = out_dim
-
-    def apply(self, x: np.ndarray) -> np.ndarray:
-        if not np.isfinite(x).all():
-            bad = np.flatnonzero(~np.isfinite(x).all(axis=1))
-            raise ValueError(f"expected finite values, got NaN or Inf in rows {bad[0]}..{bad[-1]}")
-        y = x[:, : self.out_dim].astype(np.float64)  # float64: squares of 1e20s overflow float32
-        norms = np.linalg.norm(y, axis=1, keepdims=True)
-        return np.ascontiguousarray(y / np.where(norms > 0, norms, 1.0), dtype=np.float32)
-
-
-class Truncate(_LinearTransform):
-    """Keeps the first ``out_dim`` dimensions and rescales each vector to unit length (zero rows stay zero):
-    how to shorten the embeddings of a Matryoshka-trained model, whose every prefix is itself an embedding.
-
-    Fitting only reads the input dimension (an index does it on the first add or train). ``transform`` and
-    ``transform_query`` are both ``x[:, :out_dim] / |x[:, :out_dim]|``, so an index scores the cosine of the
-    truncated vectors whatever its metric. On other models compare with :class:`PCA` (``reduction_report``).
-    """
-
-    _has_matrix = False
-
-    def __repr__(self) -> str:
-        return f"simdex.Truncate({self.out_dim})"
-
-    def _params(self) -> dict:
-        return {"out_dim": self.out_dim}
-
-    @property
-    def _renormalize(self) -> bool:  # type: ignore[override]
-        return True
-
-    def _reset(self) -> None:
-        self.in_dim = None
-        self._db = self._query = None
-
-    def partial_fit(self, x: Any) -> "Truncate":
-        """Reads the input dimension on the first call; later calls only check the columns."""
-        x = _as_rows(x, "x", self.in_dim)
-        if self.in_dim is None:
-            self._set_in_dim(x.shape[1])
-        return self
-
-    def _set_in_dim(self, in_dim: int) -> None:
-        if self.out_dim > in_dim:
-            raise ValueError(f"out_dim: expected at most the input dimension {in_dim}, got {self.out_dim}")
-        self.in_dim = int(in_dim)
-        self._db = self._query = _TruncateMap(self.out_dim)

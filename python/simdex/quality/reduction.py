@@ -13,7 +13,8 @@ import numpy as np
 
 from .._index import Index
 from .._validate import as_k
-from ..transform import PCA, RandomProjection, Truncate
+from ..transform import PCA, RandomProjection
+from ..truncate import Truncate
 
 # Transform names a report understands; a callable out_dim -> transform works too.
 KINDS: Dict[str, Callable[[int], Any]] = {
