@@ -15,6 +15,7 @@ from . import _core
 from ._core import FormatError
 from ._fingerprint import guard_fingerprint
 from ._transform_file import from_sections, to_sections
+from .transform import unit_rows
 from ._validate import (METRICS, as_dim, as_dtype, as_ids, as_k, as_matrix, as_min_score, as_rescore,
                         check_transform)
 from .diagnostics import search_diagnostics
@@ -302,9 +303,7 @@ class Index:
     def _normalized(self, x: np.ndarray) -> np.ndarray:
         if self._metric != "cosine":
             return x
-        # float64: the float32 sum of squares overflows for rows of 1e20s and underflows for rows of 1e-30s.
-        norms = np.linalg.norm(x.astype(np.float64), axis=1, keepdims=True)
-        return (x / np.where(norms > 0, norms, 1)).astype(np.float32)
+        return unit_rows(x)
 
     def _fit_transform(self, x: np.ndarray) -> None:
         from .transform import PCA

@@ -29,6 +29,13 @@ def _as_out_dim(out_dim: Any) -> int:
     return as_positive_int(out_dim, "out_dim")
 
 
+def unit_rows(x: np.ndarray) -> np.ndarray:
+    """Each row of x scaled to unit length (zero rows stay zero), as float32 C-contiguous. The norms are float64:
+    the float32 sum of squares overflows for rows of 1e20s and underflows for rows of 1e-30s."""
+    norms = np.linalg.norm(x.astype(np.float64), axis=1, keepdims=True)
+    return np.ascontiguousarray(x / np.where(norms > 0, norms, 1.0), dtype=np.float32)
+
+
 def _as_rows(x: Any, name: str, dim: Optional[int]) -> np.ndarray:
     """x as a C-contiguous float32 (n, d) array; d must equal dim when dim is known."""
     arr = x if isinstance(x, np.ndarray) else np.asarray(x)

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from .transform import _as_rows, _LinearTransform
+from .transform import _as_rows, _LinearTransform, unit_rows
 
 
 class _TruncateMap:
@@ -19,9 +19,7 @@ class _TruncateMap:
         if not np.isfinite(x).all():
             bad = np.flatnonzero(~np.isfinite(x).all(axis=1))
             raise ValueError(f"expected finite values, got NaN or Inf in rows {bad[0]}..{bad[-1]}")
-        y = x[:, : self.out_dim].astype(np.float64)  # float64: squares of 1e20s overflow float32
-        norms = np.linalg.norm(y, axis=1, keepdims=True)
-        return np.ascontiguousarray(y / np.where(norms > 0, norms, 1.0), dtype=np.float32)
+        return unit_rows(x[:, : self.out_dim])
 
 
 class Truncate(_LinearTransform):
