@@ -15,6 +15,7 @@
 #include "simdex/dispatch.hpp"
 #include "simdex/format.hpp"
 #include "simdex/index.hpp"
+#include "simdex/partitions.hpp"
 #include "simdex/project.hpp"
 #include "simdex/thread_pool.hpp"
 
@@ -429,11 +430,66 @@ PYBIND11_MODULE(_core, m) {
         "Measured RAM read bandwidth in bytes/s with all threads (a benchmark helper).");
 
     py::class_<FlatIndex>(m, "FlatIndex")
-        .def(py::init([](std::size_t dim, const std::string& metric, const std::string& dtype, bool keep_originals) {
-                 return std::make_unique<FlatIndex>(dim, parse_metric(metric), parse_dtype(dtype), keep_originals);
+        .def(py::init([](std::size_t dim, const std::string& metric, const std::string& dtype, bool keep_originals,
+                         std::size_t partitions) {
+                 return std::make_unique<FlatIndex>(dim, parse_metric(metric), parse_dtype(dtype), keep_originals,
+                                                    partitions);
              }),
              py::arg("dim"), py::arg("metric") = "cosine", py::arg("dtype") = "float32",
-             py::arg("keep_originals") = false)
+             py::arg("keep_originals") = false, py::arg("partitions") = 0)
+        .def_property_readonly("partitions", &FlatIndex::partitions)
+        .def_property_readonly("partitions_trained", py::cpp_function(&FlatIndex::partitions_trained,
+                                                                      py::call_guard<py::gil_scoped_release>()))
+        .def(
+            "train_partitions",
+            [](FlatIndex& self, F32Array x, std::size_t iterations, std::size_t max_rows_per_centroid,
+               std::uint64_t seed, std::optional<py::function> progress) {
+                const std::size_t n = rows_of(x, self.dim(), "training vectors");
+                KMeansOptions opt;
+                opt.iterations = iterations;
+                opt.max_rows_per_centroid = max_rows_per_centroid;
+                opt.seed = seed;
+                if (progress)
+                    opt.progress = [cb = *progress](std::size_t done, std::size_t total) {
+                        py::gil_scoped_acquire gil;
+                        cb(done, total);
+                    };
+                opt.interrupt = python_interrupted;
+                with_interrupts([&] {
+                    py::gil_scoped_release release;
+                    self.train_partitions(x.data(), n, opt);
+                });
+            },
+            py::arg("vectors"), py::arg("iterations") = 10, py::arg("max_rows_per_centroid") = 256,
+            py::arg("seed") = 1234, py::arg("progress") = py::none(),
+            "k-means centroids from the vectors; stored rows move to their nearest new centroid. progress(done, "
+            "total) is called after seeding and after each iteration.")
+        .def("centroids",
+             [](const FlatIndex& self) {
+                 std::vector<float> c;
+                 {
+                     py::gil_scoped_release release;
+                     c = self.centroids();
+                 }
+                 const std::size_t rows = c.size() / self.dim();
+                 py::array_t<float> out({static_cast<py::ssize_t>(rows), static_cast<py::ssize_t>(self.dim())});
+                 std::copy(c.begin(), c.end(), out.mutable_data());
+                 return out;
+             })
+        .def("list_sizes",
+             [](const FlatIndex& self) {
+                 std::vector<std::uint64_t> v;
+                 {
+                     py::gil_scoped_release release;
+                     v = self.list_sizes();
+                 }
+                 py::array_t<std::int64_t> out(static_cast<py::ssize_t>(v.size()));
+                 std::copy(v.begin(), v.end(), out.mutable_data());
+                 return out;
+             })
+        .def_property("nprobe",
+                      py::cpp_function(&FlatIndex::default_nprobe, py::call_guard<py::gil_scoped_release>()),
+                      py::cpp_function(&FlatIndex::set_default_nprobe, py::call_guard<py::gil_scoped_release>()))
         .def_property_readonly("dim", &FlatIndex::dim)
         .def_property_readonly("metric", [](const FlatIndex& self) { return metric_name(self.metric()); })
         .def_property_readonly("dtype", [](const FlatIndex& self) { return dtype_name(self.dtype()); })
@@ -500,7 +556,7 @@ PYBIND11_MODULE(_core, m) {
         .def(
             "search",
             [](const FlatIndex& self, F32Array q, std::size_t k, float min_score, std::optional<I64Array> filter,
-               std::size_t rescore) {
+               std::size_t rescore, float max_distance, std::size_t nprobe) {
                 const std::size_t nq = rows_of(q, self.dim(), "queries");
                 if (k == 0) throw std::invalid_argument("k must be positive, got 0");
                 py::array_t<float> scores({static_cast<py::ssize_t>(nq), static_cast<py::ssize_t>(k)});
@@ -508,7 +564,9 @@ PYBIND11_MODULE(_core, m) {
                 SearchParams p;
                 p.k = k;
                 p.min_score = min_score;
+                p.max_distance = max_distance;
                 p.rescore = rescore;
+                p.nprobe = nprobe;
                 if (filter) {
                     if (filter->ndim() != 1) throw std::invalid_argument("filter: expected a 1-D array of ids");
                     p.has_filter = true;
@@ -525,7 +583,8 @@ PYBIND11_MODULE(_core, m) {
                 return py::make_tuple(scores, ids);
             },
             py::arg("queries"), py::arg("k"), py::arg("min_score") = -std::numeric_limits<float>::infinity(),
-            py::arg("filter") = py::none(), py::arg("rescore") = 0)
+            py::arg("filter") = py::none(), py::arg("rescore") = 0,
+            py::arg("max_distance") = std::numeric_limits<float>::infinity(), py::arg("nprobe") = 0)
         .def("ids",
              [](const FlatIndex& self) {
                  std::vector<std::int64_t> v;
@@ -563,6 +622,7 @@ PYBIND11_MODULE(_core, m) {
                  d["ids"] = m.ids;
                  d["metadata"] = m.metadata;
                  d["file_image"] = m.file_image;
+                 d["partitions"] = m.partitions;
                  return d;
              })
         .def_property(

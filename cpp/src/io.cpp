@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <mutex>
 #include <stdexcept>
 #include <string>
@@ -27,6 +28,8 @@ constexpr const char* kMetadataSection = "metadata";
 constexpr const char* kOffsetSection = "int8.offset";
 constexpr const char* kStepSection = "int8.step";
 constexpr const char* kCodesSection = "int8.codes";
+// l2 indexes: the squared norm of each row the scan scores (int8: of the decoded codes).
+constexpr const char* kNormsSection = "l2.norms";
 
 // "index" section flags. A reader that does not know a bit refuses the file.
 constexpr std::uint32_t kFlagInt8 = 1u;       // rows are int8 codes
@@ -50,7 +53,7 @@ struct IndexHeader {
     std::uint64_t dim;
     std::uint64_t count;     // rows of "ids" and "vectors.f32"
     std::uint64_t next_id;   // the next automatic id, at most 2^63; every stored id is below it
-    std::uint32_t metric;    // 0 cosine (rows stored unit-norm), 1 inner product
+    std::uint32_t metric;    // 0 cosine (rows stored unit-norm), 1 inner product, 2 squared l2
     std::uint32_t flags;     // kFlagInt8, kFlagOriginals
     std::uint8_t reserved[32];
 };
@@ -90,8 +93,9 @@ std::size_t utf8_error(const std::uint8_t* s, std::size_t n) {
 // Why load refuses the stored rows, naming the first bad one, or "" when it accepts them. A checksummed section
 // can still hold what no index writes, if it was written that way on purpose: NaN or Inf, a cosine row that is
 // neither unit-norm nor zero, an ip row over kMaxIpNorm (either would make scores overflow), or the code -128
-// (the kernels' exactness assumes codes in [-127, 127]; the encoder never makes it).
-std::string bad_rows(const float* rows, std::size_t n, std::size_t dim, Metric metric) {
+// (the kernels' exactness assumes codes in [-127, 127]; the encoder never makes it), an l2 row over kMaxL2Norm, or
+// under l2 a stored squared norm (norms, when given: float32 rows) that is not the row's.
+std::string bad_rows(const float* rows, std::size_t n, std::size_t dim, Metric metric, const float* norms) {
     const auto dot = active_kernels().dot_f32;
     for (std::size_t r = 0; r < n; ++r) {
         const float* row = rows + r * dim;
@@ -101,9 +105,22 @@ std::string bad_rows(const float* rows, std::size_t n, std::size_t dim, Metric m
         if (metric == Metric::cosine && norm2 != 0.0f && std::fabs(norm2 - 1.0f) > 1e-3f)
             return "the vector of row " + std::to_string(r) + " has squared norm " + std::to_string(norm2) +
                    " under the cosine metric (rows are stored unit-norm)";
+        // Both sides are float sums of the same squares: far closer than this unless the norm was changed.
+        if (norms && !(std::fabs(norms[r] - norm2) <= 1e-3f * norm2 + 1e-30f))
+            return "the stored squared norm of row " + std::to_string(r) + " (" + std::to_string(norms[r]) +
+                   ") is not its vector's (" + std::to_string(norm2) + ")";
     }
-    const std::size_t big = metric == Metric::ip ? first_row_over_ip_norm(rows, n, dim) : n;
-    if (big != n) return "the vector of row " + std::to_string(big) + " has an L2 norm above 2**63 (the ip limit)";
+    const std::size_t big = metric == Metric::cosine ? n : first_row_over_ip_norm(rows, n, dim, max_norm(metric));
+    if (big != n)
+        return "the vector of row " + std::to_string(big) + " has an L2 norm above " +
+               (metric == Metric::l2 ? "2**62 (the l2 limit)" : "2**63 (the ip limit)");
+    return "";
+}
+
+std::string bad_norms(const float* norms, std::size_t n) {
+    for (std::size_t r = 0; r < n; ++r)
+        if (!(norms[r] >= 0.0f && norms[r] <= std::numeric_limits<float>::max()))
+            return "the stored squared norm of row " + std::to_string(r) + " is negative, NaN or Inf";
     return "";
 }
 
@@ -120,7 +137,7 @@ format::Writer FlatIndex::writer_unlocked() const {
     h.dim = dim_;
     h.count = ids_.size();
     h.next_id = next_id_;
-    h.metric = metric_ == Metric::cosine ? 0 : 1;
+    h.metric = metric_ == Metric::cosine ? 0 : metric_ == Metric::ip ? 1 : 2;
     if (dtype_ == Dtype::int8) h.flags = kFlagInt8 | (keep_originals_ ? kFlagOriginals : 0u);
     format::Writer w;
     w.add_copy(kIndexSection, &h, sizeof h, true);
@@ -128,7 +145,9 @@ format::Writer FlatIndex::writer_unlocked() const {
     const std::size_t n = ids_.size() * dim_;
     if (base_ && !base_checked_) {
         // A mapped file's rows were never read at load; what load would refuse is refused here, not copied.
-        std::string why = has_floats() ? bad_rows(base_rows_, ids_.size(), dim_, metric_) : "";
+        std::string why = metric_ == Metric::l2 ? bad_norms(base_norms_, ids_.size()) : "";
+        const float* norms = metric_ == Metric::l2 && dtype_ == Dtype::float32 ? base_norms_ : nullptr;
+        if (why.empty() && has_floats()) why = bad_rows(base_rows_, ids_.size(), dim_, metric_, norms);
         if (why.empty() && dtype_ == Dtype::int8) why = bad_codes(base_codes_, ids_.size(), dim_);
         if (!why.empty())
             throw FormatError(base_->source() + ": " + why + ": the file this index was mapped from is damaged; " +
@@ -152,6 +171,14 @@ format::Writer FlatIndex::writer_unlocked() const {
         else
             w.add(kCodesSection, DType::i8, ids_.size(), dim_, codes_.data(), true);
     }
+    if (metric_ == Metric::l2) {
+        if (base_)
+            w.add_unchanged(kNormsSection, DType::f32, ids_.size(), 1, base_norms_, true, base_norms_crc_,
+                            base_->source());
+        else
+            w.add(kNormsSection, DType::f32, ids_.size(), 1, norms_.data(), true);
+    }
+    write_partitions_unlocked(w);
     w.add_bytes(kMetadataSection, metadata_.data(), metadata_.size(), false);
     for (const ExtraSection& e : extras_) w.add(e.name, e.dtype, e.rows, e.cols, e.data.data(), e.required);
     return w;
@@ -178,18 +205,20 @@ FlatIndex FlatIndex::load_bytes(const void* data, std::size_t size) {
 FlatIndex FlatIndex::from_blob(format::BlobPtr blob) {
     format::ReadOptions options;
     options.known = {kIndexSection, kIdsSection, kVectorsSection, kMetadataSection, kOffsetSection, kStepSection,
-                       kCodesSection};
+                       kCodesSection, kNormsSection};
     for (const char* e : kExtraSections) options.known.emplace_back(e);
+    for (const char* e : kPartitionSections) options.known.emplace_back(e);
     // Checking the vectors of a mapped file would read all of it; their sizes and bounds are still checked,
     // and a damaged float or code can change scores but never memory safety.
-    if (blob->mapped()) options.unverified = {kVectorsSection, kCodesSection};
+    if (blob->mapped()) options.unverified = {kVectorsSection, kCodesSection, kNormsSection};
     const format::Reader r(std::move(blob), options);
 
     IndexHeader h;
     std::memcpy(&h, r.get(kIndexSection, DType::bytes, sizeof h, 1).data, sizeof h);
     if (h.dim == 0 || h.dim > kMaxDim)
         r.fail("dim " + std::to_string(h.dim) + " is outside 1.." + std::to_string(kMaxDim));
-    if (h.metric > 1) r.fail("unknown metric code " + std::to_string(h.metric) + " (0 cosine, 1 ip)");
+    if (h.metric > 2) r.fail("unknown metric code " + std::to_string(h.metric) + " (0 cosine, 1 ip, 2 l2)");
+    const Metric metric = h.metric == 0 ? Metric::cosine : h.metric == 1 ? Metric::ip : Metric::l2;
     if (h.flags & ~kKnownFlags) r.fail("unknown index flags " + std::to_string(h.flags));
     if ((h.flags & kFlagOriginals) && !(h.flags & kFlagInt8)) r.fail("flag 'originals' is set on a float32 index");
     const Dtype dtype = (h.flags & kFlagInt8) ? Dtype::int8 : Dtype::float32;
@@ -210,7 +239,14 @@ FlatIndex FlatIndex::from_blob(format::BlobPtr blob) {
     if (dtype == Dtype::int8 && h.dim > kernels::kMaxI8Depth)  // what the constructor refuses is a file error here
         r.fail("dim " + std::to_string(h.dim) + " is above " + std::to_string(kernels::kMaxI8Depth) +
                ", the largest an int8 index takes");
-    FlatIndex index(static_cast<std::size_t>(h.dim), h.metric == 0 ? Metric::cosine : Metric::ip, dtype,
+    const format::SectionView* norms =
+        metric == Metric::l2 ? &r.get(kNormsSection, DType::f32, h.count, 1) : nullptr;
+    if (!norms && r.find(kNormsSection)) r.fail("section 'l2.norms' in an index whose metric is not l2");
+    if (norms && norms->verified) {
+        const std::string why = bad_norms(norms->as<float>(), static_cast<std::size_t>(h.count));
+        if (!why.empty()) r.fail(why);
+    }
+    FlatIndex index(static_cast<std::size_t>(h.dim), metric, dtype,
                     dtype == Dtype::int8 && floats);
     if (dtype == Dtype::int8) {
         const format::SectionView& codes = r.get(kCodesSection, DType::i8, h.count, h.dim);
@@ -243,7 +279,9 @@ FlatIndex FlatIndex::from_blob(format::BlobPtr blob) {
         if (!index.slot_of_.insert(id, i, index.ids_.data())) r.fail("id " + std::to_string(id) + " appears twice");
     }
     if (vectors && vectors->verified) {
-        const std::string why = bad_rows(vectors->as<float>(), n, index.dim_, index.metric_);
+        const bool check_norms = norms && norms->verified && dtype == Dtype::float32;
+        const std::string why =
+            bad_rows(vectors->as<float>(), n, index.dim_, index.metric_, check_norms ? norms->as<float>() : nullptr);
         if (!why.empty()) r.fail(why);
     }
     if (const format::SectionView* meta = r.find(kMetadataSection)) {
@@ -264,8 +302,11 @@ FlatIndex FlatIndex::from_blob(format::BlobPtr blob) {
         index.extras_.push_back(std::move(e));
     }
     index.next_id_ = h.next_id;
+    index.read_partitions(r);
     index.base_rows_ = vectors ? vectors->as<float>() : nullptr;
     index.base_rows_crc_ = vectors ? vectors->crc : 0;
+    index.base_norms_ = norms ? norms->as<float>() : nullptr;
+    index.base_norms_crc_ = norms ? norms->crc : 0;
     index.base_checked_ = !r.blob()->mapped();  // the unverified sections are exactly those of a mapped file
     index.base_ = r.blob();
     return index;

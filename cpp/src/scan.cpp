@@ -4,6 +4,7 @@
 #include <limits>
 #include <memory>
 
+#include "scorers-inl.hpp"
 #include "simdex/thread_pool.hpp"
 #include "simdex/topk.hpp"
 
@@ -14,79 +15,23 @@ constexpr std::size_t kRowsPerTask = 4096;      // single-query scan: rows per t
 constexpr std::size_t kQueriesPerPass = 4096;   // batch: queries whose top-k lists are kept at once
 constexpr std::size_t kQueryPanelsPerTile = 8;  // batch: query panels scored against one database tile
 
-template <class T>
-using Buffer = std::vector<T, AlignedAllocator<T>>;
-
-// What the driver needs from an element type. Packed panels are [depth][width] (float) or [depth / 4][width][4]
-// (int8); the depth of a panel is depth(dim). A micro-kernel call covers depth [k0, k0 + kc).
-struct F32Scorer {
-    using Elem = float;
-    static constexpr std::size_t kTileBytes = 128 * 1024;  // packed database tile, stays in L2
-    static constexpr std::size_t kKc = 192;                // depth of one call (B micro-panel in L1)
-    const KernelTable& kt;
-    std::size_t mr() const { return kt.gemm_mr; }
-    std::size_t nr() const { return kt.gemm_nr; }
-    static std::size_t depth(std::size_t dim) { return dim; }
-    void rows(const float* q, const float* x, std::size_t n, std::size_t dim, float* out) const {
-        kt.dot_rows_f32(q, x, n, dim, out);
-    }
-    void pack_db(const float* x, std::size_t n, std::size_t dim, float* out) const {
-        kt.pack_nr_f32(x, n, dim, out);
-    }
-    struct Queries {
-        Buffer<float> panels;
-    };
-    void pack_queries(const float* q, std::size_t nq, std::size_t dim, Queries& out) const {
-        out.panels.resize((nq + mr() - 1) / mr() * mr() * dim);
-        kernels::pack_panels(q, nq, dim, mr(), out.panels.data());
-    }
-    void micro(const Queries& pq, std::size_t dim, std::size_t ip, std::size_t k0, std::size_t kc, const float* b,
-               float* c, std::size_t ldc) const {
-        kt.gemm_f32(kc, pq.panels.data() + ip * mr() * dim + k0 * mr(), b, c, ldc, k0 > 0);
-    }
-};
-
-struct I8Scorer {
-    using Elem = std::int8_t;
-    static constexpr std::size_t kTileBytes = 128 * 1024;
-    static constexpr std::size_t kKc = 1024;  // 32 database rows x 1 KiB stay in L1; 384-d is one call
-    const KernelTable& kt;
-    std::size_t mr() const { return kt.gemm_i8_mr; }
-    std::size_t nr() const { return kt.gemm_i8_nr; }
-    static std::size_t depth(std::size_t dim) { return kernels::i8_depth(dim); }
-    void rows(const std::int8_t* q, const std::int8_t* x, std::size_t n, std::size_t dim, float* out) const {
-        kt.dot_rows_i8(q, x, n, dim, out);
-    }
-    void pack_db(const std::int8_t* x, std::size_t n, std::size_t dim, std::int8_t* out) const {
-        kernels::pack_panels_i8(x, n, dim, nr(), kt.gemm_i8_flip, out);
-    }
-    struct Queries {
-        Buffer<std::int8_t> panels;
-        std::vector<std::int32_t> bias;  // [depth chunk][query row]: 128 * sum of the row's codes in the chunk
-        std::size_t rows = 0;
-    };
-    void pack_queries(const std::int8_t* q, std::size_t nq, std::size_t dim, Queries& out) const {
-        const std::size_t d = depth(dim), rows = (nq + mr() - 1) / mr() * mr();
-        out.rows = rows;
-        out.panels.resize(rows * d);
-        kernels::pack_panels_i8(q, nq, dim, mr(), false, out.panels.data());
-        const std::size_t chunks = (d + kKc - 1) / kKc;
-        out.bias.assign(chunks * rows, 0);
-        if (!kt.gemm_i8_flip) return;
-        for (std::size_t i = 0; i < nq; ++i)
-            for (std::size_t k = 0; k < dim; ++k) out.bias[(k / kKc) * rows + i] += 128 * std::int32_t(q[i * dim + k]);
-    }
-    void micro(const Queries& pq, std::size_t dim, std::size_t ip, std::size_t k0, std::size_t kc,
-               const std::int8_t* b, float* c, std::size_t ldc) const {
-        const std::size_t d = depth(dim);
-        const std::int32_t* bias = pq.bias.data() + (k0 / kKc) * pq.rows + ip * mr();
-        kt.gemm_i8(kc, pq.panels.data() + ip * mr() * d + k0 * mr(), b, bias, c, ldc, k0 > 0);
-    }
-};
+using detail::Buffer;
+using detail::F32Scorer;
+using detail::I8Scorer;
 
 template <class T>
 bool allowed(const RowsView<T>& v, std::size_t row) {
     return !v.allow || (*v.allow)[row];
+}
+
+// l2: turns dot products into the ranking score dot - scale * ||x||^2 (one pass over a row of scores; next to
+// the dim multiply-adds behind each score it costs little).
+template <class T>
+void subtract_norms(const RowsView<T>& v, std::size_t q, std::size_t row0, float* s, std::size_t count) {
+    if (!v.norms) return;
+    const float c = v.norm_scale[q];
+    const float* n2 = v.norms + row0;
+    for (std::size_t i = 0; i < count; ++i) s[i] -= c * n2[i];
 }
 
 template <class T>
@@ -126,6 +71,7 @@ void scan_one(const S& sc, const RowsView<typename S::Elem>& v, const typename S
             }
             const std::size_t r0 = t * kRowsPerTask, rows = std::min(kRowsPerTask, v.n - r0);
             sc.rows(q, v.data + r0 * v.dim, rows, v.dim, buf[w].data());
+            subtract_norms(v, 0, r0, buf[w].data(), rows);
             const std::size_t count =
                 sc.kt.select_ge_f32(buf[w].data(), rows, parts[w]->threshold(0), idx[w].data());
             offer(*parts[w], 0, v, r0, buf[w].data(), idx[w].data(), count);
@@ -184,7 +130,8 @@ void scan_many(const S& sc, const RowsView<typename S::Elem>& v, const typename 
                 }
                 const std::size_t q_end = std::min(nq, qp1 * mr);
                 for (std::size_t qi = qp0 * mr; qi < q_end; ++qi) {
-                    const float* row = s.c.data() + (qi - qp0 * mr) * ldc;
+                    float* row = s.c.data() + (qi - qp0 * mr) * ldc;
+                    subtract_norms(v, qi, r0, row, rows);
                     const std::size_t count = sc.kt.select_ge_f32(row, rows, s.top->threshold(qi), s.idx.data());
                     offer(*s.top, qi, v, r0, row, s.idx.data(), count);
                 }
@@ -211,7 +158,9 @@ void run(const S& sc, const RowsView<typename S::Elem>& v, const typename S::Ele
     if (nq == 1) return scan_one(sc, v, q, p, k, scores, ids);
     for (std::size_t q0 = 0; q0 < nq; q0 += kQueriesPerPass) {
         const std::size_t m = std::min(kQueriesPerPass, nq - q0);
-        scan_many(sc, v, q + q0 * v.dim, m, p, k, scores + q0 * p.k, ids + q0 * p.k);
+        RowsView<typename S::Elem> part = v;
+        if (part.norm_scale) part.norm_scale += q0;
+        scan_many(sc, part, q + q0 * v.dim, m, p, k, scores + q0 * p.k, ids + q0 * p.k);
     }
 }
 

@@ -1,9 +1,10 @@
-// Exact inner-product / cosine index over float32 rows, with stable int64 ids, removal and filtered search; or
+// Exact inner-product / cosine / squared-L2 index over float32 rows, with stable int64 ids, removal and filtered search; or
 // the same over int8 codes (Dtype::int8, docs/int8.md), optionally keeping the float rows for rescoring.
 #pragma once
 #include <cstddef>
 #include <cstdint>
 #include <limits>
+#include <memory>
 #include <mutex>
 #include <new>
 #include <shared_mutex>
@@ -19,7 +20,9 @@
 
 namespace simdex {
 
-enum class Metric { cosine, ip };
+// l2: squared Euclidean distance, smallest first. The scan ranks by <q, x> - ||x||^2 / 2 with the dot kernels
+// and a stored squared norm per row, then recomputes each result's distance directly as ||q - x||^2.
+enum class Metric { cosine, ip, l2 };
 
 // Ids are int64 values in [0, kIdLimit); -1 marks "no result".
 constexpr std::uint64_t kIdLimit = std::uint64_t(1) << 63;
@@ -62,7 +65,8 @@ using CodeBuffer = std::vector<std::int8_t, AlignedAllocator<std::int8_t>>;
 
 struct SearchParams {
     std::size_t k = 10;
-    float min_score = -std::numeric_limits<float>::infinity();  // results below it are dropped
+    float min_score = -std::numeric_limits<float>::infinity();  // results below it are dropped (not under l2)
+    float max_distance = std::numeric_limits<float>::infinity(); // l2 only: results farther than it are dropped
     bool has_filter = false;                                    // when true, only ids in filter qualify
     const std::int64_t* filter = nullptr;
     std::size_t filter_size = 0;
@@ -70,6 +74,8 @@ struct SearchParams {
     // int8: 0 returns int8 scores; R >= 1 takes the k * R best by int8 score and rescores them exactly with the
     // kept float rows (an index without them throws std::invalid_argument).
     std::size_t rescore = 0;
+    // Partitioned index: how many partitions each query probes (0: the index's default_nprobe()).
+    std::size_t nprobe = 0;
 };
 
 struct KernelTable;
@@ -81,6 +87,7 @@ struct MemoryUsage {
     std::size_t ids = 0;          // slot -> id array and id -> slot map
     std::size_t metadata = 0;
     std::size_t file_image = 0;   // a loaded (not mapped) file whose sections hold the rows
+    std::size_t partitions = 0;   // centroids and the partition lists of a partitioned index
 };
 template <class T>
 struct RowsView;
@@ -95,11 +102,20 @@ struct ExtraSection {
     std::vector<std::uint8_t> data;
 };
 
+class Partitions;
+struct KMeansOptions;
+// Section names of a partitioned index's file (docs/format.md): its parameters, centroids and row -> partition.
+inline constexpr const char* kPartitionSections[] = {"ivf.params", "ivf.centroids", "ivf.assign"};
+
 class FlatIndex {
   public:
     // keep_originals: an int8 index also keeps the float rows (for rescoring and reconstruct); std::invalid_argument
     // with float32, whose rows are the originals.
-    FlatIndex(std::size_t dim, Metric metric, Dtype dtype = Dtype::float32, bool keep_originals = false);
+    // partitions > 0: an inverted-file index (docs/ivf.md): rows are grouped by their nearest of `partitions`
+    // centroids, learned by train_partitions, and a search scores only the partitions each query probes.
+    FlatIndex(std::size_t dim, Metric metric, Dtype dtype = Dtype::float32, bool keep_originals = false,
+              std::size_t partitions = 0);
+    ~FlatIndex();
     FlatIndex(FlatIndex&& other) noexcept;
 
     std::size_t dim() const noexcept { return dim_; }
@@ -112,6 +128,19 @@ class FlatIndex {
     // for a float32 index or one already calibrated (create a new index to recalibrate).
     void train(const float* x, std::size_t n);
     bool trained() const;
+
+    // Partitioned indexes (index_ivf.cpp). partitions(): 0 for the exact index.
+    std::size_t partitions() const noexcept { return partitions_; }
+    // k-means on n rows (normalized first under cosine); then every stored row moves to its nearest new centroid
+    // (ids, rows and codes stay). Until it runs, add throws. std::invalid_argument on too few rows, a mapped
+    // index, or an exact one.
+    void train_partitions(const float* x, std::size_t n, const KMeansOptions& opt);
+    bool partitions_trained() const;
+    std::vector<float> centroids() const;           // partitions x dim; empty until trained
+    std::vector<std::uint64_t> list_sizes() const;  // rows per partition
+    // The nprobe a search uses when it names none: the stored one (tune), else max(1, partitions / 16).
+    std::size_t default_nprobe() const;
+    void set_default_nprobe(std::size_t nprobe);    // std::invalid_argument outside [1, partitions]
     // offset (dim) then step (dim); std::invalid_argument when not calibrated.
     std::vector<float> calibration() const;
     // The stored int8 codes of the given ids (n x dim); std::out_of_range if one is missing.
@@ -134,7 +163,8 @@ class FlatIndex {
     // True when the rows are read in place from a read-only file mapping (load(path, true)).
     bool mapped() const;
 
-    // scores / ids: nq x k, best first, padded with (-inf, -1).
+    // scores / ids: nq x k, best first, padded with (-inf, -1); under l2 squared distances, nearest first,
+    // padded with (+inf, -1).
     void search(const float* queries, std::size_t nq, const SearchParams& params, float* scores,
                 std::int64_t* ids) const;
 
@@ -165,6 +195,16 @@ class FlatIndex {
     static FlatIndex load_bytes(const void* data, std::size_t size);
 
   private:
+    // Partitioned indexes (index_ivf.cpp). The nearest partition of n rows about to be added (normalized under
+    // cosine), computed before anything changes; the probes of nq (normalized) queries, nq x *nprobe.
+    std::vector<std::uint32_t> assign_unlocked(const float* x, std::size_t n) const;
+    std::vector<std::uint32_t> probe_unlocked(const KernelTable& kt, const float* queries, std::size_t nq,
+                                              const SearchParams& p, std::size_t* nprobe) const;
+    // Moves the row at slot order[i] to slot i, for every i (ids, rows, codes, norms and the id map follow).
+    void permute_rows_unlocked(const std::vector<std::uint32_t>& order);
+    // The partition sections of a file (kPartitionSections): written by save, checked and restored by load.
+    void write_partitions_unlocked(format::Writer& w) const;
+    void read_partitions(const format::Reader& r);
     static FlatIndex from_blob(format::BlobPtr blob);
     format::Writer writer_unlocked() const;
     void check_ids_unlocked(const std::int64_t* ids, std::size_t n) const;
@@ -180,6 +220,16 @@ class FlatIndex {
     void with_filter(RowsView<T> all, const std::vector<std::size_t>* slots, Fn&& fn) const;
     // Before a change: refuses a mapped index; copies a loaded file image into data_ (room for extra_rows more).
     void make_writable_unlocked(std::size_t extra_rows, const char* what);
+    // l2 (index_search.cpp): the squared norms of n rows just stored at slot `old` (int8: of their decoded codes).
+    void append_norms_unlocked(std::size_t old, std::size_t n);
+    const float* norms_unlocked() const noexcept { return base_ ? base_norms_ : norms_.data(); }
+    // l2: the top lists the scan ranked (cand_k per query) become exact squared distances (nq x p.k).
+    void finish_l2(const KernelTable& kt, const float* queries, std::size_t nq, const SearchParams& p,
+                   std::size_t cand_k, const std::int64_t* found, bool originals, float* dist,
+                   std::int64_t* ids) const;
+    // The top lists of float rows ranked for search (under l2 by <q, x> - ||x||^2 / 2).
+    void search_f32(const KernelTable& kt, const float* queries, std::size_t nq, const SearchParams& p,
+                    const std::vector<std::size_t>* slots, float* scores, std::int64_t* ids) const;
 
     std::size_t dim_;
     Metric metric_;
@@ -191,6 +241,9 @@ class FlatIndex {
     RowStore<float> data_;             // size() rows of dim_ floats (int8: only with keep_originals), unless base_
     format::BlobPtr base_;             // a loaded file (mapped or read) whose vectors section holds the rows
     const float* base_rows_ = nullptr;
+    RowStore<float> norms_;            // l2: squared norm of each row (int8: of its decoded codes), unless base_
+    const float* base_norms_ = nullptr;
+    std::uint32_t base_norms_crc_ = 0;
     // The checksums base_'s vector and code sections had in the file (save compares what it copies against them),
     // and whether their contents were checked at load (a mapped file's are not: save checks them then).
     std::uint32_t base_rows_crc_ = 0, base_codes_crc_ = 0;
@@ -200,6 +253,8 @@ class FlatIndex {
     std::uint64_t next_id_ = 0;        // next_id(): at most kIdLimit
     std::string metadata_;
     std::vector<ExtraSection> extras_;
+    std::size_t partitions_ = 0;
+    std::unique_ptr<Partitions> ivf_;  // partitions_ > 0: centroids and lists (trained or not)
     mutable RwLock mu_;                // search / save / readers shared; add / remove / reset exclusive
 };
 
@@ -211,6 +266,9 @@ void normalize_rows(float* x, std::size_t n, std::size_t dim);
 // nor any partial sum of one, passes 2^126 < 3.4e38 (Cauchy-Schwarz), so float32 scores never overflow. Returns
 // the first row over it, or n.
 constexpr double kMaxIpNorm = 0x1p63;
-std::size_t first_row_over_ip_norm(const float* x, std::size_t n, std::size_t dim);
+// Under l2 the bound is 2^62 (kMaxL2Norm), so ||q - x||^2 <= (||q|| + ||x||)^2 <= 2^126 stays finite too.
+constexpr double kMaxL2Norm = 0x1p62;
+std::size_t first_row_over_ip_norm(const float* x, std::size_t n, std::size_t dim, double limit = kMaxIpNorm);
+double max_norm(Metric m) noexcept;  // kMaxL2Norm under l2, else kMaxIpNorm
 
 }  // namespace simdex

@@ -20,6 +20,10 @@ struct RowsView {
     std::size_t n;
     std::size_t dim;
     const std::vector<bool>* allow;  // by row of this view; nullptr: all rows qualify
+    // l2: squared norm of each row of this view; a row then scores dot - norm_scale[query] * norms[row]
+    // (float32: norm_scale 1/2, so the best score is the nearest row). nullptr: the dot product alone.
+    const float* norms = nullptr;
+    const float* norm_scale = nullptr;  // one per query of the search call
 };
 using ScanView = RowsView<float>;
 using ScanViewI8 = RowsView<std::int8_t>;

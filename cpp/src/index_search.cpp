@@ -1,0 +1,278 @@
+// FlatIndex::search: input checks and filters around the float32 and int8 scans (scan.cpp), and under l2 the
+// exact distances of the candidates the scan ranked.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <mutex>
+#include <stdexcept>
+#include <utility>
+
+#include "index_checks.hpp"
+#include "simdex/dispatch.hpp"
+#include "simdex/index.hpp"
+#include "simdex/ivf_scan.hpp"
+#include "simdex/scan.hpp"
+#include "simdex/topk.hpp"
+
+namespace simdex {
+namespace {
+
+using detail::all_finite;
+constexpr float kInf = std::numeric_limits<float>::infinity();
+
+// Float rows keep cosine scores in [-1, 1], ip scores below 2^126 (kMaxIpNorm) and l2 distances below 2^126
+// (kMaxL2Norm), but int8 scores from a loaded calibration have looser bounds, and a mapped file's rows are not
+// checked at load. A result of inf on a real row would be silently wrong, so it is an error; padding is
+// (-inf, -1), or (+inf, -1) under l2.
+void check_scores_finite(const float* scores, const std::int64_t* ids, std::size_t n) {
+    for (std::size_t i = 0; i < n; ++i) {
+        const bool padding = ids[i] == -1 && std::isinf(scores[i]);
+        if (!std::isfinite(scores[i]) && !padding)
+            throw std::overflow_error("the score of a query and id " + std::to_string(ids[i]) +
+                                      " overflows float32 (|score| > 3.4e38): scale the vectors down, or use the "
+                                      "cosine metric");
+    }
+}
+
+}  // namespace
+
+void FlatIndex::search(const float* queries, std::size_t nq, const SearchParams& p, float* scores,
+                       std::int64_t* ids) const {
+    if (p.k == 0) throw std::invalid_argument("k must be positive, got 0");
+    std::size_t bad = 0;
+    if (!all_finite(queries, nq * dim_, &bad))
+        throw std::invalid_argument("queries must be finite: row " + std::to_string(bad / dim_) + ", column " +
+                                    std::to_string(bad % dim_) + " is NaN or Inf");
+    if (metric_ == Metric::l2 && p.min_score != -kInf)
+        throw std::invalid_argument("min_score does not apply under the l2 metric, where smaller distances rank "
+                                    "first: use max_distance");
+    if (metric_ != Metric::l2 && p.max_distance != kInf)
+        throw std::invalid_argument("max_distance applies to the l2 metric; under '" + std::string(metric_name(metric_)) +
+                                    "' use min_score");
+    if (std::isnan(p.max_distance)) throw std::invalid_argument("max_distance must be a number, got NaN");
+    detail::check_norms(metric_, queries, nq, dim_, "queries");
+    if (p.nprobe && !partitions_)
+        throw std::invalid_argument("nprobe applies to a partitioned index (partitions > 0); this one is exact");
+    const KernelTable& kt = active_kernels();  // dispatch once per call
+    FloatBuffer normalized;
+    if (metric_ == Metric::cosine) {
+        normalized.assign(queries, queries + nq * dim_);
+        normalize_rows(normalized.data(), nq, dim_);
+        queries = normalized.data();
+    }
+    std::shared_lock<RwLock> lock(mu_);
+    // Filter: an allow-list of ids becomes the sorted slots that qualify.
+    std::vector<std::size_t> slots;
+    if (p.has_filter) {
+        slots.reserve(std::min(p.filter_size, ids_.size()));
+        for (std::size_t i = 0; i < p.filter_size; ++i) {
+            const std::size_t slot = slot_of(p.filter[i]);
+            if (slot != IdMap::npos) slots.push_back(slot);
+        }
+        std::sort(slots.begin(), slots.end());
+        slots.erase(std::unique(slots.begin(), slots.end()), slots.end());
+    }
+    if (dtype_ == Dtype::int8) {
+        search_i8(kt, queries, nq, p, p.has_filter ? &slots : nullptr, scores, ids);
+    } else {
+        if (p.rescore) throw std::invalid_argument("rescore applies to int8 indexes; float32 scores are already exact");
+        search_f32(kt, queries, nq, p, p.has_filter ? &slots : nullptr, scores, ids);
+    }
+    check_scores_finite(scores, ids, nq * p.k);  // a damaged mapped file is not read at load
+}
+
+// Runs fn on the rows a filter leaves: a row mask checked inside the scan, or, when few rows qualify, a gathered
+// copy of just them.
+template <class T, class Fn>
+void FlatIndex::with_filter(RowsView<T> all, const std::vector<std::size_t>* slots, Fn&& fn) const {
+    if (!slots) return fn(all);
+    if (slots->size() * 8 < all.n) {
+        std::vector<T, AlignedAllocator<T>> sub(slots->size() * dim_);
+        std::vector<std::int64_t> sub_ids(slots->size());
+        std::vector<float> sub_norms(all.norms ? slots->size() : 0);
+        for (std::size_t i = 0; i < slots->size(); ++i) {
+            std::memcpy(sub.data() + i * dim_, all.data + (*slots)[i] * dim_, dim_ * sizeof(T));
+            sub_ids[i] = ids_.data()[(*slots)[i]];
+            if (all.norms) sub_norms[i] = all.norms[(*slots)[i]];
+        }
+        return fn(RowsView<T>{sub.data(), sub_ids.data(), slots->size(), dim_, nullptr,
+                              all.norms ? sub_norms.data() : nullptr, all.norm_scale});
+    }
+    std::vector<bool> mask(all.n, false);
+    for (std::size_t r : *slots) mask[r] = true;
+    all.allow = &mask;
+    fn(all);
+}
+
+void FlatIndex::search_f32(const KernelTable& kt, const float* queries, std::size_t nq, const SearchParams& p,
+                           const std::vector<std::size_t>* slots, float* scores, std::int64_t* ids) const {
+    ScanView all{rows_unlocked(), ids_.data(), ids_.size(), dim_, nullptr};
+    std::size_t nprobe = 0;
+    const std::vector<std::uint32_t> probes = ivf_ ? probe_unlocked(kt, queries, nq, p, &nprobe)
+                                                   : std::vector<std::uint32_t>();
+    // A partitioned index scans the probed lists of the whole index; the gathered copy a selective filter makes
+    // is scanned exactly (it is small, and probing would only lose recall there).
+    auto scan = [&](const ScanView& v, float* s, std::int64_t* f) {
+        if (ivf_ && v.data == all.data)
+            run_search_ivf(kt, v, Probes{*ivf_, probes.data(), nprobe}, queries, nq, p, s, f);
+        else
+            run_search(kt, v, queries, nq, p, s, f);
+    };
+    if (metric_ != Metric::l2) return with_filter(all, slots, [&](const ScanView& v) { scan(v, scores, ids); });
+    std::vector<float> half(nq, 0.5f), ranked(nq * p.k);
+    std::vector<std::int64_t> found(nq * p.k);
+    all.norms = norms_unlocked();
+    all.norm_scale = half.data();
+    with_filter(all, slots, [&](const ScanView& v) { scan(v, ranked.data(), found.data()); });
+    finish_l2(kt, queries, nq, p, p.k, found.data(), true, scores, ids);
+}
+
+void FlatIndex::search_i8(const KernelTable& kt, const float* queries, std::size_t nq, const SearchParams& p,
+                          const std::vector<std::size_t>* slots, float* scores, std::int64_t* ids) const {
+    const float kNone = metric_ == Metric::l2 ? kInf : -kInf;
+    if (p.rescore && !keep_originals_)
+        throw std::invalid_argument("rescore needs the original float vectors: create the index with "
+                                    "keep_originals=True (or search without rescore)");
+    if (p.rescore && p.k > std::numeric_limits<std::size_t>::max() / p.rescore)
+        throw std::invalid_argument("k * rescore overflows");
+    for (std::size_t i = 0; i < nq * p.k; ++i) {
+        scores[i] = kNone;
+        ids[i] = -1;
+    }
+    if (!quant_.trained() || ids_.size() == 0) return;
+
+    // Queries become int8 weights u with a step t and a constant <q, offset> each (quantize.hpp).
+    std::vector<std::int8_t> qcodes(nq * dim_);
+    std::vector<float> step(nq);
+    std::vector<double> offset_term(nq);
+    for (std::size_t i = 0; i < nq; ++i)
+        quant_.encode_query(queries + i * dim_, qcodes.data() + i * dim_, &step[i], &offset_term[i]);
+
+    // The scan ranks by the exact integer dot products; min_score applies to final scores below.
+    SearchParams sp = p;
+    sp.k = p.rescore ? std::min(p.k * p.rescore, std::max(p.k, ids_.size())) : p.k;  // no more candidates than rows
+    sp.min_score = -kInf;
+    sp.rescore = 0;
+    std::vector<float> dots(nq * sp.k);
+    std::vector<std::int64_t> found(nq * sp.k);
+    ScanViewI8 all{codes_unlocked(), ids_.data(), ids_.size(), dim_, nullptr};
+    // l2: <q, x^> - ||x^||^2 / 2 ~ <q, o> + t * (<u, c> - ||x^||^2 / (2 t)), so per query the integer dot minus
+    // 1 / (2 t) times the decoded row's squared norm ranks like the distance to the decoded row.
+    std::vector<float> norm_scale(metric_ == Metric::l2 ? nq : 0);
+    for (std::size_t i = 0; i < norm_scale.size(); ++i) norm_scale[i] = step[i] > 0 ? 0.5f / step[i] : 0.5f;
+    if (metric_ == Metric::l2) {
+        all.norms = norms_unlocked();
+        all.norm_scale = norm_scale.data();
+    }
+    std::size_t nprobe = 0;
+    const std::vector<std::uint32_t> probes = ivf_ ? probe_unlocked(kt, queries, nq, p, &nprobe)
+                                                   : std::vector<std::uint32_t>();
+    with_filter(all, slots, [&](const ScanViewI8& v) {
+        if (ivf_ && v.data == all.data)  // as in search_f32
+            run_search_ivf_i8(kt, v, Probes{*ivf_, probes.data(), nprobe}, qcodes.data(), nq, sp, dots.data(),
+                              found.data());
+        else
+            run_search_i8(kt, v, qcodes.data(), nq, sp, dots.data(), found.data());
+    });
+    // Exact distances to the kept originals (rescore) or to the decoded rows.
+    if (metric_ == Metric::l2) return finish_l2(kt, queries, nq, p, sp.k, found.data(), p.rescore != 0, scores, ids);
+
+    const float* originals = rows_unlocked();
+    std::vector<std::pair<float, std::int64_t>> cand;
+    for (std::size_t i = 0; i < nq; ++i) {
+        const float* d = dots.data() + i * sp.k;
+        const std::int64_t* f = found.data() + i * sp.k;
+        float* out_s = scores + i * p.k;
+        std::int64_t* out_i = ids + i * p.k;
+        cand.clear();
+        for (std::size_t j = 0; j < sp.k && f[j] >= 0; ++j) {
+            float s;
+            if (p.rescore) {
+                s = kt.dot_f32(queries + i * dim_, originals + slot_of(f[j]) * dim_, dim_);
+            } else {
+                s = static_cast<float>(static_cast<double>(step[i]) * d[j] + offset_term[i]);
+            }
+            cand.emplace_back(s, f[j]);
+        }
+        if (p.rescore)
+            std::sort(cand.begin(), cand.end(), [](const auto& a, const auto& b) {
+                return ranks_before(a.first, a.second, b.first, b.second);
+            });
+        std::size_t out = 0;
+        for (std::size_t j = 0; j < cand.size() && out < p.k; ++j) {
+            if (cand[j].first < p.min_score) break;
+            out_s[out] = cand[j].first;
+            out_i[out] = cand[j].second;
+            ++out;
+        }
+    }
+}
+
+void FlatIndex::append_norms_unlocked(std::size_t old, std::size_t n) {
+    if (metric_ != Metric::l2) return;
+    const auto dot = active_kernels().dot_f32;
+    FloatBuffer decoded(dtype_ == Dtype::int8 ? dim_ : 0);
+    std::vector<float> out(n);
+    for (std::size_t r = 0; r < n; ++r) {
+        const float* row = data_.data() + (old + r) * dim_;
+        if (dtype_ == Dtype::int8) {  // the scan scores the codes, so the norm is the decoded row's
+            quant_.decode(codes_.data() + (old + r) * dim_, 1, decoded.data());
+            row = decoded.data();
+        }
+        out[r] = dot(row, row, dim_);
+    }
+    norms_.append(out.data(), n);
+}
+
+void FlatIndex::finish_l2(const KernelTable& kt, const float* queries, std::size_t nq, const SearchParams& p,
+                          std::size_t cand_k, const std::int64_t* found, bool originals, float* dist,
+                          std::int64_t* ids) const {
+    // ||q - x||^2 from the difference itself: the error is relative to the distance, however close q and x are,
+    // where ||q||^2 - 2 <q, x> + ||x||^2 would lose it to cancellation.
+    const std::size_t workers = num_threads();
+    constexpr std::size_t kQueriesPerTask = 16;
+    const std::size_t tasks = (nq + kQueriesPerTask - 1) / kQueriesPerTask;
+    const float* rows = rows_unlocked();
+    const std::int8_t* codes = codes_unlocked();
+    std::vector<FloatBuffer> scratch(workers);
+    parallel_for(
+        tasks, workers,
+        [&](std::size_t t, std::size_t w) {
+            FloatBuffer& buf = scratch[w];
+            buf.resize(2 * dim_);
+            float* diff = buf.data();
+            float* decoded = buf.data() + dim_;
+            std::vector<std::pair<float, std::int64_t>> cand;
+            for (std::size_t i = t * kQueriesPerTask; i < std::min(nq, (t + 1) * kQueriesPerTask); ++i) {
+                const float* q = queries + i * dim_;
+                const std::int64_t* f = found + i * cand_k;
+                cand.clear();
+                for (std::size_t j = 0; j < cand_k && f[j] >= 0; ++j) {
+                    const std::size_t slot = slot_of(f[j]);
+                    const float* x = rows + slot * dim_;
+                    if (!originals) {
+                        quant_.decode(codes + slot * dim_, 1, decoded);
+                        x = decoded;
+                    }
+                    for (std::size_t d = 0; d < dim_; ++d) diff[d] = q[d] - x[d];
+                    cand.emplace_back(kt.dot_f32(diff, diff, dim_), f[j]);
+                }
+                std::sort(cand.begin(), cand.end(), [](const auto& a, const auto& b) {
+                    return a.first < b.first || (a.first == b.first && a.second < b.second);
+                });
+                std::size_t out = 0;
+                for (; out < cand.size() && out < p.k && cand[out].first <= p.max_distance; ++out) {
+                    dist[i * p.k + out] = cand[out].first;
+                    ids[i * p.k + out] = cand[out].second;
+                }
+                for (; out < p.k; ++out) {
+                    dist[i * p.k + out] = kInf;
+                    ids[i * p.k + out] = -1;
+                }
+            }
+        },
+        p.interrupt);
+}
+
+}  // namespace simdex
