@@ -27,6 +27,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         std::vector<std::int64_t> ids(2 * k);
         simdex::SearchParams p;
         p.k = k;
+        p.nprobe = index.partitions();  // a partitioned index probes every partition: the exact result
         index.search(q.data(), 1, p, scores.data(), ids.data());
         index.search(q.data(), 2, p, scores.data(), ids.data());
         std::vector<std::int64_t> all = index.ids();

@@ -17,7 +17,10 @@ def main(folder: str = "fuzz/corpus") -> None:
     holes.add(rng.standard_normal((20, 8)).astype(np.float32), np.arange(20) * 3 + 1)
     holes.remove([4, 7, 58])
     holes.metadata = {"fingerprint": {"model": "m", "dim": 8}, "text": "é"}
-    for name, index in [("empty", empty), ("small", small), ("holes", holes)]:
+    ivf = simdex.Index(6, dtype="int8", keep_originals=True, partitions=4)
+    ivf.add(rng.standard_normal((40, 6)).astype(np.float32))
+    ivf.remove([3, 9])
+    for name, index in [("empty", empty), ("small", small), ("holes", holes), ("ivf", ivf)]:
         index.save(os.path.join(folder, name + ".sdx"))
 
 

@@ -39,7 +39,7 @@ BOUNDARY = [0, 1, 2, 3, 63, 64, 65, 127, 128, 255, 4096, 2**31 - 1, 2**31, 2**32
 
 def seed_files() -> list[bytes]:
     """Valid files of every kind the loader knows: cosine, ip with id holes and metadata, int8 with and without
-    the originals, a PCA pre-transform, an empty index, ids at the top of int64."""
+    the originals, a PCA pre-transform, an empty index, ids at the top of int64, partitioned float32 and int8."""
     rng = np.random.default_rng(7)
     out = []
 
@@ -63,6 +63,11 @@ def seed_files() -> list[bytes]:
     d.add(rng.standard_normal((20, 8)).astype(np.float32))
     add(d)
     add(simdex.Index(4))
+    for dtype in ("float32", "int8"):
+        e = simdex.Index(6, dtype=dtype, keep_originals=dtype == "int8", partitions=3)
+        e.add(rng.standard_normal((30, 6)).astype(np.float32))
+        e.remove([4, 29])
+        add(e)
     return out
 
 
@@ -142,6 +147,8 @@ def brute_force_agrees(index, rng) -> None:
     exact = core.dtype == "float32" or core.keeps_originals
     # int8 with originals: rescoring every row makes the result exact whatever the codes say.
     params = {} if core.dtype == "float32" or not exact else {"rescore": max(1, len(ids))}
+    if core.partitions:  # every partition probed: the exact result
+        params["nprobe"] = core.partitions
     scores, got = core.search(q, k, **params)
     assert scores.shape == got.shape == (2, k)
     if len(ids) == 0:

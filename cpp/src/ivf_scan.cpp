@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cstring>
-#include <cstdlib>
 #include <limits>
 #include <memory>
 
@@ -17,8 +16,8 @@ using detail::Buffer;
 using detail::F32Scorer;
 using detail::I8Scorer;
 
-constexpr std::size_t kQueryPanelsPerChunk = 8;  // queries of one partition scored per pass: 8 micro-kernel panels
-constexpr std::size_t kFewQueries = 48;          // up to this many queries on a partition: one dot_rows pass each
+constexpr std::size_t kQueryPanelsPerChunk = 16;  // queries of one partition per pass: 16 micro-kernel panels
+constexpr std::size_t kFewQueries = 12;          // up to this many queries on a partition: one dot_rows pass each
 constexpr std::size_t kQueriesPerPass = 4096;   // queries whose top-k lists are kept at once
 constexpr std::size_t kMinTaskWork = 1 << 16;    // rows x queries per task, so small lists share a task
 
@@ -56,8 +55,13 @@ void scan_ivf(const S& sc, const RowsView<typename S::Elem>& v, const Probes& pr
             for (std::size_t j = 0; j < pr.nprobe; ++j) by_part[fill[pr.lists[i * pr.nprobe + j]]++] = std::uint32_t(i);
     }
 
-    // Work items, grouped into tasks of at least kMinTaskWork.
+    // Work items, grouped into tasks of at least kMinTaskWork, or fewer when that would leave a worker idle
+    // (a single query's few lists still spread over every core).
     const std::size_t chunk = mr * kQueryPanelsPerChunk;
+    const std::size_t workers = num_threads();
+    std::size_t total = 0;
+    for (std::size_t l = 0; l < P; ++l) total += parts.list_size(l) * (start[l + 1] - start[l]);
+    const std::size_t min_work = std::max<std::size_t>(1, std::min(kMinTaskWork, total / (4 * workers)));
     std::vector<Item> items;
     std::vector<std::size_t> task_start{0};
     std::size_t work = 0;
@@ -68,7 +72,7 @@ void scan_ivf(const S& sc, const RowsView<typename S::Elem>& v, const Probes& pr
             const std::size_t b = std::min(nql, a + chunk);
             items.push_back({std::uint32_t(l), std::uint32_t(a), std::uint32_t(b)});
             work += rows * (b - a);
-            if (work >= kMinTaskWork) {
+            if (work >= min_work) {
                 task_start.push_back(items.size());
                 work = 0;
             }
@@ -77,7 +81,6 @@ void scan_ivf(const S& sc, const RowsView<typename S::Elem>& v, const Probes& pr
     if (task_start.back() != items.size()) task_start.push_back(items.size());
 
     const std::size_t tile_rows = std::max(nr, S::kTileBytes / (d * sizeof(E)) / nr * nr);
-    const std::size_t workers = num_threads();
     std::vector<Scratch<S>> scratch(workers);
 
     parallel_for(
@@ -98,8 +101,7 @@ void scan_ivf(const S& sc, const RowsView<typename S::Elem>& v, const Probes& pr
                 const std::size_t n = parts.list_size(item.part);
                 const std::uint32_t* qs = by_part.data() + start[item.part] + item.q0;
                 const std::size_t m = item.q1 - item.q0;
-                static const std::size_t few = getenv("SDX_FEW") ? atoi(getenv("SDX_FEW")) : kFewQueries;
-                const bool blocked = m > few;
+                const bool blocked = m > kFewQueries;
                 if (blocked) {
                     for (std::size_t i = 0; i < m; ++i)
                         std::memcpy(s.queries.data() + i * dim, q + std::size_t(qs[i]) * dim, dim * sizeof(E));

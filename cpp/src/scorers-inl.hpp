@@ -1,6 +1,7 @@
 // The element types the scans run on (scan.cpp's exact scan, ivf_scan.cpp's partition scan): what each needs
 // from the kernel table to score rows one query at a time or in packed GEMM blocks.
 #pragma once
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <vector>
@@ -72,7 +73,12 @@ struct I8Scorer {
         out.bias.assign(chunks * rows, 0);
         if (!kt.gemm_i8_flip) return;
         for (std::size_t i = 0; i < nq; ++i)
-            for (std::size_t k = 0; k < dim; ++k) out.bias[(k / kKc) * rows + i] += 128 * std::int32_t(q[i * dim + k]);
+            for (std::size_t c = 0; c < chunks; ++c) {  // a plain sum per chunk, which the compiler vectorizes
+                const std::int8_t* row = q + i * dim;
+                std::int32_t sum = 0;
+                for (std::size_t k = c * kKc; k < std::min(dim, (c + 1) * kKc); ++k) sum += row[k];
+                out.bias[c * rows + i] = 128 * sum;
+            }
     }
     void micro(const Queries& pq, std::size_t dim, std::size_t ip, std::size_t k0, std::size_t kc,
                const std::int8_t* b, float* c, std::size_t ldc) const {

@@ -11,12 +11,13 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Optional
 
 import numpy as np
 
-from . import _core
+from . import _core, _partitions
 from ._core import FormatError
 from ._fingerprint import guard_fingerprint
+from ._profile import PROFILE_KEY, refresh_profile
 from ._transform_file import from_sections, to_sections
 from .transform import unit_rows
-from ._validate import (METRICS, as_dim, as_dtype, as_ids, as_k, as_matrix, as_min_score, as_rescore,
+from ._validate import (METRICS, as_dim, as_dtype, as_ids, as_k, as_matrix, as_rescore, as_thresholds,
                         check_transform)
 from .diagnostics import search_diagnostics
 
@@ -32,7 +33,8 @@ COMPANION_FILES = {"docs": ".docs.sqlite"}
 
 
 class SearchResult(NamedTuple):
-    """Search output: `scores` float32 (nq, k) best first, `ids` int64 (nq, k); padding is (-inf, -1)."""
+    """Search output: `scores` float32 (nq, k) best first, `ids` int64 (nq, k); padding is (-inf, -1). Under
+    metric ``"l2"`` the scores are squared distances, smallest first, and padding is (+inf, -1)."""
 
     scores: np.ndarray
     ids: np.ndarray
@@ -47,13 +49,14 @@ class DiagnosedResult(NamedTuple):
     diagnostics: list
 
 
-class Index:
+class Index(_partitions.PartitionedMixin):
     """Exact nearest-neighbour index over float32 vectors (or their int8 codes), scored by inner product.
 
     Args:
         dim: vector dimension.
         metric: ``"cosine"`` normalizes vectors to unit length on add and on query, so the score is the cosine
-            similarity (zero vectors stay zero and score 0); ``"ip"`` scores the raw inner product.
+            similarity (zero vectors stay zero and score 0); ``"ip"`` scores the raw inner product; ``"l2"``
+            returns squared distances ``||q - x||^2``, smallest first, unnormalized (each recomputed from q - x).
         dtype: ``"float32"`` stores the vectors and scores them exactly. ``"int8"`` stores one byte per
             dimension (4x less memory) and scores with integer SIMD kernels (``docs/int8.md``): each dimension's
             range is calibrated once, by :meth:`train` or automatically from the first :meth:`add`, then fixed,
@@ -98,8 +101,9 @@ class Index:
     _path: Optional[str]
 
     def __init__(self, dim: int, metric: str = "cosine", dtype: str = "float32", keep_originals: bool = False,
-                 transform: Any = None) -> None:
+                 transform: Any = None, partitions: Optional[int] = None) -> None:
         dim = as_dim(dim)
+        parts = _partitions.as_partitions(partitions) or 0
         if metric not in METRICS:
             raise ValueError(f"metric: expected one of {METRICS}, got {metric!r}")
         dtype = as_dtype(dtype)
@@ -108,16 +112,16 @@ class Index:
         if keep_originals and dtype == "float32":
             raise ValueError("keep_originals=True applies to dtype='int8'; a float32 index stores the vectors themselves")
         self._dim, self._metric = dim, metric
-        self._transform = check_transform(transform, dim)
+        self._transform = check_transform(transform, dim, metric)
         self._train_lock = threading.Lock()
         self._companions, self._path = {}, None
         if self._transform is None:
-            self._core = _core.FlatIndex(dim, metric, dtype, bool(keep_originals))
+            self._core = _core.FlatIndex(dim, metric, dtype, bool(keep_originals), parts)
         else:
             # Normalization (cosine) happens before projecting; the reduced vectors are renormalized only for the
             # transforms whose ranking gains from it (see _renormalize), else scored by inner product.
-            self._core = _core.FlatIndex(self._transform.out_dim, "cosine" if self._renormalized() else "ip", dtype,
-                                         bool(keep_originals))
+            core_metric = "l2" if metric == "l2" else "cosine" if self._renormalized() else "ip"
+            self._core = _core.FlatIndex(self._transform.out_dim, core_metric, dtype, bool(keep_originals), parts)
             self._store_transform()
 
     @classmethod
@@ -148,7 +152,7 @@ class Index:
 
     @property
     def metric(self) -> str:
-        """``"cosine"`` or ``"ip"``."""
+        """``"cosine"``, ``"ip"`` or ``"l2"``."""
         return self._metric
 
     @property
@@ -190,6 +194,7 @@ class Index:
         if self.dtype == "int8":
             extra = ", dtype='int8'" + (", keep_originals=True" if self.keep_originals else "")
         extra += f", transform={self._transform!r}" if self._transform is not None else ""
+        extra += f", partitions={self.partitions}" if self.partitions else ""
         return f"simdex.Index(dim={self.dim}, metric={self.metric!r}{extra}, size={len(self)}{mapped})"
 
     def ids(self) -> np.ndarray:
@@ -224,6 +229,18 @@ class Index:
         """The embedding model's fingerprint this index was filled with, or None."""
         return self.metadata.get("fingerprint")
 
+    @property
+    def profile(self) -> Optional[dict]:
+        """The reference profile of the stored vectors that `save` records (``simdex._profile``), or None."""
+        return self.metadata.get(PROFILE_KEY)
+
+    def monitor(self, **options: Any) -> Any:
+        """A `simdex.quality.monitor.SearchMonitor` that wraps this index's searches (rolling latency, top-1 score
+        and flagged-query rates; Prometheus export when prometheus_client is installed). Options: see there."""
+        from .quality.monitor import SearchMonitor
+
+        return SearchMonitor(self, **options)
+
     # -- mutation ---------------------------------------------------------------------------------------
     def add(self, vectors: Any, ids: Any = None, *, fingerprint: Optional[dict] = None) -> np.ndarray:
         """Adds vectors and returns their ids.
@@ -254,6 +271,10 @@ class Index:
             )
         if self._transform is not None:
             x = self._project(self._normalized(x), train=True)
+        if self.partitions and not self._core.partitions_trained:
+            with self._train_lock:  # the first add trains the partitions on its own vectors (as int8 calibrates)
+                if not self._core.partitions_trained:
+                    _partitions.train_partitions(self, x)
         if ids is None:
             start = self._core.add(x, None)  # chosen under the index lock, so concurrent adds get distinct ids
             return np.arange(start, start + x.shape[0], dtype=np.int64)
@@ -276,9 +297,9 @@ class Index:
                 vectors or already calibrated, or an unusable sample (wrong dim, NaN, too few rows).
             TypeError: non-floating vectors.
         """
-        if self._transform is None and self.dtype != "int8":
+        if self._transform is None and self.dtype != "int8" and not self.partitions:
             raise ValueError("train: this float32 index has no transform, so it needs no training (pass "
-                             "transform=simdex.PCA(...) or dtype='int8')")
+                             "transform=simdex.PCA(...), dtype='int8' or partitions=N)")
         x = as_matrix(sample, self.dim, "sample")
         if self._transform is not None:
             with self._train_lock:
@@ -299,6 +320,8 @@ class Index:
                     stacklevel=2,
                 )
             self._core.train(x)
+        if self.partitions:
+            _partitions.train_partitions(self, x)
 
     def _normalized(self, x: np.ndarray) -> np.ndarray:
         if self._metric != "cosine":
@@ -359,6 +382,8 @@ class Index:
         min_score: Optional[float] = None,
         rescore: Optional[int] = None,
         diagnostics: bool = False,
+        max_distance: Optional[float] = None,
+        nprobe: Optional[int] = None,
     ) -> SearchResult:
         """Finds the k best-scoring vectors for each query.
 
@@ -368,28 +393,40 @@ class Index:
                 score -inf (so ``k > len(index)`` is fine).
             filter: optional allow-list of ids; only those can be returned. It is applied inside the scan, so
                 each query still gets up to k allowed results.
-            min_score: optional floor; results scoring below it are dropped (padded as above).
+            min_score: optional floor; results scoring below it are dropped (padded as above). Not under
+                ``"l2"`` (ValueError): there use max_distance.
+            max_distance: ``"l2"`` only: results farther (squared distance) are dropped, padded with (+inf, -1).
             rescore: int8 only. ``None``: int8 scores, ranked exactly by the integer dot products. An integer
                 R >= 1: the k * R best by int8 score are rescored with the kept float vectors (the index needs
                 ``keep_originals=True``) and the k best of them returned with exact float scores.
+            nprobe: partitioned index only: how many partitions each query scans (default: :attr:`nprobe`).
+                ``nprobe=partitions`` scans everything and returns the exact result.
 
             diagnostics: also say how specific each query is (see :mod:`simdex.diagnostics`): returns a
                 :class:`DiagnosedResult` with a third field.
 
         Returns:
-            SearchResult(scores float32 (nq, k), ids int64 (nq, k)), best first, ties to the lower id.
+            SearchResult(scores float32 (nq, k), ids int64 (nq, k)), best first, ties to the lower id. Under
+            ``"l2"``: squared distances, nearest first.
         """
         if diagnostics:
-            res = self.search(queries, k, filter=filter, min_score=min_score, rescore=rescore)
+            res = self.search(queries, k, filter=filter, min_score=min_score, rescore=rescore,
+                              max_distance=max_distance, nprobe=nprobe)
             return DiagnosedResult(res.scores, res.ids, search_diagnostics(self, queries, res))
         q = as_matrix(queries, self.dim, "queries")
         k = as_k(k)
-        floor = as_min_score(min_score)
+        floor, radius = as_thresholds(self._metric, min_score, max_distance)
         allow = None if filter is None else as_ids(filter, "filter")
         r = as_rescore(rescore, self)
+        npb = _partitions.as_nprobe(self, nprobe)
         if self._transform is None:
-            scores, ids = self._core.search(q, k, floor, allow, r)
+            scores, ids = self._core.search(q, k, floor, allow, r, radius, npb)
             return SearchResult(scores, ids)
+        if self._metric == "l2":  # the reduced distance times the transform's scale estimates the full one
+            scale = np.float32(self._transform._score_scale)
+            scores, ids = self._core.search(self._project(q, query=True), k, floor, allow, r, radius / scale,
+                                            npb)
+            return SearchResult((scores * scale).astype(np.float32), ids)
         qn = self._normalized(q)
         reduced = self._project(qn, query=True)
         if self._renormalized():  # scores are cosines in the reduced space
@@ -397,11 +434,11 @@ class Index:
         else:
             offset, scale = self._transform._query_offset(qn), self._transform._score_scale
         if offset is None and scale == 1.0:
-            scores, ids = self._core.search(reduced, k, floor, allow, r)
+            scores, ids = self._core.search(reduced, k, floor, allow, r, nprobe=npb)
             return SearchResult(scores, ids)
         # Adding a per-query constant and scaling by a positive factor keep each row's order, so the floor can
         # be applied afterwards: what falls below it is a tail of the row.
-        scores, ids = self._core.search(reduced, k, float("-inf"), allow, r)
+        scores, ids = self._core.search(reduced, k, float("-inf"), allow, r, nprobe=npb)
         found = ids >= 0
         scores = scores * np.float32(scale)
         if offset is not None:
@@ -428,6 +465,7 @@ class Index:
                 the temp file is removed.
         """
         path = os.fspath(path)
+        refresh_profile(self)  # the reference `simdex.drift_report` compares later vectors to
         written = {}
         for name, companion in list(self._companions.items()):
             done = companion.prepare_save(self, path)
@@ -460,8 +498,8 @@ class Index:
         """Embeds a query and returns the k best documents (or chunks) with their texts.
 
         The same as ``simdex.text.search_text(index, query, k, ...)``, whose keyword options (encoder, chunks,
-        filter, min_score, keywords, keyword_limit, mode, rrf_k, where, where_timeout) it takes: see there. Returns a
-        `simdex.TextSearchResult`.
+        filter, min_score, keywords, keyword_limit, mode, rrf_k, where, unsafe_sql, where_timeout) it takes: see
+        there. Returns a `simdex.TextSearchResult`. For documents to update, delete and filter: `simdex.Collection`.
         """
         from .text.texts import search_text
 
