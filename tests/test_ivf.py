@@ -294,3 +294,18 @@ def test_hostile_partition_sections(tmp_path, mmap):
     (tmp_path / "nc.sdx").write_bytes(sdxfile.build(f.sections))
     with pytest.raises(FormatError, match="centroids"):
         simdex.load(tmp_path / "nc.sdx", mmap=mmap)
+
+
+@pytest.mark.filterwarnings("ignore:training 16 partitions")
+def test_sharded_partitioned_shards(data):
+    x, q = data
+    shards = [simdex.Index(DIM, partitions=P) for _ in range(2)]
+    shards[0].add(x[:1500], np.arange(1500))
+    shards[1].add(x[1500:], np.arange(1500, len(x)))
+    sharded = simdex.ShardedIndex(shards)
+    res = sharded.search(q, 10, nprobe=P)
+    ids, scores = brute(x, q, 10, "cosine")
+    np.testing.assert_allclose(res.scores, scores, rtol=1e-4, atol=1e-4)
+    assert (res.ids == ids).mean() > 0.99
+    few = sharded.search(q, 10, nprobe=1)
+    assert (few.ids >= 0).all()

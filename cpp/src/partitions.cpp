@@ -199,6 +199,16 @@ std::shared_ptr<const PackedRows> Partitions::packed(const KernelTable& kt) cons
 
 void Partitions::score(const KernelTable& kt, const float* x, std::size_t rows, Match rule, float* out,
                        const InterruptFn& interrupt) const {
+    if (rows * 4 < kt.gemm_mr) {  // a query or two: stream the centroids once each (the micro-kernel would
+                                  // compute mr rows for every one of them)
+        for (std::size_t i = 0; i < rows; ++i) {
+            float* o = out + i * count_;
+            kt.dot_rows_f32(x + i * dim_, centroids_.data(), count_, dim_, o);
+            if (rule == Match::l2)
+                for (std::size_t c = 0; c < count_; ++c) o[c] -= half_norms_[c];
+        }
+        return;
+    }
     const auto p = packed(kt);
     score_rows(kt, x, rows, *p, rule == Match::l2 ? half_norms_.data() : nullptr, out, interrupt);
 }

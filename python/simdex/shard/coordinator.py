@@ -156,6 +156,9 @@ class ShardedIndex:
                 if manifest.get("dim") not in (None, info["dim"]):
                     raise FormatError(f"shard {i} ({self._name(i)}) has dim {info['dim']}, "
                                       f"the manifest says {manifest['dim']}")
+        if first["metric"] == "l2":  # merge_topk ranks highest score first; distances rank the other way
+            raise ValueError(f"shard 0 ({self._name(0)}) has metric 'l2', which ShardedIndex does not merge yet "
+                             "(it ranks by highest score); use 'cosine' or 'ip' shards")
         self._dim = int(first["dim"])
         self._metric = first["metric"]
         self._fingerprint = first["fingerprint"]
@@ -257,7 +260,7 @@ class ShardedIndex:
 
     # -- search ---------------------------------------------------------------------------------------------
     def search(self, queries: Any, k: int = 10, *, filter: Any = None, min_score: float | None = None,
-               rescore: int | None = None) -> SearchResult:
+               rescore: int | None = None, nprobe: int | None = None) -> SearchResult:
         """Finds the k best-scoring vectors across all shards; the same contract as `simdex.Index.search`.
 
         Args:
@@ -267,6 +270,8 @@ class ShardedIndex:
             min_score: optional floor on the score.
             rescore: int8 shards only, as in `Index.search`: each shard rescores its own k * rescore best
                 candidates with the kept float vectors.
+            nprobe: partitioned shards only (``Index(partitions=N)``): partitions each shard probes (default: each
+                shard's own ``nprobe``, e.g. the one its ``tune`` stored).
 
         Returns:
             SearchResult(scores float32 (nq, k), ids int64 (nq, k)), best first, ties to the lower id. For float32
@@ -288,7 +293,8 @@ class ShardedIndex:
             allow_arg: Any = None if allow is None else ray.put(allow)
         else:
             q_arg, allow_arg = q, allow
-        parts = self._call(range(self.num_shards), "search", lambda i: (q_arg, k, floor, allow_arg, rescore))
+        parts = self._call(range(self.num_shards), "search",
+                           lambda i: (q_arg, k, floor, allow_arg, rescore, nprobe))
         return merge_topk(parts, k)
 
     def search_text(self, query: str, k: int = 10, *, encoder: Any = None, filter: Any = None,
