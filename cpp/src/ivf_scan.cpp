@@ -27,6 +27,11 @@ struct Item {
     std::uint32_t q0, q1;  // into the partition's query list
 };
 
+template <class T>
+void grow(Buffer<T>& b, std::size_t n) {
+    if (b.size() < n) b.resize(n);
+}
+
 template <class S>
 struct Scratch {
     using E = typename S::Elem;
@@ -87,12 +92,8 @@ void scan_ivf(const S& sc, const RowsView<typename S::Elem>& v, const Probes& pr
         task_start.size() - 1, workers,
         [&](std::size_t t, std::size_t w) {
             Scratch<S>& s = scratch[w];
-            if (!s.top) {
+            if (!s.top) {  // buffers grow on first use: a single query needs only a row of scores
                 s.top = std::make_unique<TopKSet>(nq, k, p.min_score);
-                s.rows.resize(tile_rows * dim);
-                s.packed_db.resize(tile_rows * d);
-                s.queries.resize(chunk * dim);
-                s.c.resize(chunk * tile_rows);
                 s.idx.resize(tile_rows);
             }
             for (std::size_t it = task_start[t]; it < task_start[t + 1]; ++it) {
@@ -102,7 +103,10 @@ void scan_ivf(const S& sc, const RowsView<typename S::Elem>& v, const Probes& pr
                 const std::uint32_t* qs = by_part.data() + start[item.part] + item.q0;
                 const std::size_t m = item.q1 - item.q0;
                 const bool blocked = m > kFewQueries;
+                grow(s.c, (blocked ? chunk : m) * tile_rows);
                 if (blocked) {
+                    grow(s.queries, chunk * dim);
+                    grow(s.packed_db, tile_rows * d);
                     for (std::size_t i = 0; i < m; ++i)
                         std::memcpy(s.queries.data() + i * dim, q + std::size_t(qs[i]) * dim, dim * sizeof(E));
                     sc.pack_queries(s.queries.data(), m, dim, s.packed_q);
@@ -118,6 +122,7 @@ void scan_ivf(const S& sc, const RowsView<typename S::Elem>& v, const Probes& pr
                     auto slot_at = [&](std::size_t r) -> std::size_t { return in_place ? first + r : tile[r]; };
                     const E* base = v.data + first * dim;
                     if (!in_place) {
+                        grow(s.rows, tile_rows * dim);
                         for (std::size_t r = 0; r < rows; ++r)
                             std::memcpy(s.rows.data() + r * dim, v.data + std::size_t(tile[r]) * dim,
                                         dim * sizeof(E));
