@@ -16,6 +16,7 @@ namespace simdex {
 namespace {
 
 constexpr std::size_t kBlockRows = 4096;  // rows scored against all centroids at once (bounds the score buffer)
+constexpr std::size_t kSeedRowsPerCentroid = 32;  // rows D^2 seeding draws from, per centroid
 
 // score() for a plain (row-major) centroid matrix; kmeans uses it while the centroids change every iteration.
 void score_rows(const KernelTable& kt, const float* x, std::size_t rows, const PackedRows& c,
@@ -114,7 +115,19 @@ FloatBuffer kmeans(const KernelTable& kt, const float* x, std::size_t n, std::si
         x = sample.data();
         n = cap;
     }
-    FloatBuffer c = seed_centers(kt, x, n, dim, k, rng, opt.interrupt);
+    // Seeding reads an evenly spaced subset of at most kSeedRowsPerCentroid rows per centroid: D^2 sampling needs
+    // far fewer rows than Lloyd's iterations, and on all of them it cost as much as one iteration.
+    FloatBuffer seed_rows;
+    const float* sx = x;
+    std::size_t sn = n;
+    if (n > kSeedRowsPerCentroid * k) {
+        sn = kSeedRowsPerCentroid * k;
+        seed_rows.resize(sn * dim);
+        for (std::size_t i = 0; i < sn; ++i)
+            std::memcpy(seed_rows.data() + i * dim, x + (i * n / sn) * dim, dim * sizeof(float));
+        sx = seed_rows.data();
+    }
+    FloatBuffer c = seed_centers(kt, sx, sn, dim, k, rng, opt.interrupt);
     if (how == Match::dot) normalize(c.data(), k, dim);
     if (opt.progress) opt.progress(0, opt.iterations);
 

@@ -292,6 +292,10 @@ class Index(_partitions.PartitionedMixin):
         fall short of a large collection's); values outside the range are clipped to it. It is then fixed and
         saved with the index. Without ``train``, the first :meth:`add` trains on its own batch.
 
+        Partitions (``partitions=N``): k-means centroids from the sample as the index stores it (docs/ivf.md); at
+        least N vectors, 39 or more per partition for stable centroids. Training again later moves every stored
+        vector to its nearest new centroid (as :meth:`rebalance` does from the stored vectors).
+
         Raises:
             ValueError: nothing to train (a float32 index without transform), an index already holding
                 vectors or already calibrated, or an unusable sample (wrong dim, NaN, too few rows).
