@@ -24,13 +24,14 @@ PACKAGE = Path(simdex.__file__).parent
 FACADE = {"__init__", "__main__", "cli", "faiss_compat"}
 # What each wing may import at module level (the core is the package's top-level modules outside FACADE).
 ALLOWED = {"core": {"core"}, "text": {"core", "text"}, "shard": {"core", "text", "shard"},
-           "quality": {"core", "text", "quality"}}
+           "quality": {"core", "text", "quality"}, "integrations": {"core", "text", "integrations"}}
 
 
 def _wing(module: str) -> str:
-    """"core", "text", "shard" or "quality" for a module path relative to the package ("text.ingest")."""
+    """"core", "text", "shard", "quality" or "integrations" for a module path relative to the package
+    ("text.ingest")."""
     head = module.split(".")[0]
-    return head if head in ("text", "shard", "quality") else "core"
+    return head if head in ("text", "shard", "quality", "integrations") else "core"
 
 
 def _module_level_imports(path: Path, module: str) -> list:

@@ -1,6 +1,11 @@
 """The text wing: texts in, texts out, over a vectors-only `simdex.Index`.
 
     encoder.py    `Encoder`: texts to vectors (sentence-transformers, imported when the first Encoder is made)
+    collection.py `simdex.Collection`: documents to upsert, delete, filter and search, consistent after a crash
+    filters.py    the metadata filter language (``{"year": {"$gte": 2020}}``) compiled to parameterised SQL
+    reembed.py    `Collection.reembed`: moving a collection to another model, resumably
+    consistency.py  the readers/writer lock of a collection, and `check` (its invariant, counted)
+    collection_ingest.py  `simdex.ingest(source, collection)`: any ingest source, upserted
     ingest.py     `simdex.ingest`: a corpus of any size into an index, resumably, in bounded memory
     docstore.py   `DocStore`: documents, chunks and their metadata in SQLite beside the index file
     hybrid.py     `KeywordIndex`: BM25 keyword and metadata pre-filters (SQLite FTS5)
@@ -17,6 +22,10 @@ from typing import Any
 
 # name -> (module of this package, attribute). Not `ingest` (the function is `simdex.ingest`; here it is the module).
 _LAZY = {
+    "Collection": ("collection", "Collection"),
+    "UpsertReport": ("collection", "UpsertReport"),
+    "FilterError": ("filters", "FilterError"),
+    "compile_filter": ("filters", "compile_filter"),
     "Encoder": ("encoder", "Encoder"),
     "IngestReport": ("ingest", "IngestReport"),
     "DocStore": ("docstore", "DocStore"),

@@ -53,7 +53,8 @@ CREATE TRIGGER IF NOT EXISTS chunks_fts_update AFTER UPDATE ON chunks BEGIN
 END;
 """
 _WHERE_VIEW = """CREATE TEMP VIEW IF NOT EXISTS docs AS
-    SELECT c.id AS id, d.key AS doc, d.source AS source FROM chunks c JOIN documents d ON d.id = c.doc"""
+    SELECT c.id AS id, d.key AS doc, d.source AS source, d.metadata AS metadata
+    FROM chunks c JOIN documents d ON d.id = c.doc"""
 #: `PRAGMA user_version` of a store file with the keyword index (0: a file from before it, migrated on open).
 SCHEMA_VERSION = 1
 _IN_CHUNK = 500  # ids per "IN (...)" query, below SQLite's parameter limit
@@ -284,6 +285,59 @@ class DocStore:
                 out[cid] = (row, Document(None if key is None else json.loads(key), text, source,
                                           json.loads(meta) if meta else {}, (start, end)))
         return out
+
+    def chunk_ids_where(self, condition: str, params: Iterable[Any] = ()) -> np.ndarray:
+        """Chunk ids (ascending) of the documents that satisfy a SQL condition on their columns (``metadata``,
+        ``source``, ``key``); the condition comes from `simdex.text.filters.compile_filter`, never from a user."""
+        with self.lock:
+            rows = self._db.execute(f"SELECT c.id FROM documents JOIN chunks c ON c.doc = documents.id "
+                                    f"WHERE {condition} ORDER BY c.id", tuple(params)).fetchall()
+        return np.array([r[0] for r in rows], np.int64)
+
+    # -- documents by key (simdex.Collection: upsert, delete, get) -------------------------------------------
+    def by_key(self, keys: Iterable[Any]) -> dict:
+        """{key: (row, text, source, metadata JSON or None, [(chunk id, start, end), ...])} of the stored
+        documents among `keys`."""
+        wanted = json.dumps([json.dumps(k) for k in keys])  # one parameter however many keys
+        out: dict = {}
+        with self.lock:
+            rows = self._db.execute(
+                "SELECT d.id, d.key, d.text, d.source, d.metadata, c.id, c.start_char, c.end_char FROM documents d "
+                "LEFT JOIN chunks c ON c.doc = d.id WHERE d.key IN (SELECT value FROM json_each(?)) "
+                "ORDER BY d.id, c.id", (wanted,)).fetchall()
+        last = None
+        for row, key, text, source, meta, cid, start, end in rows:
+            if row != last:
+                spans: list = []
+                out[json.loads(key)] = (row, text, source, meta, spans)
+                last = row
+            if cid is not None:
+                spans.append((cid, start, end))
+        return out
+
+    def keys(self) -> list:
+        """The keys of the stored documents that have one, in insertion order."""
+        with self.lock:
+            return [json.loads(r[0]) for r in self._db.execute(
+                "SELECT key FROM documents WHERE key IS NOT NULL ORDER BY id")]
+
+    def remove_documents(self, rows: Iterable[int]) -> None:
+        """Deletes documents and their chunks (not committed). Chunks go first: the keyword index's delete
+        trigger reads the text they were indexed with."""
+        rows = [int(r) for r in rows]
+        with self.lock:
+            for s in range(0, len(rows), _IN_CHUNK):
+                part = rows[s:s + _IN_CHUNK]
+                marks = ",".join("?" * len(part))
+                self._db.execute(f"DELETE FROM chunks WHERE doc IN ({marks})", part)
+                self._db.execute(f"DELETE FROM documents WHERE id IN ({marks})", part)
+
+    def set_metadata(self, updates: Iterable[tuple]) -> None:
+        """(row, source, metadata dict or None) per document whose text stays (not committed)."""
+        with self.lock:
+            self._db.executemany("UPDATE documents SET source = ?, metadata = ? WHERE id = ?",
+                                 ((source, json.dumps(meta) if meta else None, int(row))
+                                  for row, source, meta in updates))
 
     def count(self) -> tuple:
         """(documents, chunks) stored."""

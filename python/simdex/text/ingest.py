@@ -223,6 +223,20 @@ def _open_source(source: Any, text_field: str, id_field: str, max_line_bytes: in
     return "iterable", iter(source), parse_item, count
 
 
+def check_text(rec: tuple | str) -> tuple | str:
+    """A parsed (key, text, source, metadata) record, or the Skip it earns (an empty text, lone surrogates)."""
+    if isinstance(rec, tuple):
+        key, text = rec[0], rec[1]
+        if not text.strip():
+            return Skip("empty", key)
+        if not text.isascii():
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError as e:  # lone surrogates: from JSON escapes or surrogateescape
+                return Skip("invalid_utf8", key, f"a lone surrogate at character {e.start}")
+    return rec
+
+
 # -- the reader thread ---------------------------------------------------------------------------------------
 def _read_units(raw: Iterator[Any], parse: Callable, encoder: Any, batch_size: int, chunk_tokens: int | None,
                 overlap: int, max_chars: int, first_item: int) -> Iterator[_Unit]:
@@ -244,15 +258,7 @@ def _read_units(raw: Iterator[Any], parse: Callable, encoder: Any, batch_size: i
             rec = parse(item)
         except Exception as e:  # noqa: BLE001 -- no item stops the run; reading the source itself may raise
             rec = Skip("malformed", detail=f"{type(e).__name__}: {e}")
-        if isinstance(rec, tuple):
-            key, text, source, meta = rec
-            if not text.strip():
-                rec = Skip("empty", key)
-            elif not text.isascii():
-                try:
-                    text.encode("utf-8")
-                except UnicodeEncodeError as e:  # lone surrogates: from JSON escapes or surrogateescape
-                    rec = Skip("invalid_utf8", key, f"a lone surrogate at character {e.start}")
+        rec = check_text(rec)
         if isinstance(rec, str):
             key, detail = getattr(rec, "key", None), getattr(rec, "detail", "")
             counts["skipped_" + rec] += 1
@@ -265,6 +271,7 @@ def _read_units(raw: Iterator[Any], parse: Callable, encoder: Any, batch_size: i
                                f": {detail}" if detail else "",
                                "; further bad items are only counted" if warned == _WARN_FIRST else "")
         else:
+            key, text, source, meta = rec
             if len(text) > max_chars:
                 text = text[:max_chars]
                 counts["truncated_chars"] += 1
@@ -299,7 +306,10 @@ def ingest(source: Any, index_or_path: Any, encoder: Any = None, batch_size: int
             ``.ndjson``, optionally ``.gz``; one record per line), any other file (one document per line), or a
             folder (every ``.txt`` and ``.md`` file below it, one document each, id = relative path).
         index_or_path: an index file path (created if missing, resumed if an earlier run stopped) or an `Index`
-            (nothing is saved; call ``index.save(path)`` afterwards).
+            (nothing is saved; call ``index.save(path)`` afterwards), or a `simdex.Collection`: then every
+            document is upserted (a key stored already is replaced, re-embedded only if its text changed; items
+            without a key are keyed by their place in the source), one transaction per batch, so running
+            it again after a crash or an edit embeds only what is missing or changed.
         encoder: a `simdex.Encoder`; default: one for the index's fingerprint model, else all-MiniLM-L6-v2.
         batch_size: texts per model call (default: the encoder's).
         chunk_tokens: when set, documents are split into chunks of at most this many tokens, each embedded and
@@ -350,6 +360,14 @@ def ingest(source: Any, index_or_path: Any, encoder: Any = None, batch_size: int
         raise TypeError(f"max_line_bytes: expected a positive integer (bytes), got {type(max_line_bytes).__name__}")
     if max_line_bytes <= 0:
         raise ValueError(f"max_line_bytes: expected a positive integer (bytes), got {max_line_bytes}")
+    from .collection import Collection  # its imports are ingest's own
+
+    if isinstance(index_or_path, Collection):
+        from .collection_ingest import ingest_into
+
+        return ingest_into(index_or_path, source, encoder=encoder, chunk_tokens=chunk_tokens,
+                           checkpoint_every=checkpoint_every, source_name=source_name, batch_size=batch_size,
+                           text_field=text_field, id_field=id_field, max_chars=max_chars, max_line_bytes=max_line_bytes)
     key, raw, parse, count = _open_source(source, text_field, id_field, max_line_bytes)
 
     index, path = _open_index(index_or_path)

@@ -215,15 +215,34 @@ def keyword_index(index: Index, needed_by: str = "keywords / where") -> Any:
     return kw
 
 
-def keyword_filter(index: Index, filter: Any, keywords: Optional[str], limit: int, where: Optional[str],
-                   where_timeout: Optional[float] = None) -> Any:
-    """The allow-list for `search_text`: the caller's filter intersected with the keyword and where filters."""
-    if keywords is None and where is None:
+def metadata_filter(index: Index, where: Any) -> np.ndarray:
+    """The chunk ids whose documents' metadata pass a filter dict (`simdex.text.filters`), ascending."""
+    from .filters import compile_filter
+
+    condition, params = compile_filter(where)  # checked before the store is needed: a bad filter says so first
+    store = texts_of(index).store
+    if store is None:
+        raise ValueError("where: needs the stored documents' metadata, and this index has no document store")
+    return store.chunk_ids_where(condition, params)
+
+
+def keyword_filter(index: Index, filter: Any, keywords: Optional[str], limit: int, where: Any,
+                   where_timeout: Optional[float] = None, unsafe_sql: Optional[str] = None) -> Any:
+    """The allow-list for `search_text`: the caller's filter intersected with the keyword, metadata (`where`, a
+    filter dict) and raw SQL (`unsafe_sql`) filters."""
+    if where == {}:
+        where = None  # the empty filter matches everything: no allow-list to build
+    if keywords is None and where is None and unsafe_sql is None:
         return filter
-    kw = keyword_index(index)
     allow = None if filter is None else as_ids(filter, "filter")
+    if where is not None:
+        matched = metadata_filter(index, where)
+        allow = matched if allow is None else np.intersect1d(allow, matched)
+    if keywords is None and unsafe_sql is None:
+        return allow
+    kw = keyword_index(index)
     for part in (kw.allow_list(keywords, limit) if keywords is not None else None,
-                 kw.where(where, timeout=where_timeout) if where is not None else None):
+                 kw.where(unsafe_sql, timeout=where_timeout) if unsafe_sql is not None else None):
         if part is not None:
             allow = part if allow is None else np.intersect1d(allow, part)
     return allow
@@ -231,7 +250,7 @@ def keyword_filter(index: Index, filter: Any, keywords: Optional[str], limit: in
 
 def search_text(index: Index, query: str, k: int = 10, *, encoder: Any = None, chunks: bool = False,
                 filter: Any = None, min_score: Optional[float] = None, keywords: Optional[str] = None,
-                keyword_limit: int = 200, where: Optional[str] = None,
+                keyword_limit: int = 200, where: Any = None, unsafe_sql: Optional[str] = None,
                 where_timeout: Optional[float] = None, mode: str = "prefilter",
                 rrf_k: Optional[float] = None) -> TextSearchResult:
     """Embeds a query and returns the k best documents (or chunks) of the index with their texts.
@@ -250,10 +269,14 @@ def search_text(index: Index, query: str, k: int = 10, *, encoder: Any = None, c
         keyword_limit: ``mode="prefilter"``: how many BM25 matches pass the filter. ``mode="rrf"``: how many
             chunks each ranking (vector, BM25) brings to the fusion (at least k; more when documents are asked
             for and the best chunks hold fewer than k documents).
-        where: a SQL condition on the stored documents' ``source`` and ``doc`` (the document key), e.g.
-            ``"source LIKE 'man%'"``; only matching documents are ranked. It must be one expression, and it runs
-            under a deadline (ValueError past it) with a cap on the strings it may build (docs/reliability.md).
-        where_timeout: seconds the where condition may run; default ``simdex.text.hybrid.WHERE_TIMEOUT`` (3).
+        where: a metadata filter dict (`simdex.text.filters`), e.g. ``{"lang": "en", "year": {"$gte": 2020}}``:
+            only chunks of matching documents are ranked. Its values are SQL parameters, never SQL text. (A str
+            here is read as ``unsafe_sql``, with a DeprecationWarning.)
+        unsafe_sql: a raw SQL condition on the stored documents' ``source``, ``doc`` (the document key, JSON) and
+            ``metadata`` (JSON text), e.g. ``"source LIKE 'man%'"``; only matching documents are ranked. Never
+            build it from user input: it must be one expression, and it runs under a deadline (ValueError past
+            it) with a cap on the strings it may build (docs/reliability.md), but it is SQL.
+        where_timeout: seconds the unsafe_sql condition may run; default ``simdex.text.hybrid.WHERE_TIMEOUT`` (3).
         mode: ``"prefilter"`` (the default): the vector search ranks; ``keywords``, when given, only filter it.
             ``"rrf"``: reciprocal rank fusion (`simdex.text.fusion`) of the vector ranking and the BM25 ranking of
             ``keywords`` or, without them, of the query's own words: a result scores
@@ -284,6 +307,12 @@ def search_text(index: Index, query: str, k: int = 10, *, encoder: Any = None, c
     if not isinstance(query, str):
         raise TypeError(f"query: expected str, got {type(query).__name__}")
     k = as_k(k)
+    if isinstance(where, str):
+        if unsafe_sql is not None:
+            raise ValueError("where: a SQL string and unsafe_sql both given; pass the SQL once, as unsafe_sql")
+        warnings.warn("search_text(where=<SQL str>) is deprecated: pass a filter dict as where= (simdex.text.filters), "
+                      "or the raw SQL as unsafe_sql=", DeprecationWarning, stacklevel=3)
+        where, unsafe_sql = None, where
     if not isinstance(mode, str):
         raise TypeError(f"mode: expected 'prefilter' or 'rrf', got {type(mode).__name__}")
     if mode not in MODES:
@@ -306,8 +335,8 @@ def search_text(index: Index, query: str, k: int = 10, *, encoder: Any = None, c
             "index.metadata = {**index.metadata, 'fingerprint': encoder.fingerprint}")
     if mode == "rrf":
         return _search_rrf(index, enc, query, k, chunks, filter, keywords, max(k, keyword_limit), where,
-                           where_timeout, rrf_k)
-    filter = keyword_filter(index, filter, keywords, keyword_limit, where, where_timeout)
+                           where_timeout, rrf_k, unsafe_sql)
+    filter = keyword_filter(index, filter, keywords, keyword_limit, where, where_timeout, unsafe_sql)
     store = texts_of(index).store
     q = enc.embed_query(query)
     n = len(index)
@@ -342,10 +371,12 @@ def _as_limit(limit: Any) -> int:
 
 
 def _search_rrf(index: Index, enc: Any, query: str, k: int, chunks: bool, filter: Any, keywords: Optional[str],
-                depth: int, where: Optional[str], where_timeout: Optional[float], rrf_k: float) -> TextSearchResult:
+                depth: int, where: Any, where_timeout: Optional[float], rrf_k: float,
+                unsafe_sql: Optional[str] = None) -> TextSearchResult:
     """`search_text` with mode="rrf": the vector ranking and the BM25 ranking, `depth` chunks each, fused."""
     kw = keyword_index(index, "mode='rrf'")
-    allow = keyword_filter(index, filter, None, depth, where, where_timeout)  # filter and where, no keywords
+    # filter, where and unsafe_sql, no keywords
+    allow = keyword_filter(index, filter, None, depth, where, where_timeout, unsafe_sql)
     allow = None if allow is None else as_ids(allow, "filter")
     store = texts_of(index).store
     q = enc.embed_query(query)
