@@ -556,7 +556,7 @@ PYBIND11_MODULE(_core, m) {
         .def(
             "search",
             [](const FlatIndex& self, F32Array q, std::size_t k, float min_score, std::optional<I64Array> filter,
-               std::size_t rescore, float max_distance, std::size_t nprobe) {
+               std::size_t rescore, float max_distance, std::size_t nprobe, bool exact) -> py::tuple {
                 const std::size_t nq = rows_of(q, self.dim(), "queries");
                 if (k == 0) throw std::invalid_argument("k must be positive, got 0");
                 py::array_t<float> scores({static_cast<py::ssize_t>(nq), static_cast<py::ssize_t>(k)});
@@ -567,6 +567,9 @@ PYBIND11_MODULE(_core, m) {
                 p.max_distance = max_distance;
                 p.rescore = rescore;
                 p.nprobe = nprobe;
+                p.exact = exact;
+                py::array_t<std::uint64_t> rescored(static_cast<py::ssize_t>(exact ? nq : 0));
+                if (exact) p.rescored = rescored.mutable_data();
                 if (filter) {
                     if (filter->ndim() != 1) throw std::invalid_argument("filter: expected a 1-D array of ids");
                     p.has_filter = true;
@@ -580,11 +583,13 @@ PYBIND11_MODULE(_core, m) {
                     py::gil_scoped_release release;
                     self.search(q.data(), nq, p, s, i);
                 });
-                return py::make_tuple(scores, ids);
+                if (exact) return py::tuple(py::make_tuple(scores, ids, rescored));
+                return py::tuple(py::make_tuple(scores, ids));
             },
             py::arg("queries"), py::arg("k"), py::arg("min_score") = -std::numeric_limits<float>::infinity(),
             py::arg("filter") = py::none(), py::arg("rescore") = 0,
-            py::arg("max_distance") = std::numeric_limits<float>::infinity(), py::arg("nprobe") = 0)
+            py::arg("max_distance") = std::numeric_limits<float>::infinity(), py::arg("nprobe") = 0,
+            py::arg("exact") = false)
         .def("ids",
              [](const FlatIndex& self) {
                  std::vector<std::int64_t> v;

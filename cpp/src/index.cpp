@@ -146,6 +146,8 @@ void FlatIndex::train(const float* x, std::size_t n) {
     }
     Quantizer q(dim_);
     q.train(x, n);
+    const std::string l2_error = metric_ == Metric::l2 ? detail::l2_calibration_error(q) : "";
+    if (!l2_error.empty()) throw std::invalid_argument("train: " + l2_error + "; scale the vectors down");
     std::unique_lock<RwLock> lock(mu_);
     if (quant_.trained())
         throw std::invalid_argument("this int8 index is already calibrated, and the calibration is fixed so that every "
@@ -231,6 +233,7 @@ std::int64_t FlatIndex::add(const float* x, std::size_t n, const std::int64_t* i
         x = grouped.data();
     }
     make_writable_unlocked(n, "add vectors");
+    bounds_valid_ = false;  // exact search's error bounds cover the old rows only
     if (metric_ == Metric::l2) norms_.make_room(ids_.size() + n);
     // Below 2^63 whenever an automatic id is handed out (checked above); n == 0 returns the clamped value.
     const std::int64_t first = static_cast<std::int64_t>(std::min(next_id_, kIdLimit - 1));
@@ -270,6 +273,8 @@ void FlatIndex::add_i8_unlocked(const float* x, std::size_t n) {
     Quantizer q(dim_);
     if (!quant_.trained()) q.train(x, n);
     const Quantizer& use = quant_.trained() ? quant_ : q;
+    const std::string l2_error = metric_ == Metric::l2 ? detail::l2_calibration_error(use) : "";
+    if (!l2_error.empty()) throw std::invalid_argument(l2_error + "; scale the vectors down; nothing was added");
     codes_.make_room((old + n) * dim_);
     if (keep_originals_) data_.make_room((old + n) * dim_);
     ids_.make_room(old + n);

@@ -77,6 +77,7 @@ void FlatIndex::search(const float* queries, std::size_t nq, const SearchParams&
         search_i8(kt, queries, nq, p, p.has_filter ? &slots : nullptr, scores, ids);
     } else {
         if (p.rescore) throw std::invalid_argument("rescore applies to int8 indexes; float32 scores are already exact");
+        if (p.exact) throw std::invalid_argument("exact=True applies to int8 indexes; float32 scores are already exact");
         search_f32(kt, queries, nq, p, p.has_filter ? &slots : nullptr, scores, ids);
     }
     check_scores_finite(scores, ids, nq * p.k);  // a damaged mapped file is not read at load
@@ -130,6 +131,7 @@ void FlatIndex::search_f32(const KernelTable& kt, const float* queries, std::siz
 
 void FlatIndex::search_i8(const KernelTable& kt, const float* queries, std::size_t nq, const SearchParams& p,
                           const std::vector<std::size_t>* slots, float* scores, std::int64_t* ids) const {
+    if (p.exact) return search_i8_exact(kt, queries, nq, p, slots, scores, ids);
     const float kNone = metric_ == Metric::l2 ? kInf : -kInf;
     if (p.rescore && !keep_originals_)
         throw std::invalid_argument("rescore needs the original float vectors: create the index with "

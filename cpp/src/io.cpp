@@ -8,6 +8,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "index_checks.hpp"
 #include "simdex/dispatch.hpp"
 #include "simdex/format.hpp"
 #include "simdex/index.hpp"
@@ -259,6 +260,8 @@ FlatIndex FlatIndex::from_blob(format::BlobPtr blob) {
             } catch (const std::invalid_argument& e) {
                 r.fail(e.what());
             }
+            const std::string why = metric == Metric::l2 ? detail::l2_calibration_error(index.quant_) : "";
+            if (!why.empty()) r.fail(why);
         } else if (h.count > 0) {
             r.fail("an int8 index with vectors needs its calibration ('int8.offset', 'int8.step')");
         }

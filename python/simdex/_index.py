@@ -14,7 +14,7 @@ import numpy as np
 from . import _core, _partitions
 from ._core import FormatError
 from ._fingerprint import guard_fingerprint
-from ._profile import PROFILE_KEY, refresh_profile
+from ._profile import refresh_profile
 from ._transform_file import from_sections, to_sections
 from .transform import unit_rows
 from ._validate import (METRICS, as_dim, as_dtype, as_ids, as_k, as_matrix, as_rescore, as_thresholds,
@@ -229,14 +229,9 @@ class Index(_partitions.PartitionedMixin):
         """The embedding model's fingerprint this index was filled with, or None."""
         return self.metadata.get("fingerprint")
 
-    @property
-    def profile(self) -> Optional[dict]:
-        """The reference profile of the stored vectors that `save` records (``simdex._profile``), or None."""
-        return self.metadata.get(PROFILE_KEY)
-
     def monitor(self, **options: Any) -> Any:
-        """A `simdex.quality.monitor.SearchMonitor` that wraps this index's searches (rolling latency, top-1 score
-        and flagged-query rates; Prometheus export when prometheus_client is installed). Options: see there."""
+        """``simdex.quality.monitor.SearchMonitor(self, **options)``: searches with rolling latency, top-1 score and
+        flagged-query rates (and Prometheus export)."""
         from .quality.monitor import SearchMonitor
 
         return SearchMonitor(self, **options)
@@ -388,6 +383,7 @@ class Index(_partitions.PartitionedMixin):
         diagnostics: bool = False,
         max_distance: Optional[float] = None,
         nprobe: Optional[int] = None,
+        exact: bool = False,
     ) -> SearchResult:
         """Finds the k best-scoring vectors for each query.
 
@@ -405,6 +401,9 @@ class Index(_partitions.PartitionedMixin):
                 ``keep_originals=True``) and the k best of them returned with exact float scores.
             nprobe: partitioned index only: how many partitions each query scans (default: :attr:`nprobe`).
                 ``nprobe=partitions`` scans everything and returns the exact result.
+            exact: int8 with ``keep_originals=True``: exactly the float32 top-k (ids and exact scores), read mostly
+                from the int8 codes; a bound on the int8 score's error decides which rows to rescore
+                (docs/int8.md). ``index.last_exact_rescored`` then holds how many rows each query rescored.
 
             diagnostics: also say how specific each query is (see :mod:`simdex.diagnostics`): returns a
                 :class:`DiagnosedResult` with a third field.
@@ -415,7 +414,7 @@ class Index(_partitions.PartitionedMixin):
         """
         if diagnostics:
             res = self.search(queries, k, filter=filter, min_score=min_score, rescore=rescore,
-                              max_distance=max_distance, nprobe=nprobe)
+                              max_distance=max_distance, nprobe=nprobe, exact=exact)
             return DiagnosedResult(res.scores, res.ids, search_diagnostics(self, queries, res))
         q = as_matrix(queries, self.dim, "queries")
         k = as_k(k)
@@ -423,13 +422,21 @@ class Index(_partitions.PartitionedMixin):
         allow = None if filter is None else as_ids(filter, "filter")
         r = as_rescore(rescore, self)
         npb = _partitions.as_nprobe(self, nprobe)
+        if not isinstance(exact, (bool, np.bool_)):
+            raise TypeError(f"exact: expected a bool, got {type(exact).__name__}")
+
+        def core_search(x: np.ndarray, floor: float, radius: float = float("inf")) -> tuple:
+            out = self._core.search(x, k, floor, allow, r, radius, npb, bool(exact))
+            if exact:
+                self.last_exact_rescored = out[2]
+            return out[0], out[1]
+
         if self._transform is None:
-            scores, ids = self._core.search(q, k, floor, allow, r, radius, npb)
+            scores, ids = core_search(q, floor, radius)
             return SearchResult(scores, ids)
         if self._metric == "l2":  # the reduced distance times the transform's scale estimates the full one
             scale = np.float32(self._transform._score_scale)
-            scores, ids = self._core.search(self._project(q, query=True), k, floor, allow, r, radius / scale,
-                                            npb)
+            scores, ids = core_search(self._project(q, query=True), floor, radius / scale)
             return SearchResult((scores * scale).astype(np.float32), ids)
         qn = self._normalized(q)
         reduced = self._project(qn, query=True)
@@ -438,11 +445,11 @@ class Index(_partitions.PartitionedMixin):
         else:
             offset, scale = self._transform._query_offset(qn), self._transform._score_scale
         if offset is None and scale == 1.0:
-            scores, ids = self._core.search(reduced, k, floor, allow, r, nprobe=npb)
+            scores, ids = core_search(reduced, floor)
             return SearchResult(scores, ids)
         # Adding a per-query constant and scaling by a positive factor keep each row's order, so the floor can
         # be applied afterwards: what falls below it is a tail of the row.
-        scores, ids = self._core.search(reduced, k, float("-inf"), allow, r, nprobe=npb)
+        scores, ids = core_search(reduced, float("-inf"))
         found = ids >= 0
         scores = scores * np.float32(scale)
         if offset is not None:

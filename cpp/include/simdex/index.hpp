@@ -76,6 +76,10 @@ struct SearchParams {
     std::size_t rescore = 0;
     // Partitioned index: how many partitions each query probes (0: the index's default_nprobe()).
     std::size_t nprobe = 0;
+    // int8 with kept originals (index_exact.cpp): exactly the float32 top-k, certified by a bound on the int8
+    // score's error; rescored (nq entries, when not null) receives how many rows each query rescored.
+    bool exact = false;
+    std::uint64_t* rescored = nullptr;
 };
 
 struct KernelTable;
@@ -198,6 +202,15 @@ class FlatIndex {
     // Partitioned indexes (index_ivf.cpp). The nearest partition of n rows about to be added (normalized under
     // cosine), computed before anything changes; the probes of nq (normalized) queries, nq x *nprobe.
     std::vector<std::uint32_t> assign_unlocked(const float* x, std::size_t n) const;
+    // exact=True (index_exact.cpp): int8 candidates, rescored exactly, widened until the bound certifies them.
+    void search_i8_exact(const KernelTable& kt, const float* queries, std::size_t nq, const SearchParams& p,
+                         const std::vector<std::size_t>* slots, float* scores, std::int64_t* ids) const;
+    // The largest quantization error ||x - decoded x||, code L1 norm and row norm over the stored rows, computed
+    // on first use after a change (error_bounds_stale_).
+    struct ErrorBounds {
+        double error = 0, code_l1 = 0, norm = 0;
+    };
+    ErrorBounds error_bounds_unlocked() const;
     std::vector<std::uint32_t> probe_unlocked(const KernelTable& kt, const float* queries, std::size_t nq,
                                               const SearchParams& p, std::size_t* nprobe) const;
     // Moves the row at slot order[i] to slot i, for every i (ids, rows, codes, norms and the id map follow).
@@ -255,6 +268,9 @@ class FlatIndex {
     std::vector<ExtraSection> extras_;
     std::size_t partitions_ = 0;
     std::unique_ptr<Partitions> ivf_;  // partitions_ > 0: centroids and lists (trained or not)
+    mutable std::mutex bounds_mu_;     // guards the cached bounds below (searches share mu_)
+    mutable bool bounds_valid_ = false;
+    mutable ErrorBounds bounds_;
     mutable RwLock mu_;                // search / save / readers shared; add / remove / reset exclusive
 };
 
