@@ -89,6 +89,8 @@ void FlatIndex::search_i8_exact(const KernelTable& kt, const float* queries, std
     const float* originals = rows_unlocked();
     std::vector<std::size_t> pending(nq);
     for (std::size_t i = 0; i < nq; ++i) pending[i] = i;
+    // The first pool: larger ones certify more queries at once but slow the int8 scan's top-k lists (K = 64 cost
+    // 1.6x the plain int8 batch, K = 24 1.2x on real-minilm); the few queries left run again with 4K.
     std::size_t cand = std::min(n, std::max<std::size_t>(2 * p.k, 24));
     std::vector<std::pair<float, std::int64_t>> exact;
     while (!pending.empty()) {
