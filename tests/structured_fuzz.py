@@ -39,7 +39,8 @@ BOUNDARY = [0, 1, 2, 3, 63, 64, 65, 127, 128, 255, 4096, 2**31 - 1, 2**31, 2**32
 
 def seed_files() -> list[bytes]:
     """Valid files of every kind the loader knows: cosine, ip with id holes and metadata, int8 with and without
-    the originals, a PCA pre-transform, an empty index, ids at the top of int64, partitioned float32 and int8."""
+    the originals, a PCA pre-transform, an empty index, ids at the top of int64, partitioned float32 and int8,
+    l2 float32 and int8 (with their stored norms)."""
     rng = np.random.default_rng(7)
     out = []
 
@@ -68,6 +69,11 @@ def seed_files() -> list[bytes]:
         e.add(rng.standard_normal((30, 6)).astype(np.float32))
         e.remove([4, 29])
         add(e)
+    for dtype in ("float32", "int8"):
+        f = simdex.Index(5, metric="l2", dtype=dtype)
+        f.add((rng.standard_normal((12, 5)) + 1.0).astype(np.float32))
+        f.remove([3])
+        add(f)
     return out
 
 
@@ -83,7 +89,8 @@ def _fields(buf: bytes) -> list[tuple[int, str, str]]:
         if name == b"index" and length == 64:
             fields += [(offset + off, code, "index") for _, off, code in INDEX_FIELDS]
         elif length and offset + length <= len(buf):
-            width = {b"ids": 8, b"vectors.f32": 4, b"int8.codes": 1, b"int8.step": 4, b"int8.offset": 4}.get(name)
+            width = {b"ids": 8, b"vectors.f32": 4, b"int8.codes": 1, b"int8.step": 4, b"int8.offset": 4,
+                     b"l2.norms": 4}.get(name)
             if width:
                 fields += [(offset + j * width, {8: "q", 4: "f", 1: "b"}[width], "data") for j in range(length // width)]
             else:
@@ -159,6 +166,8 @@ def brute_force_agrees(index, rng) -> None:
     if core.metric == "cosine":
         qq /= np.linalg.norm(qq, axis=1, keepdims=True)
     want = qq @ rows.T
+    if core.metric == "l2":  # squared distances, nearest first: checked as negated scores, best first
+        want, scores = -((qq[:, None, :] - rows[None]) ** 2).sum(-1), -scores
     for r in range(2):
         n = min(k, len(ids))
         assert set(got[r, :n]) <= set(ids) and (got[r, n:] == -1).all()

@@ -70,7 +70,7 @@ def test_crc32c_paths_agree_and_chain(rng):
 # -- round trips and layout -------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("metric", ["cosine", "ip"])
+@pytest.mark.parametrize("metric", ["cosine", "ip", "l2"])
 @pytest.mark.parametrize("how", ["file", "mmap", "bytes"])
 def test_round_trip(tmp_path, rng, metric, how):
     index = make_index(rng, metric=metric)

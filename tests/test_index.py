@@ -216,7 +216,7 @@ def test_bad_k(k, exc, rng):
 
 def test_bad_constructor_args():
     with pytest.raises(ValueError, match="metric"):
-        simdex.Index(4, "l2")
+        simdex.Index(4, "hamming")
     with pytest.raises(ValueError, match="dim"):
         simdex.Index(0)
     with pytest.raises(TypeError, match="dim"):

@@ -489,11 +489,12 @@ def test_index_scalar_quantizer_surface(rng, tmp_path):
     np.testing.assert_array_equal(back.search(x[:3], 4)[1], sq.search(x[:3], 4)[1])
 
 
-def test_index_scalar_quantizer_refuses_l2_and_other_types():
+def test_index_scalar_quantizer_takes_l2_and_refuses_other_types():
     from simdex.faiss_compat import METRIC_L2
 
-    with pytest.raises(ValueError, match="METRIC_L2"):
-        simdex.IndexScalarQuantizer(8, "QT_8bit", METRIC_L2)
+    assert simdex.IndexScalarQuantizer(8, "QT_8bit", METRIC_L2).metric_type == METRIC_L2
+    with pytest.raises(ValueError, match="metric"):
+        simdex.IndexScalarQuantizer(8, "QT_8bit", 5)
     with pytest.raises(ValueError, match="8-bit"):
         simdex.IndexScalarQuantizer(8, "QT_4bit")
 

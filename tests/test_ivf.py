@@ -309,3 +309,28 @@ def test_sharded_partitioned_shards(data):
     assert (res.ids == ids).mean() > 0.99
     few = sharded.search(q, 10, nprobe=1)
     assert (few.ids >= 0).all()
+
+
+@pytest.mark.filterwarnings("ignore:training")
+def test_faiss_ivf_names(tmp_path, data):
+    x, q = data
+    ix = simdex.IndexIVFFlat(simdex.IndexFlatL2(DIM), DIM, 8)
+    assert ix.nprobe == 1 and ix.nlist == 8 and not ix.is_trained
+    with pytest.raises(ValueError, match="train"):
+        ix.add(x)
+    ix.train(x)
+    ix.add(x)
+    ix.nprobe = 100  # clamped to nlist, as FAISS does
+    assert ix.nprobe == 8
+    D, I = ix.search(q, 5)
+    simdex.write_index(ix, str(tmp_path / "ivf.index"))
+    back = simdex.read_index(str(tmp_path / "ivf.index"))
+    assert type(back) is simdex.IndexIVFFlat and back.nprobe == 8
+    np.testing.assert_array_equal(back.search(q, 5)[1], I)
+    with pytest.raises(ValueError, match="quantizer has d"):
+        simdex.IndexIVFFlat(simdex.IndexFlatL2(DIM + 1), DIM, 8)
+    pq = simdex.index_factory(DIM, "PCA12,IVF8,SQ8", simdex.METRIC_INNER_PRODUCT)
+    pq.train(x)
+    pq.add(x)
+    assert pq.index.partitions == 8 and pq.index.dtype == "int8" and pq.index.transform.out_dim == 12
+    assert (pq.search(q, 5)[1] >= 0).all()

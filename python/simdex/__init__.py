@@ -14,8 +14,18 @@ import warnings
 from . import _core
 from ._core import get_num_threads, set_num_threads
 from ._fingerprint import FingerprintMismatch
-from ._index import DiagnosedResult, FormatError, Index, SearchResult, load_bytes
-from .faiss_compat import IndexFlatCosine, IndexFlatIP, IndexScalarQuantizer, read_index, write_index
+from ._core import FormatError
+from ._index import DiagnosedResult, Index, SearchResult
+from ._load import load_bytes
+from . import faiss_compat
+# FAISS's names at the top level, so that `import simdex as faiss` runs FAISS code (listed in faiss_compat.__all__).
+from .faiss_compat import (IDSelector, IDSelectorArray, IDSelectorBatch, IDSelectorNot, IDSelectorRange,  # noqa: F401
+                           IndexFlat, IndexFlatCosine, IndexFlatIP, IndexFlatL2, IndexIDMap, IndexIDMap2,
+                           IndexIVF, IndexIVFFlat, IndexIVFScalarQuantizer, SearchParametersIVF,
+                           IndexPreTransform, IndexScalarQuantizer, METRIC_INNER_PRODUCT, METRIC_L2, ScalarQuantizer,
+                           SearchParameters, deserialize_index, index_factory, knn, normalize_L2,
+                           omp_get_max_threads, omp_set_num_threads, read_index, serialize_index, vector_to_array,
+                           write_index)
 from .text.persist import load  # the index file, and (importing the text wing then) the texts beside it
 from .transform import PCA, RandomProjection
 from .truncate import Truncate
@@ -23,6 +33,7 @@ from .truncate import Truncate
 __version__ = _core.__version__
 
 __all__ = [
+    "Collection",
     "Document",
     "Encoder",
     "FingerprintMismatch",
@@ -42,8 +53,16 @@ __all__ = [
     "ShardError",
     "ShardedIndex",
     "TextSearchResult",
+    "UpsertReport",
     "distributed_ingest",
+    "drift_report",
+    "DriftReport",
+    "calibrate",
+    "Calibration",
+    "SearchMonitor",
     "evaluate",
+    "finetune",
+    "FinetuneResult",
     "get_num_threads",
     "ingest",
     "load",
@@ -56,6 +75,8 @@ __all__ = [
     "write_index",
 ]
 
+__all__ += [name for name in faiss_compat.__all__ if name not in __all__]
+
 
 # The wings above Index, loaded on first use (PEP 562): `import simdex` loads the vectors-only core, not sqlite3,
 # tqdm, Ray or matplotlib. name -> (module, attribute).
@@ -63,6 +84,8 @@ _LAZY = {
     "Encoder": ("text.encoder", "Encoder"),  # torch is imported when an Encoder is made
     "ingest": ("text.ingest", "ingest"),
     "IngestReport": ("text.ingest", "IngestReport"),
+    "Collection": ("text.collection", "Collection"),
+    "UpsertReport": ("text.collection", "UpsertReport"),
     "Document": ("text.docstore", "Document"),
     "Hit": ("text.docstore", "Hit"),
     "TextSearchResult": ("text.docstore", "TextSearchResult"),
@@ -70,6 +93,13 @@ _LAZY = {
     "ShardError": ("shard.worker", "ShardError"),
     "distributed_ingest": ("shard.distributed", "distributed_ingest"),
     "evaluate": ("quality.evaluate", "evaluate"),
+    "calibrate": ("quality.calibrate", "calibrate"),
+    "Calibration": ("quality.calibrate", "Calibration"),
+    "drift_report": ("quality.drift", "drift_report"),
+    "DriftReport": ("quality.drift", "DriftReport"),
+    "SearchMonitor": ("quality.monitor", "SearchMonitor"),
+    "finetune": ("quality.finetune", "finetune"),
+    "FinetuneResult": ("quality.finetune", "FinetuneResult"),
     "ReductionReport": ("quality.reduction", "ReductionReport"),
     "reduction_report": ("quality.reduction", "reduction_report"),
 }

@@ -1,5 +1,5 @@
-"""The exact-search index, vectors only: `simdex.Index`, `load_vectors` (the index file alone; `simdex.load`, in
-`simdex.text.persist`, also opens the texts beside it), `simdex.load_bytes`."""
+"""The index, vectors only: `simdex.Index` (exact, or partitioned: `_partitions.py`). Reading its files is
+`_load.py`."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Optional
 import numpy as np
 
 from . import _core, _partitions
-from ._core import FormatError
 from ._fingerprint import guard_fingerprint
 from ._profile import refresh_profile
 from ._transform_file import from_sections, to_sections
@@ -515,42 +514,3 @@ class Index(_partitions.PartitionedMixin):
         from .text.texts import search_text
 
         return search_text(self, query, k, **options)
-
-
-def _checked(core: Any, source: str) -> Index:
-    # The core checked that metadata is UTF-8; whether it is a JSON object is the Python layer's business.
-    text = core.metadata
-    if text:
-        try:
-            value = json.loads(text)
-        except ValueError as e:
-            raise FormatError(f"{source}: section 'metadata' is not valid JSON ({e})") from None
-        if not isinstance(value, dict):
-            raise FormatError(f"{source}: section 'metadata' holds a JSON {type(value).__name__}, expected an object")
-    return Index._from_core(core, source)
-
-
-def load_vectors(path: "str | os.PathLike[str]", mmap: bool = False) -> Index:
-    """Reads the index file alone, validated like `simdex.load` (its docstring says how): vectors, ids,
-    metadata, transform. The files of its companions (texts) are not opened; `simdex.load` opens them too.
-    """
-    path = os.fspath(path)
-    index = _checked(_core.FlatIndex.load(path, bool(mmap)), path)
-    index._path = path
-    return index
-
-
-def load_bytes(buffer: Any) -> Index:
-    """Reads an index from the bytes of an index file, with the same checks as :func:`load`.
-
-    Args:
-        buffer: any bytes-like object (``bytes``, ``bytearray``, ``memoryview``, ``mmap``); it is copied.
-
-    Returns:
-        The index.
-
-    Raises:
-        simdex.FormatError: the bytes are not a valid simdex index file.
-        TypeError: buffer is not a bytes-like object.
-    """
-    return _checked(_core.FlatIndex.load_bytes(buffer), "<bytes>")

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 _INT64_MAX = np.iinfo(np.int64).max
-METRICS = ("cosine", "ip")
+METRICS = ("cosine", "ip", "l2")
 DTYPES = ("float32", "int8")
 
 
@@ -106,20 +106,33 @@ def as_dim(dim: Any) -> int:
     return dim
 
 
-def as_min_score(min_score: Any) -> float:
-    """Returns min_score as a float (-inf for None). A real number: Python or NumPy int or float (a 0-d NumPy
-    array too); strings, bools, complex numbers and arrays of several values are refused, and so is NaN."""
+def as_min_score(min_score: Any, name: str = "min_score", default: float = float("-inf")) -> float:
+    """Returns min_score as a float (default for None). A real number: Python or NumPy int or float (a 0-d NumPy
+    array too); strings, bools, complex numbers and arrays of several values are refused, and so is NaN. `name`
+    and `default` serve the other thresholds (``max_distance``: +inf)."""
     if min_score is None:
-        return float("-inf")
+        return default
     if isinstance(min_score, np.ndarray) and min_score.ndim == 0 and min_score.dtype.kind in "iuf":
         min_score = min_score[()]
     if isinstance(min_score, (bool, np.bool_)) or not isinstance(min_score, numbers.Real):
-        raise TypeError(f"min_score: expected a real number or None, got {type(min_score).__name__} "
+        raise TypeError(f"{name}: expected a real number or None, got {type(min_score).__name__} "
                         f"{reprlib.repr(min_score)}")
     value = float(min_score)
     if math.isnan(value):
-        raise ValueError("min_score: expected a real number or None, got NaN")
+        raise ValueError(f"{name}: expected a real number or None, got NaN")
     return value
+
+
+def as_thresholds(metric: str, min_score: Any, max_distance: Any) -> "tuple[float, float]":
+    """`Index.search`'s (min_score, max_distance) for the core. Under l2 results are distances, smallest first, so
+    the cut is ``max_distance`` (results farther away are dropped) and min_score is refused; under cosine and
+    ip it is min_score, and max_distance is refused."""
+    if metric == "l2" and min_score is not None:
+        raise ValueError("min_score does not apply under metric 'l2' (scores are squared distances, smallest "
+                         "first): pass max_distance=<largest squared distance to keep>")
+    if metric != "l2" and max_distance is not None:
+        raise ValueError(f"max_distance applies to metric 'l2'; under {metric!r} pass min_score")
+    return as_min_score(min_score), as_min_score(max_distance, "max_distance", float("inf"))
 
 
 def as_dtype(dtype: Any) -> str:
@@ -156,11 +169,14 @@ def as_rescore(rescore: Any, index: Any) -> int:
     return r
 
 
-def check_transform(transform: Any, dim: int) -> Any:
-    """`transform` when it is None or a transform an index of dimension dim can use, else raises."""
+def check_transform(transform: Any, dim: int, metric: str = "cosine") -> Any:
+    """`transform` when it is None or a transform an index of dimension dim and this metric can use, else raises.
+    Under l2 both sides must go through the same map, so that the reduced distance estimates the full one: PCA
+    with center "both" or "none", or a random projection; not PCA(center="database") (queries uncentered) nor
+    Truncate (it renormalizes)."""
     if transform is None:
         return None
-    from .transform import _LinearTransform  # inside: transform.py imports the core extension
+    from .transform import PCA, RandomProjection, _LinearTransform  # inside: transform.py imports the core extension
 
     if not isinstance(transform, _LinearTransform):
         raise TypeError(
@@ -172,4 +188,8 @@ def check_transform(transform: Any, dim: int) -> Any:
         raise ValueError(
             f"transform: fitted on {transform.in_dim}-dimensional vectors, the index dim is {dim}"
         )
+    same_map = isinstance(transform, RandomProjection) or (isinstance(transform, PCA) and transform.center != "database")
+    if metric == "l2" and not same_map:
+        raise ValueError(f"transform: {transform!r} does not map queries and vectors alike, so it cannot estimate "
+                         "l2 distances; use simdex.PCA(out_dim, center='both') or simdex.RandomProjection")
     return transform

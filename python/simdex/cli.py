@@ -1,4 +1,4 @@
-"""The `simdex` command line: ingest, search, eval, cost, info, demo.
+"""The `simdex` command line: ingest, search, eval, finetune, drift, cost, info, demo.
 
 Heavy imports (torch, matplotlib) happen inside the subcommands that need them, so `simdex cost` and
 `simdex info` start instantly.
@@ -119,22 +119,144 @@ def _cmd_search(args: argparse.Namespace) -> int:
 
 
 def _run_eval(corpus: str, queries: str, models: Sequence[str], variants: Sequence[str], k: int,
-              json_path: Optional[str], plot_path: Optional[str]) -> int:
+              json_path: Optional[str], plot_path: Optional[str], chunk_tokens: Optional[list] = None,
+              overlap: int = 0, calibrate: Optional[tuple] = None, holdout: float = 0.3) -> int:
     from .quality.evaluate import evaluate
 
-    result = evaluate(corpus, queries, models=models, variants=variants, k=k, progress=True)
+    result = evaluate(corpus, queries, models=models, variants=variants, k=k, progress=True,
+                      chunk_tokens=chunk_tokens, overlap=overlap)
     print(result.table())
+    min_score = None
+    if calibrate is not None:
+        from .quality.calibrate import calibrate as fit
+
+        target, value = calibrate
+        for row, hits in enumerate(result.hits):
+            if hits is None:
+                continue
+            try:
+                cal = fit(result, row=row, holdout=holdout, **{f"target_{target}": value})
+            except ValueError as e:  # one row missing the target does not hide the others
+                print(f"\ncalibration row {row}: {e}")
+                continue
+            print()
+            print(cal)
+            min_score = cal.min_score if min_score is None else min_score
     if json_path:
         result.to_json(json_path)
         print(f"JSON: {json_path}")
     if plot_path:
-        print(f"plot: {result.plot(plot_path)}")
+        print(f"plot: {result.plot(plot_path, min_score=min_score)}")
     return 0
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
     variants = [v for v in args.variants.split(",") if v]
-    return _run_eval(args.corpus, args.queries, args.model or [DEFAULT_MODEL], variants, args.k, args.json, args.plot)
+    return _run_eval(args.corpus, args.queries, args.model or [DEFAULT_MODEL], variants, args.k, args.json, args.plot,
+                     args.chunk_tokens, args.overlap, args.calibrate, args.holdout)
+
+
+def _chunk_sizes(text: str) -> list:
+    """argparse type: "64,128,256" (and "full" for whole documents)."""
+    out: list = []
+    for part in (p.strip() for p in text.split(",")):
+        if part.lower() in ("full", "none"):
+            out.append(None)
+        elif part:
+            out.append(_positive_int(part))
+    if not out:
+        raise argparse.ArgumentTypeError(f"expected chunk sizes like 64,128,256, got {text!r}")
+    return out
+
+
+def _calibration_target(text: str) -> tuple:
+    """argparse type: "precision=0.9", "recall=0.8", or a bare number (a precision)."""
+    name, _, value = text.rpartition("=")
+    name = name.strip().lower() or "precision"
+    try:
+        number = float(value)
+    except ValueError:
+        number = float("nan")
+    if name not in ("precision", "recall") or not 0 < number <= 1:
+        raise argparse.ArgumentTypeError(f"expected precision=P or recall=R with 0 < P, R <= 1, got {text!r}")
+    return name, number
+
+
+def _holdout(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"expected a share in [0, 1), got {text!r}")
+    return value
+
+
+def _cmd_drift(args: argparse.Namespace) -> int:
+    import simdex
+    from .quality.drift import drift_report
+
+    index = simdex.load(args.index)
+    if args.new.endswith(".npy"):
+        import numpy as np
+
+        new = np.load(args.new)
+        encoder = None
+    else:
+        from .quality.evaluate import _read_jsonl
+
+        if args.new.endswith((".jsonl", ".jsonl.gz")):
+            new = [str(r[args.text_field]) for r in _read_jsonl(args.new) if args.text_field in r]
+        else:
+            with open(args.new, encoding="utf-8") as f:
+                new = [line.strip() for line in f if line.strip()]
+        model = args.model or (index.fingerprint or {}).get("model")
+        if not model:
+            raise ValueError(f"{args.index} records no model; pass --model to embed {args.new}")
+        encoder = _encoder(model, args.device)
+    report = drift_report(index, new, encoder=encoder)
+    if args.json:
+        import json
+
+        print(json.dumps(report.as_dict(), indent=2))
+    else:
+        print(report)
+    return 0
+
+
+def _fraction(text: str) -> float:
+    """argparse type: a number strictly between 0 and 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {text!r}") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number strictly between 0 and 1, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _cmd_finetune(args: argparse.Namespace) -> int:
+    from .quality.finetune import finetune
+
+    result = finetune(args.model, args.queries, corpus=args.corpus, eval_split=args.eval_split,
+                      epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
+                      hard_negatives=args.hard_negatives, patience=args.patience, output_dir=args.out,
+                      seed=args.seed, device=args.device)
+    print(result.table())
+    print(f"held-out Recall@10 {result.gain('recall@10') * 100:+.1f} points, "
+          f"MRR@10 {result.gain('mrr@10') * 100:+.1f} points; model saved to {result.output_dir} "
+          f"(load it with simdex.Encoder({result.output_dir!r}))")
+    return 0
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -182,8 +304,43 @@ def build_parser() -> argparse.ArgumentParser:
                         "...+bm25[N] (BM25 top-N pre-filter) or ...+rrf[K] (RRF fusion with BM25, rrf_k=K)")
     p.add_argument("-k", type=_positive_int, default=10)
     p.add_argument("--json", help="write the result rows as JSON here")
-    p.add_argument("--plot", help="write a PNG of recall@10 against latency and bytes per vector here")
+    p.add_argument("--plot", help="write a PNG of recall@10 against latency and bytes per vector (and chunk size), "
+                                  "score distributions and recall by length here")
+    p.add_argument("--chunk-tokens", type=_chunk_sizes, default=None,
+                   help="sweep chunk sizes, e.g. 64,128,256 (full: whole documents); document-level recall")
+    p.add_argument("--overlap", type=_nonnegative_int, default=0, help="tokens shared by neighbouring chunks")
+    p.add_argument("--calibrate", type=_calibration_target, nargs="?", const=("precision", 0.5), default=None,
+                   metavar="TARGET", help="print the min_score reaching precision=P or recall=R among the top-k hits "
+                                          "(default precision=0.5), measured on held-out queries")
+    p.add_argument("--holdout", type=_holdout, default=0.3, help="share of queries held out of the calibration")
     p.set_defaults(func=_cmd_eval)
+
+    p = sub.add_parser("drift", help="compare new documents or queries with an index's reference profile")
+    p.add_argument("index")
+    p.add_argument("new", help="JSONL with a text field, a text file (one per line), or a .npy of vectors")
+    p.add_argument("--text-field", default="text", help="JSONL field holding the text (e.g. query)")
+    p.add_argument("--model", default=None, help="default: the model recorded in the index")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_drift)
+
+    p = sub.add_parser("finetune", help="fine-tune a sentence-transformers model on a labeled set; held-out "
+                                        "queries scored before and after")
+    p.add_argument("--corpus", required=True, help='JSONL of {"id", "text"}')
+    p.add_argument("--queries", required=True, help='JSONL of {"query", "doc_id"}')
+    p.add_argument("--model", default=DEFAULT_MODEL, help="a sentence-transformers name or folder")
+    p.add_argument("--out", required=True, help="folder the fine-tuned model is saved to")
+    p.add_argument("--eval-split", type=_fraction, default=0.3, help="share of queries held out (default 0.3)")
+    p.add_argument("--epochs", type=_positive_int, default=3)
+    p.add_argument("--batch-size", type=_positive_int, default=32)
+    p.add_argument("--lr", type=_positive_float, default=5e-5)
+    p.add_argument("--hard-negatives", type=_nonnegative_int, default=1,
+                   help="hard negatives per query mined with the base model (0: in-batch negatives only)")
+    p.add_argument("--patience", type=_positive_int, default=1,
+                   help="epochs without a better held-out Recall@10 (then MRR@10) before stopping")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=_cmd_finetune)
 
     p = sub.add_parser("cost", help="storage bytes and monthly cost of an index")
     p.add_argument("--n", type=_positive_int, required=True, help="number of vectors")

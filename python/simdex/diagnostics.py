@@ -64,6 +64,8 @@ def diagnose(scores: np.ndarray, z: np.ndarray, texts: Optional[Sequence[str]] =
 def search_diagnostics(index: Any, queries: Any, res: Any) -> List[QueryDiagnostics]:
     """``Index.search(..., diagnostics=True)``: diagnostics of each query of a search result, with the corpus
     statistics taken (and cached on the index) from up to 10,000 stored rows."""
+    if index.metric == "l2":  # z-scores and gaps of similarities; distances rank the other way
+        raise ValueError("diagnostics=True applies to similarity scores (metric 'cosine' or 'ip'), not 'l2'")
     q = as_matrix(queries, index.dim, "queries")
     qs = index._normalized(q) if index._transform is None else index._project(index._normalized(q), query=True)
     n = len(index)

@@ -163,24 +163,37 @@ class Variant:
 # -- the harness ---------------------------------------------------------------------------------------------
 @dataclass
 class EvalResult:
-    """One row per model x variant, plus per-query details for diagnostics."""
+    """One row per model x variant (x chunk size), plus each row's scored hits (`simdex.calibrate` reads them;
+    None for fusion variants, which rank by rank) and the ranking depth k."""
 
     rows: List[Dict[str, Any]] = field(default_factory=list)
+    hits: List[Any] = field(default_factory=list)
+    k: int = 10
 
     COLUMNS = [
-        ("model", "{}"), ("variant", "{}"), ("dim", "{}"), ("recall@1", "{:.3f}"), ("recall@5", "{:.3f}"),
+        ("model", "{}"), ("variant", "{}"), ("chunk tokens", "{}"), ("vectors", "{}"), ("dim", "{}"),
+        ("recall@1", "{:.3f}"), ("recall@5", "{:.3f}"),
         ("recall@10", "{:.3f}"), ("mrr@10", "{:.3f}"), ("ndcg@10", "{:.3f}"), ("bytes/vec", "{:.0f}"),
         ("index MB", "{:.1f}"), ("enc ms p50", "{:.1f}"), ("enc ms p99", "{:.1f}"), ("search ms p50", "{:.2f}"),
         ("search ms p99", "{:.2f}"), ("ingest docs/s", "{:.0f}"), ("flagged", "{}"), ("flagged recall@10", "{:.3f}"),
     ]
 
+    #: Columns shown only when some row has them (a chunk-size sweep).
+    OPTIONAL = ("chunk tokens", "vectors")
+
     def table(self) -> str:
-        """An aligned plain-text table."""
-        head = [c for c, _ in self.COLUMNS]
-        body = [[fmt.format(r[c]) if r.get(c) is not None else "-" for c, fmt in self.COLUMNS] for r in self.rows]
+        """An aligned plain-text table, then recall by query and document length."""
+        from .chunks import length_table
+
+        swept = any(r.get("chunk tokens") is not None for r in self.rows)
+        cols = [(c, f) for c, f in self.COLUMNS if swept or c not in self.OPTIONAL]
+        head = [c for c, _ in cols]
+        body = [[fmt.format(r[c]) if r.get(c) is not None else "full" if c == "chunk tokens" else "-"
+                 for c, fmt in cols] for r in self.rows]
         widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, h in enumerate(head)]
         line = lambda cells: "  ".join(c.rjust(w) if i > 1 else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))  # noqa: E731
-        return "\n".join([line(head), line(["-" * w for w in widths])] + [line(b) for b in body])
+        return "\n".join([line(head), line(["-" * w for w in widths])] + [line(b) for b in body]) + length_table(
+            self.rows, self.k)
 
     def to_json(self, path: Optional[Union[str, os.PathLike]] = None) -> str:
         text = json.dumps({"rows": self.rows}, indent=2)
@@ -189,29 +202,66 @@ class EvalResult:
                 f.write(text + "\n")
         return text
 
-    def plot(self, path: Union[str, os.PathLike]) -> str:
-        """Saves a PNG: recall@10 against search latency and against bytes per vector."""
+    def plot(self, path: Union[str, os.PathLike], min_score: Optional[float] = None) -> str:
+        """Saves a PNG: recall@10 against search latency and against bytes per vector (and against chunk size in a
+        sweep); the score distributions of relevant and non-relevant hits of the first scored row (with
+        `min_score`, e.g. a calibrated one, marked); recall@10 by query length and by document length."""
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+        from .calibrate import plot_scores
+        from .chunks import plot_lengths
+
+        fig, grid = plt.subplots(2, 3, figsize=(16, 8.4))
+        axes = grid[0]
         for ax, key, label in ((axes[0], "search ms p50", "search latency p50 (ms)"),
                                (axes[1], "bytes/vec", "bytes per vector")):
             for r in self.rows:
                 ax.scatter(r[key], r["recall@10"], s=40)
-                ax.annotate(f"{r['model'].split('/')[-1]}\n{r['variant']}", (r[key], r["recall@10"]), fontsize=7,
-                            textcoords="offset points", xytext=(4, 4))
+                chunk = "" if r.get("chunk tokens") is None else f" chunks {r['chunk tokens']}"
+                ax.annotate(f"{r['model'].split('/')[-1]}\n{r['variant']}{chunk}", (r[key], r["recall@10"]),
+                            fontsize=7, textcoords="offset points", xytext=(4, 4))
             ax.set_xlabel(label)
             ax.set_ylabel("recall@10")
             ax.grid(alpha=0.3)
         axes[1].set_xscale("log")
+        self._plot_chunks(axes[2])
+        first = next((i for i, h in enumerate(self.hits) if h is not None), None)
+        if first is None:
+            grid[1][0].set_axis_off()
+        else:
+            r = self.rows[first]
+            plot_scores(grid[1][0], self.hits[first], f"scores of top-{self.k} hits: {r['model'].split('/')[-1]} "
+                        f"{r['variant']}", min_score)
+        plot_lengths(grid[1][1:], self.rows, self.k)
         fig.suptitle("simdex evaluation")
         fig.tight_layout()
         fig.savefig(path, dpi=110)
         plt.close(fig)
         return os.fspath(path)
+
+    def _plot_chunks(self, ax: Any) -> None:
+        swept = [r for r in self.rows if r.get("chunk tokens") is not None]
+        if not swept:
+            ax.set_axis_off()
+            return
+        for key in sorted({(r["model"], r["variant"]) for r in swept}):
+            pts = sorted((r["chunk tokens"], r["recall@10"], r["index MB"]) for r in swept
+                         if (r["model"], r["variant"]) == key)
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o",
+                    label=f"{key[0].split('/')[-1]} {key[1]}")
+            for c, rec, mb in pts:
+                ax.annotate(f"{mb:.1f} MB", (c, rec), fontsize=7, textcoords="offset points", xytext=(3, 3))
+            whole = [r for r in self.rows if r.get("chunk tokens") is None and (r["model"], r["variant"]) == key]
+            if whole:  # whole documents, for reference
+                ax.axhline(whole[0]["recall@10"], linestyle="--", linewidth=1, color=ax.lines[-1].get_color())
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("chunk tokens (document-level recall; index size annotated)")
+        ax.set_ylabel("recall@10")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
 
 
 def _percentiles(seconds: List[float]) -> Tuple[float, float, float]:
@@ -229,8 +279,8 @@ def _score(ranked_docs: List[List[str]], relevant: List[List[str]], k: int) -> D
 
 def evaluate(corpus: Any, queries: Any, models: Sequence[Any] = ("all-MiniLM-L6-v2",),
              variants: Sequence[str] = ("float32", "int8", "int8+rescore"), k: int = 10,
-             progress: bool = False) -> EvalResult:
-    """Evaluates every model x variant on a labeled set.
+             progress: bool = False, chunk_tokens: Any = None, overlap: int = 0) -> EvalResult:
+    """Evaluates every model x variant (x chunk size) on a labeled set.
 
     Args:
         corpus: JSONL path (``{"id", "text"}`` per line; .gz is fine), list of such dicts, or (id, text) pairs.
@@ -240,14 +290,20 @@ def evaluate(corpus: Any, queries: Any, models: Sequence[Any] = ("all-MiniLM-L6-
         variants: index variants (see :class:`Variant`).
         k: the depth of the ranking metrics.
         progress: show progress bars while embedding.
+        chunk_tokens: None (whole documents), a chunk size in tokens, or a list of them (None in the list: whole
+            documents too) to sweep: each document is split by the encoder's ``token_spans`` (the chunker of
+            `simdex.ingest`), every chunk indexed, and documents ranked by their best chunk, so the metrics stay
+            document-level (see :mod:`simdex.quality.chunks`).
+        overlap: tokens shared by consecutive chunks (below the smallest chunk size).
 
     Returns:
-        An :class:`EvalResult`; ``.table()``, ``.to_json()``, ``.plot()``.
+        An :class:`EvalResult`; ``.table()``, ``.to_json()``, ``.plot()``; `simdex.calibrate` reads its hits.
     """
     from ..diagnostics import CorpusStats, diagnose
-    from ..text.fusion import reciprocal_rank_fusion
-    from ..text.hybrid import KeywordIndex
+    from .calibrate import ScoredHits
+    from .chunks import chunk_corpus, chunk_settings, length_breakdown
 
+    settings = chunk_settings(chunk_tokens, overlap)
     doc_ids, texts, _ = load_corpus(corpus)
     q_texts, relevant = load_queries(queries)
     known = set(doc_ids)
@@ -256,64 +312,96 @@ def evaluate(corpus: Any, queries: Any, models: Sequence[Any] = ("all-MiniLM-L6-
         if missing:
             raise ValueError(f"query {q!r}: relevant document(s) {missing[:3]} not in the corpus")
     parsed = [Variant.parse(v) for v in variants]
-    keywords = (KeywordIndex.from_records(range(len(texts)), texts)
-                if any(v.keyword_limit or v.rrf_k is not None for v in parsed) else None)
-    result = EvalResult()
+    doc_words = {d: len(t.split()) for d, t in zip(doc_ids, texts)}
+    result = EvalResult(k=k)
     for model in models:
         encoder = _encoder(model)
         name = encoder.fingerprint.get("model", str(model)) if isinstance(encoder.fingerprint, dict) else str(model)
-        t0 = time.perf_counter()
-        keyword = _progress_keyword(encoder.embed_batch)
-        doc_vecs = np.ascontiguousarray(
-            encoder.embed_batch(texts, **({keyword: progress} if keyword else {})), np.float32)
-        embed_s = time.perf_counter() - t0
         q_vecs, enc_lat = [], []
         for q in q_texts:
             t = time.perf_counter()
             q_vecs.append(np.asarray(encoder.embed_query(q), np.float32).reshape(-1))
             enc_lat.append(time.perf_counter() - t)
         q_mat = np.stack(q_vecs)
-        dim = doc_vecs.shape[1]
-        stats = CorpusStats(doc_vecs[:: max(1, len(doc_vecs) // 20000)])
-        for variant in parsed:
-            index = variant.build(dim)
-            t = time.perf_counter()
-            index.add(doc_vecs)
-            add_s = time.perf_counter() - t
-            ranked, lat, best = [], [], []
-            kw = variant.search_kwargs()
-            for q_text, qv in zip(q_texts, q_mat):
+        for setting in settings:
+            chunk_texts, owner = chunk_corpus(encoder, texts, setting, overlap)
+            t0 = time.perf_counter()
+            keyword = _progress_keyword(encoder.embed_batch)
+            doc_vecs = np.ascontiguousarray(
+                encoder.embed_batch(chunk_texts, **({keyword: progress} if keyword else {})), np.float32)
+            embed_s = time.perf_counter() - t0
+            stats = CorpusStats(doc_vecs[:: max(1, len(doc_vecs) // 20000)])
+            keywords = None
+            if any(v.keyword_limit or v.rrf_k is not None for v in parsed):
+                from ..text.hybrid import KeywordIndex
+
+                keywords = KeywordIndex.from_records(range(len(chunk_texts)), chunk_texts)
+            for variant in parsed:
+                index = variant.build(doc_vecs.shape[1])
                 t = time.perf_counter()
-                if variant.keyword_limit:
-                    kw["filter"] = keywords.allow_list(q_text, variant.keyword_limit)
-                if variant.rrf_k is None:
-                    scores, ids = index.search(qv, k, **kw)
-                    top = ids[0][ids[0] >= 0]
-                else:  # the same fusion as search_text(mode="rrf"): dense top-N and BM25 top-N of the query text
-                    depth = max(k, RRF_DEPTH)
-                    scores, ids = index.search(qv, depth, **kw)
-                    bm25_ids, _ = keywords.bm25(q_text, depth)
-                    top, _ = reciprocal_rank_fusion([ids[0][ids[0] >= 0], bm25_ids], k, variant.rrf_k)
-                lat.append(time.perf_counter() - t)
-                ranked.append([doc_ids[i] for i in top])
-                best.append(scores[0][:k])
-            metrics = _score(ranked, relevant, k)
-            diags = diagnose(np.stack(best), stats.z_scores(q_mat, np.stack(best)[:, 0]), q_texts)
-            flagged = [i for i, d in enumerate(diags) if d.flags]
-            enc_mean, enc_p50, enc_p99 = _percentiles(enc_lat)
-            _, s_p50, s_p99 = _percentiles(lat)
-            size = index.memory_usage()
-            result.rows.append({
-                "model": name, "variant": variant.name, "dim": index.dim if variant.out_dim is None else variant.out_dim,
-                **metrics, "bytes/vec": size / len(index), "index MB": size / 1e6,
-                "enc ms mean": enc_mean, "enc ms p50": enc_p50, "enc ms p99": enc_p99,
-                "search ms p50": s_p50, "search ms p99": s_p99,
-                "ingest docs/s": len(texts) / (embed_s + add_s), "queries": len(q_texts), "documents": len(texts),
-                "flagged": len(flagged),
-                "flagged recall@10": (float(np.mean([recall_at_k(ranked[i], relevant[i], k) for i in flagged]))
-                                      if flagged else None),
-            })
+                index.add(doc_vecs)
+                add_s = time.perf_counter() - t
+                positions, best, dense, lat = _rank(index, variant, q_texts, q_mat, keywords, owner, k)
+                ranked = [[doc_ids[d] for d in r] for r in positions]
+                metrics = _score(ranked, relevant, k)
+                padded = np.array([b + [-np.inf] * (k - len(b)) for b in dense])
+                diags = diagnose(padded, stats.z_scores(q_mat, padded[:, 0]), q_texts)
+                flagged = [i for i, d in enumerate(diags) if d.flags]
+                enc_mean, enc_p50, enc_p99 = _percentiles(enc_lat)
+                _, s_p50, s_p99 = _percentiles(lat)
+                size = index.memory_usage()
+                result.rows.append({
+                    "model": name, "variant": variant.name, "chunk tokens": setting, "vectors": len(index),
+                    "dim": index.dim if variant.out_dim is None else variant.out_dim,
+                    **metrics, "bytes/vec": size / len(index), "index MB": size / 1e6,
+                    "enc ms mean": enc_mean, "enc ms p50": enc_p50, "enc ms p99": enc_p99,
+                    "search ms p50": s_p50, "search ms p99": s_p99,
+                    "ingest docs/s": len(texts) / (embed_s + add_s), "queries": len(q_texts), "documents": len(texts),
+                    "flagged": len(flagged),
+                    "flagged recall@10": (float(np.mean([recall_at_k(ranked[i], relevant[i], k) for i in flagged]))
+                                          if flagged else None),
+                    "lengths": length_breakdown(q_texts, relevant, ranked, doc_words, k),
+                })
+                # Fusion ranks by rank, so its hits carry no score a min_score could cut.
+                result.hits.append(None if variant.rrf_k is not None else
+                                   ScoredHits.from_rankings(ranked, best, relevant, k))
     return result
+
+
+def _rank(index: Any, variant: Variant, q_texts: Sequence[str], q_mat: np.ndarray, keywords: Any,
+          owner: np.ndarray, k: int) -> Tuple[List[List[int]], List[List[float]], List[List[float]], List[float]]:
+    """Each query's k best documents (indexes into the corpus) and their scores (fusion: the fused ranking, with
+    the vector search's score of each document, -inf where it did not rank it); the k best scores of the vector
+    search alone (for diagnostics); the search latencies. A document ranks by its best chunk."""
+    from ..text.fusion import reciprocal_rank_fusion
+    from .chunks import best_per_document, search_depth
+
+    ranked, best, dense, lat = [], [], [], []
+    kw = variant.search_kwargs()
+    depth = search_depth(k, owner)
+    for q_text, qv in zip(q_texts, q_mat):
+        t = time.perf_counter()
+        if variant.keyword_limit:
+            kw["filter"] = keywords.allow_list(q_text, variant.keyword_limit)
+        if variant.rrf_k is None:
+            scores, ids = index.search(qv, depth, **kw)
+            live = ids[0] >= 0
+            top, top_scores = ids[0][live], scores[0][live]
+            dense_top = None
+        else:  # the same fusion as search_text(mode="rrf"): dense top-N and BM25 top-N of the query text
+            n = max(depth, RRF_DEPTH)
+            scores, ids = index.search(qv, n, **kw)
+            bm25_ids, _ = keywords.bm25(q_text, n)
+            top, _ = reciprocal_rank_fusion([ids[0][ids[0] >= 0], bm25_ids], n, variant.rrf_k)
+            by_id = dict(zip(ids[0].tolist(), scores[0].tolist()))
+            top_scores = [by_id.get(int(i), -np.inf) for i in top]
+            dense_top = best_per_document(ids[0][ids[0] >= 0], scores[0][ids[0] >= 0], owner, k)[1]
+        lat.append(time.perf_counter() - t)
+        docs, doc_scores = best_per_document(top, top_scores, owner, k)
+        ranked.append(docs)
+        best.append(doc_scores)
+        dense.append(doc_scores if dense_top is None else dense_top)
+    return ranked, best, dense, lat
 
 
 def _encoder(model: Any):

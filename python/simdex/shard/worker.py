@@ -12,7 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from .._index import Index, load_bytes
+from .._index import Index
+from .._load import load_bytes
 from ..text.persist import load  # the index file and the texts beside it (sqlite3 only when there are some)
 
 

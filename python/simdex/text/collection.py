@@ -25,7 +25,8 @@ from typing import Any, Optional
 import numpy as np
 
 from .._fingerprint import check_fingerprint
-from .._index import Index, load_vectors
+from .._index import Index
+from .._load import load_vectors
 from . import _collection_transform as transforms
 from ._docinput import as_keys, parse_doc, source_of
 from .consistency import RWLock

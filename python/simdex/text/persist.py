@@ -1,6 +1,6 @@
 """The files of an index with texts: the index file, and the document store beside it (`docs_path`).
 
-`simdex.load` is `load` here: it reads the index file (`simdex._index.load_vectors`) and, only when a document
+`simdex.load` is `load` here: it reads the index file (`simdex._load.load_vectors`) and, only when a document
 store lies beside it, imports the rest of the text wing to attach the store (so ``import simdex`` and loading a
 vectors-only index never import sqlite3). This module imports nothing else of the text wing.
 """
@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import os
 
-from .._index import COMPANION_FILES, Index, load_vectors
+from .._index import COMPANION_FILES, Index
+from .._load import load_vectors
 
 #: The name of the texts' companion in `Index._companions` and `simdex._index.COMPANION_FILES`.
 COMPANION = "docs"

@@ -69,7 +69,7 @@ def texts_of(index: Index) -> Texts:
     texts = index._companions.get(COMPANION)
     if texts is None:
         if index._path is not None and os.path.exists(docs_path(index._path)):
-            # An index read without its companions (simdex._index.load_vectors): its texts are beside its file.
+            # An index read without its companions (simdex._load.load_vectors): its texts are beside its file.
             attach(index, index._path)
         texts = index._companions.setdefault(COMPANION, Texts())
     return texts
