@@ -62,14 +62,14 @@ def test_search_text_keywords_and_where_over_the_document_store(tmp_path, minilm
     simdex.ingest(str(folder), path, encoder=minilm)
     index = simdex.load(path)
     assert [h.text for h in index.search_text("sending email", 3, encoder=minilm)][0].startswith("Use smtplib")
-    only = index.search_text("sending email", 3, encoder=minilm, where="source LIKE '%.md'")
+    only = index.search_text("sending email", 3, encoder=minilm, unsafe_sql="source LIKE '%.md'")
     assert [h.text[:4] for h in only] == ["fork"]
     kw = index.search_text("how do I put items in order", 3, encoder=minilm, keywords="sorted")
     assert [h.text[:4] for h in kw] == ["List"]
     kw = index.search_text("anything", 3, encoder=minilm, keywords="smtplib")
     assert [h.text[:3] for h in kw] == ["Use"]
     with pytest.raises(ValueError, match="where"):
-        index.search_text("x", 3, encoder=minilm, where="no_such_column = 1")
+        index.search_text("x", 3, encoder=minilm, unsafe_sql="no_such_column = 1")
 
 
 # -- hostile where= conditions: one expression, a deadline, a length limit ---------------------------------------
@@ -193,19 +193,19 @@ def test_search_text_where_is_bounded_too(monkeypatch):
     index = simdex.Index(8)
     index.add_texts(["send mail", "sort a list", "fork a process"], encoder=HashEncoder())
     monkeypatch.setattr(hybrid, "WHERE_TIMEOUT", 0.3, raising=False)
-    err, seconds = timed(lambda: index.search_text("mail", 2, encoder=HashEncoder(), where=RECURSIVE_CTE), 10,
+    err, seconds = timed(lambda: index.search_text("mail", 2, encoder=HashEncoder(), unsafe_sql=RECURSIVE_CTE), 10,
                          lambda: texts_of(index)._keywords[1].conn.interrupt())
     assert isinstance(err, ValueError) and "deadline" in str(err), err
     assert seconds < 2
     with pytest.raises(ValueError, match="';'"):
-        index.search_text("mail", 2, encoder=HashEncoder(), where="1; SELECT 1")
-    assert len(index.search_text("mail", 3, encoder=HashEncoder(), where="doc IS NULL")) == 3
+        index.search_text("mail", 2, encoder=HashEncoder(), unsafe_sql="1; SELECT 1")
+    assert len(index.search_text("mail", 3, encoder=HashEncoder(), unsafe_sql="doc IS NULL")) == 3
 
 
 def test_search_text_passes_its_where_timeout_on():
     index = simdex.Index(8)
     index.add_texts(["send mail", "sort a list"], encoder=HashEncoder())
-    err, seconds = timed(lambda: index.search_text("mail", 2, encoder=HashEncoder(), where=RECURSIVE_CTE,
+    err, seconds = timed(lambda: index.search_text("mail", 2, encoder=HashEncoder(), unsafe_sql=RECURSIVE_CTE,
                                                    where_timeout=0.2), 10,
                          lambda: texts_of(index)._keywords[1].conn.interrupt())
     assert isinstance(err, ValueError) and "deadline" in str(err), err
@@ -272,9 +272,9 @@ def test_search_text_rrf_honours_filter_and_where(texts_index):
     store = texts_of(texts_index).store
     store._db.execute("UPDATE documents SET source = 'man' WHERE id IN (SELECT doc FROM chunks WHERE id IN (3, 7))")
     texts_of(texts_index)._keywords = None  # the keyword index reads source when built
-    got = texts_index.search_text("mail process", 8, encoder=HashEncoder(), mode="rrf", where="source = 'man'")
+    got = texts_index.search_text("mail process", 8, encoder=HashEncoder(), mode="rrf", unsafe_sql="source = 'man'")
     assert got.ids.tolist() == _rrf_reference(texts_index, "mail process", "mail process", 8, allowed={3, 7})[0]
-    both = texts_index.search_text("mail process", 8, encoder=HashEncoder(), mode="rrf", where="source = 'man'",
+    both = texts_index.search_text("mail process", 8, encoder=HashEncoder(), mode="rrf", unsafe_sql="source = 'man'",
                                    filter=[0, 2, 7])
     assert both.ids.tolist() == [7]
     assert len(texts_index.search_text("mail", 3, encoder=HashEncoder(), mode="rrf", filter=[])) == 0
