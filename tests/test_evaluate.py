@@ -59,6 +59,8 @@ def test_load_queries_merges_repeated_queries():
     ("float32+rrf", Variant("float32+rrf", rrf_k=60.0)),
     ("int8+rescore+rrf30", Variant("int8+rescore+rrf30", "int8", rescore=4, rrf_k=30.0)),
     ("float32+rrf0", Variant("float32+rrf0", rrf_k=0.0)),
+    ("ivf64+int8", Variant("ivf64+int8", "int8", partitions=64)),
+    ("pca64+ivf16n4", Variant("pca64+ivf16n4", "float32", "pca", 64, partitions=16, nprobe=4)),
 ])
 def test_variant_names(name, expect):
     assert Variant.parse(name) == expect
@@ -116,6 +118,26 @@ def test_harness_against_numpy_reference(tmp_path, rng):
     pytest.importorskip("matplotlib")
     png = res.plot(tmp_path / "r.png")
     assert open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.filterwarnings("ignore:training 8 partitions")
+def test_ivf_variants(rng):
+    """Partitioned variants: probing every partition ranks exactly as float32; one partition of eight can only
+    lose recall."""
+    docs = [f"doc {i}" for i in range(400)]
+    vecs = rng.standard_normal((400, 16)).astype(np.float32)
+    table = dict(zip(docs, vecs))
+    queries = []
+    for j in range(30):
+        target = int(rng.integers(400))
+        table[f"q{j}"] = vecs[target] + 0.8 * rng.standard_normal(16).astype(np.float32)
+        queries.append({"query": f"q{j}", "doc_id": str(target)})
+    corpus = [{"id": str(i), "text": t} for i, t in enumerate(docs)]
+    res = evaluate(corpus, queries, models=[LookupEncoder(table)], variants=["float32", "ivf8n8", "ivf8n1"], k=10)
+    by = {r["variant"]: r for r in res.rows}
+    assert by["ivf8n8"]["recall@10"] == by["float32"]["recall@10"]
+    assert by["ivf8n8"]["mrr@10"] == by["float32"]["mrr@10"]
+    assert by["ivf8n1"]["recall@10"] <= by["float32"]["recall@10"]
 
 
 def test_rrf_variant_against_a_reference(rng):

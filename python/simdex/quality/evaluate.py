@@ -100,7 +100,8 @@ def load_queries(queries: Any) -> Tuple[List[str], List[List[str]]]:
 
 # -- variants ------------------------------------------------------------------------------------------------
 _VARIANT = re.compile(
-    r"^(?:(pca|rp|truncate)(\d+)\+?)?(float32|int8)?(\+rescore(\d+)?)?(\+bm25(\d+)?)?(\+rrf(\d+)?)?$")
+    r"^(?:(pca|rp|truncate)(\d+)\+?)?(?:ivf(\d+)(?:n(\d+))?\+?)?(float32|int8)?(\+rescore(\d+)?)?(\+bm25(\d+)?)?"
+    r"(\+rrf(\d+)?)?$")
 #: Candidates each ranking (vector search, BM25) brings to a "+rrf" fusion: search_text's default keyword_limit.
 RRF_DEPTH = 200
 
@@ -108,7 +109,8 @@ RRF_DEPTH = 200
 @dataclass
 class Variant:
     """An index configuration named like "float32", "int8", "int8+rescore", "pca256", "rp192+int8", "truncate256"
-    (the first 256 dims of a Matryoshka embedding, renormalized), or any of them with a hybrid suffix:
+    (the first 256 dims of a Matryoshka embedding, renormalized), "ivf64+int8" (64 partitions, docs/ivf.md;
+    "ivf64n8": searched with nprobe 8, else the index's default), or any of them with a hybrid suffix:
 
     - "+bm25" (search_text's ``mode="prefilter"``): the vector search ranks only the top-200 BM25 keyword matches
       of the query text ("+bm25N": the top N);
@@ -123,14 +125,16 @@ class Variant:
     rescore: Optional[int] = None
     keyword_limit: Optional[int] = None
     rrf_k: Optional[float] = None
+    partitions: Optional[int] = None
+    nprobe: Optional[int] = None
 
     @classmethod
     def parse(cls, name: str) -> "Variant":
         m = _VARIANT.match(name.replace(" ", ""))
         if not m or not name:
             raise ValueError(f"variant {name!r}: expected e.g. float32, int8, int8+rescore, pca256, rp192+int8, "
-                             "truncate256, float32+bm25, float32+rrf")
-        reduce, dim, dtype, rescore, factor, bm25, limit, rrf, rrf_k = m.groups()
+                             "truncate256, ivf64+int8, float32+bm25, float32+rrf")
+        reduce, dim, parts, nprobe, dtype, rescore, factor, bm25, limit, rrf, rrf_k = m.groups()
         if rescore and dtype != "int8":
             raise ValueError(f"variant {name!r}: rescoring needs int8")
         if bm25 and rrf:
@@ -138,7 +142,8 @@ class Variant:
         return cls(name, dtype or "float32", reduce, int(dim) if dim else None,
                    (int(factor) if factor else 4) if rescore else None,
                    (int(limit) if limit else 200) if bm25 else None,
-                   (float(rrf_k) if rrf_k else 60.0) if rrf else None)
+                   (float(rrf_k) if rrf_k else 60.0) if rrf else None,
+                   int(parts) if parts else None, int(nprobe) if nprobe else None)
 
     def build(self, dim: int):
         import simdex
@@ -154,10 +159,15 @@ class Variant:
             kwargs["transform"] = simdex.RandomProjection(self.out_dim)
         elif self.reduce == "truncate":
             kwargs["transform"] = simdex.Truncate(self.out_dim)
+        if self.partitions:
+            kwargs["partitions"] = self.partitions
         return simdex.Index(dim, "cosine", **kwargs)
 
     def search_kwargs(self) -> dict:
-        return {"rescore": self.rescore} if self.rescore else {}
+        kw: Dict[str, Any] = {"rescore": self.rescore} if self.rescore else {}
+        if self.nprobe:
+            kw["nprobe"] = self.nprobe
+        return kw
 
 
 # -- the harness ---------------------------------------------------------------------------------------------
