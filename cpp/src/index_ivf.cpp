@@ -112,7 +112,7 @@ std::vector<std::uint64_t> FlatIndex::list_sizes() const {
 std::size_t FlatIndex::default_nprobe() const {
     std::shared_lock<RwLock> lock(mu_);
     if (!ivf_) return 0;
-    return ivf_->default_nprobe ? ivf_->default_nprobe : std::max<std::size_t>(1, partitions_ / 16);
+    return ivf_->nprobe_or_default(0);
 }
 
 void FlatIndex::set_default_nprobe(std::size_t nprobe) {
@@ -141,8 +141,7 @@ std::vector<std::uint32_t> FlatIndex::assign_unlocked(const float* x, std::size_
 
 std::vector<std::uint32_t> FlatIndex::probe_unlocked(const KernelTable& kt, const float* queries, std::size_t nq,
                                                      const SearchParams& p, std::size_t* nprobe) const {
-    std::size_t np = p.nprobe;
-    if (!np) np = ivf_->default_nprobe ? ivf_->default_nprobe : std::max<std::size_t>(1, partitions_ / 16);
+    const std::size_t np = ivf_->nprobe_or_default(p.nprobe);
     if (np > partitions_)
         throw std::invalid_argument("nprobe must be in [1, partitions=" + std::to_string(partitions_) + "], got " +
                                     std::to_string(np));

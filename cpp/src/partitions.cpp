@@ -28,8 +28,6 @@ std::uint32_t argmax(const float* s, std::size_t n) {
     return static_cast<std::uint32_t>(std::max_element(s, s + n) - s);
 }
 
-void normalize(float* c, std::size_t n, std::size_t dim) { normalize_rows(c, n, dim); }
-
 std::vector<float> half_norms_of(const float* c, std::size_t k, std::size_t dim) {
     std::vector<float> h(k);
     for (std::size_t j = 0; j < k; ++j) {
@@ -128,7 +126,7 @@ FloatBuffer kmeans(const KernelTable& kt, const float* x, std::size_t n, std::si
         sx = seed_rows.data();
     }
     FloatBuffer c = seed_centers(kt, sx, sn, dim, k, rng, opt.interrupt);
-    if (how == Match::dot) normalize(c.data(), k, dim);
+    if (how == Match::dot) normalize_rows(c.data(), k, dim);
     if (opt.progress) opt.progress(0, opt.iterations);
 
     std::vector<std::uint32_t> assign(n);
@@ -169,7 +167,7 @@ FloatBuffer kmeans(const KernelTable& kt, const float* x, std::size_t n, std::si
             counts[j] = counts[big] / 2;
             counts[big] -= counts[j];
         }
-        if (how == Match::dot) normalize(c.data(), k, dim);
+        if (how == Match::dot) normalize_rows(c.data(), k, dim);
         if (opt.progress) opt.progress(it + 1, opt.iterations);
     }
     return c;

@@ -14,8 +14,8 @@ import numpy as np
 from . import _core, _partitions
 from ._fingerprint import guard_fingerprint
 from ._profile import refresh_profile
-from ._transform_file import from_sections, to_sections
-from .transform import unit_rows
+from ._transform_file import from_sections
+from ._transformed import TransformedMixin
 from ._validate import (METRICS, as_dim, as_dtype, as_ids, as_k, as_matrix, as_rescore, as_thresholds,
                         check_transform)
 from .diagnostics import search_diagnostics
@@ -48,7 +48,7 @@ class DiagnosedResult(NamedTuple):
     diagnostics: list
 
 
-class Index(_partitions.PartitionedMixin):
+class Index(_partitions.PartitionedMixin, TransformedMixin):
     """Exact nearest-neighbour index over float32 vectors (or their int8 codes), scored by inner product.
 
     Args:
@@ -135,13 +135,6 @@ class Index(_partitions.PartitionedMixin):
         else:
             self._transform, self._dim, self._metric = None, core.dim, core.metric
         return self
-
-    def _renormalized(self) -> bool:
-        return self._metric == "cosine" and self._transform._renormalize
-
-    def _store_transform(self) -> None:
-        """Puts the transform (fitted or not) into the core's extra sections, so save writes it."""
-        self._core.set_extra_sections(to_sections(self._transform, self._dim, self._metric))
 
     # -- properties -------------------------------------------------------------------------------------
     @property
@@ -321,32 +314,6 @@ class Index(_partitions.PartitionedMixin):
         if self.partitions:
             _partitions.train_partitions(self, x)
 
-    def _normalized(self, x: np.ndarray) -> np.ndarray:
-        if self._metric != "cosine":
-            return x
-        return unit_rows(x)
-
-    def _fit_transform(self, x: np.ndarray) -> None:
-        from .transform import PCA
-
-        t = self._transform
-        if isinstance(t, PCA) and x.shape[0] < t.out_dim:
-            raise ValueError(f"training {t!r} needs at least {t.out_dim} vectors, got {x.shape[0]}; call "
-                             "index.train(sample) with a larger sample, or add a larger first batch")
-        t.fit(x)
-        self._store_transform()
-
-    def _project(self, x: np.ndarray, train: bool = False, query: bool = False) -> np.ndarray:
-        """Projects x (already normalized under cosine); trains the transform first if asked and needed."""
-        t = self._transform
-        if not t.is_fitted:
-            if not train:
-                raise ValueError(f"{t!r} is not trained yet: add vectors or call index.train(sample) first")
-            with self._train_lock:
-                if not t.is_fitted:
-                    self._fit_transform(x)
-        return t.transform_query(x) if query else t.transform(x)
-
     def remove(self, ids: Any) -> int:
         """Removes the given ids (absent ones are ignored) and returns how many were removed.
 
@@ -420,7 +387,7 @@ class Index(_partitions.PartitionedMixin):
         floor, radius = as_thresholds(self._metric, min_score, max_distance)
         allow = None if filter is None else as_ids(filter, "filter")
         r = as_rescore(rescore, self)
-        npb = _partitions.as_nprobe(self, nprobe)
+        npb = _partitions.as_nprobe(nprobe)
         if not isinstance(exact, (bool, np.bool_)):
             raise TypeError(f"exact: expected a bool, got {type(exact).__name__}")
 

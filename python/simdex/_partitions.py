@@ -32,16 +32,10 @@ def as_partitions(partitions: Any) -> Optional[int]:
     return as_positive_int(partitions, "partitions")
 
 
-def as_nprobe(index: "Index", nprobe: Any) -> int:
-    """Validates ``search(nprobe=...)``: 0 (the index's default) for None, else an int in [1, partitions]."""
-    if nprobe is None:
-        return 0
-    if not index.partitions:
-        raise ValueError("nprobe applies to a partitioned index (simdex.Index(..., partitions=N)); this one is exact")
-    n = as_positive_int(nprobe, "nprobe")
-    if n > index.partitions:
-        raise ValueError(f"nprobe must be in [1, partitions={index.partitions}], got {n}")
-    return n
+def as_nprobe(nprobe: Any) -> int:
+    """``search(nprobe=...)`` as the core takes it: 0 (the index's default) for None, else a positive int. The core
+    checks it against the partitions (and refuses it on an exact index)."""
+    return 0 if nprobe is None else as_positive_int(nprobe, "nprobe")
 
 
 def train_partitions(index: "Index", x: np.ndarray, *, seed: int = 1234, show_progress: Optional[bool] = None) -> None:
@@ -173,7 +167,7 @@ class PartitionedMixin:
 
     @nprobe.setter
     def nprobe(self, value: int) -> None:
-        self._core.nprobe = as_nprobe(self, value)
+        self._core.nprobe = as_nprobe(value)
 
     def tune(self, queries: Any, target_recall: float = 0.95, k: int = 10, *, rescore: Optional[int] = None,
              max_queries: int = 1000) -> list:

@@ -73,8 +73,14 @@ class Partitions {
     const std::uint32_t* assignment() const noexcept { return list_of_.data(); }  // slot -> partition
     std::size_t bytes() const noexcept;
 
-    // The nprobe a search uses when it names none (set by tune(); 0 until then: the Python layer picks).
+    // The nprobe stored by tune() (0: none); searches that name none use nprobe_or_default(0).
     std::size_t default_nprobe = 0;
+    // asked, or else the stored nprobe, or else max(1, count() / 16).
+    std::size_t nprobe_or_default(std::size_t asked) const noexcept {
+        if (asked) return asked;
+        if (default_nprobe) return default_nprobe;
+        return count_ / 16 ? count_ / 16 : 1;
+    }
 
   private:
     std::shared_ptr<const PackedRows> packed(const KernelTable& kt) const;

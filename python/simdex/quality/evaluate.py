@@ -98,6 +98,19 @@ def load_queries(queries: Any) -> Tuple[List[str], List[List[str]]]:
     return list(order), list(order.values())
 
 
+def load_labeled(corpus: Any, queries: Any) -> Tuple[List[str], List[str], List[str], List[List[str]]]:
+    """(doc ids, doc texts, query texts, relevant doc ids per query), every relevant id checked to be in the
+    corpus."""
+    doc_ids, texts, _ = load_corpus(corpus)
+    q_texts, relevant = load_queries(queries)
+    known = set(doc_ids)
+    for q, rel in zip(q_texts, relevant):
+        missing = [d for d in rel if d not in known]
+        if missing:
+            raise ValueError(f"query {q!r}: relevant document(s) {missing[:3]} not in the corpus")
+    return doc_ids, texts, q_texts, relevant
+
+
 # -- variants ------------------------------------------------------------------------------------------------
 _VARIANT = re.compile(
     r"^(?:(pca|rp|truncate)(\d+)\+?)?(?:ivf(\d+)(?:n(\d+))?\+?)?(float32|int8)?(\+rescore(\d+)?)?(\+bm25(\d+)?)?"
@@ -314,13 +327,7 @@ def evaluate(corpus: Any, queries: Any, models: Sequence[Any] = ("all-MiniLM-L6-
     from .chunks import chunk_corpus, chunk_settings, length_breakdown
 
     settings = chunk_settings(chunk_tokens, overlap)
-    doc_ids, texts, _ = load_corpus(corpus)
-    q_texts, relevant = load_queries(queries)
-    known = set(doc_ids)
-    for q, rel in zip(q_texts, relevant):
-        missing = [d for d in rel if d not in known]
-        if missing:
-            raise ValueError(f"query {q!r}: relevant document(s) {missing[:3]} not in the corpus")
+    doc_ids, texts, q_texts, relevant = load_labeled(corpus, queries)
     parsed = [Variant.parse(v) for v in variants]
     doc_words = {d: len(t.split()) for d, t in zip(doc_ids, texts)}
     result = EvalResult(k=k)

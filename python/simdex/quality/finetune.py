@@ -23,7 +23,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from .evaluate import evaluate, load_corpus, load_queries
+from .evaluate import evaluate, load_labeled
 
 #: Held-out metrics shown by `FinetuneResult.table` (the k=10 ranking metrics of `simdex.evaluate`).
 METRICS = ("recall@1", "recall@10", "mrr@10", "ndcg@10")
@@ -65,13 +65,7 @@ class FinetuneResult:
 def _load(pairs: Any, corpus: Any) -> Tuple[List[str], List[str], List[str], List[List[str]]]:
     """(doc ids, doc texts, query texts, relevant doc ids per query)."""
     if corpus is not None:
-        doc_ids, texts, _ = load_corpus(corpus)
-        queries, relevant = load_queries(pairs)
-        known = set(doc_ids)
-        for q, rel in zip(queries, relevant):
-            missing = [d for d in rel if d not in known]
-            if missing:
-                raise ValueError(f"query {q!r}: relevant document(s) {missing[:3]} not in the corpus")
+        doc_ids, texts, queries, relevant = load_labeled(corpus, pairs)
     else:  # (query, positive text) pairs: the positives are the corpus
         if isinstance(pairs, (str, os.PathLike)):
             raise ValueError("pairs: a JSONL of {query, doc_id} records needs corpus=...; without a corpus, "
