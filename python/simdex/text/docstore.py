@@ -332,6 +332,33 @@ class DocStore:
                 self._db.execute(f"DELETE FROM chunks WHERE doc IN ({marks})", part)
                 self._db.execute(f"DELETE FROM documents WHERE id IN ({marks})", part)
 
+    def keyless_under(self, prefix: str) -> tuple:
+        """(document rows, their chunk ids) of the documents without a key whose source starts with prefix (the
+        lines `simdex.ingest` read from one file: their source is ``"path:line"``)."""
+        with self.lock:
+            rows = self._db.execute(
+                "SELECT d.id, c.id FROM documents d LEFT JOIN chunks c ON c.doc = d.id "
+                "WHERE d.key IS NULL AND substr(d.source, 1, ?) = ?", (len(prefix), prefix)).fetchall()
+        return sorted({r for r, _ in rows}), [c for _, c in rows if c is not None]
+
+    def remove_unindexed(self, present: np.ndarray) -> int:
+        """Deletes the documents that have a chunk whose id is not in `present` (the index's ids) and commits at
+        once; returns how many. `simdex.text.texts.attach` calls it on a store opened after a save whose store
+        commit was lost: that save removed the vectors of documents the store still holds, and the index file as
+        it was before it is gone, so the deletion holds for every later load (and holds no write lock open)."""
+        with self.lock:
+            chunks = np.array(self._db.execute("SELECT id, doc FROM chunks").fetchall(), np.int64).reshape(-1, 2)
+            gone = np.unique(chunks[~np.isin(chunks[:, 0], present), 1])
+            if len(gone):
+                self.remove_documents(gone.tolist())
+                self._db.commit()
+        return len(gone)
+
+    @property
+    def next_row(self) -> int:
+        """The row the next added document gets: rows at or past a value read before a write are that write's."""
+        return self._next_doc
+
     def set_metadata(self, updates: Iterable[tuple]) -> None:
         """(row, source, metadata dict or None) per document whose text stays (not committed)."""
         with self.lock:

@@ -29,6 +29,7 @@ import numpy as np
 from .._fingerprint import guard_fingerprint
 from .._index import Index
 from ._jsonl import Skip, metadata_error, parse_json_line, parse_text_line, read_lines
+from ._ingest_plan import SourceDigest, plan
 from .docstore import DocStore
 from .ingest_report import _COUNTERS, _STORED, SKIPPED_KEPT, IngestReport, SkippedItem  # noqa: F401 - re-exported
 from .encoder import PREFETCH, WINDOW_BATCHES, background
@@ -57,6 +58,7 @@ class _Unit:
     counts: Counter
     skips: list  # SkippedItem, at most SKIPPED_KEPT
     prepared: Any
+    digest: str | None  # SourceDigest.value() after its last item
 
 
 # -- sources ---------------------------------------------------------------------------------------------------
@@ -164,7 +166,7 @@ def check_text(rec: tuple | str) -> tuple | str:
 
 # -- the reader thread ---------------------------------------------------------------------------------------
 def _read_units(raw: Iterator[Any], parse: Callable, encoder: Any, batch_size: int, chunk_tokens: int | None,
-                overlap: int, max_chars: int, first_item: int) -> Iterator[_Unit]:
+                overlap: int, max_chars: int, first_item: int, digest: SourceDigest) -> Iterator[_Unit]:
     """Reads, checks, chunks and tokenizes; yields units of about WINDOW_BATCHES batches of chunks."""
     target = batch_size * WINDOW_BATCHES
     docs: list = []
@@ -175,10 +177,12 @@ def _read_units(raw: Iterator[Any], parse: Callable, encoder: Any, batch_size: i
 
     def unit() -> _Unit:
         texts = [docs[d][1][s:e] for d, s, e in spans]
-        return _Unit(docs, positions, spans, items, counts, skips, encoder.prepare(texts, batch_size))
+        return _Unit(docs, positions, spans, items, counts, skips, encoder.prepare(texts, batch_size),
+                     digest.value())
 
     for position, item in enumerate(raw, first_item + 1):
         items += 1
+        digest.update(item)
         try:
             rec = parse(item)
         except Exception as e:  # noqa: BLE001 -- no item stops the run; reading the source itself may raise
@@ -231,10 +235,10 @@ def ingest(source: Any, index_or_path: Any, encoder: Any = None, batch_size: int
             ``.ndjson``, optionally ``.gz``; one record per line), any other file (one document per line), or a
             folder (every ``.txt`` and ``.md`` file below it, one document each, id = relative path).
         index_or_path: an index file path (created if missing, resumed if an earlier run stopped) or an `Index`
-            (nothing is saved; call ``index.save(path)`` afterwards), or a `simdex.Collection`: then every
-            document is upserted (a key stored already is replaced, re-embedded only if its text changed; items
-            without a key are keyed by their place in the source), one transaction per batch, so running
-            it again after a crash or an edit embeds only what is missing or changed.
+            (nothing is saved; call ``index.save(path)`` afterwards), or a `simdex.Collection` (items without a
+            key are then keyed by their place in the source). Documents are upserted: an id that an earlier run
+            stored with the same text is left alone (a changed source or metadata is updated, nothing is
+            embedded); with another text, its old chunks and their vectors are replaced by the new text's.
         encoder: a `simdex.Encoder`; default: one for the index's fingerprint model, else all-MiniLM-L6-v2.
         batch_size: texts per model call (default: the encoder's).
         chunk_tokens: when set, documents are split into chunks of at most this many tokens, each embedded and
@@ -268,8 +272,11 @@ def ingest(source: Any, index_or_path: Any, encoder: Any = None, batch_size: int
 
     Ingesting into a path keeps the progress of each source (known by its path, an iterable as
     "iterable", or by `source_name`): a later run on the same source skips the items earlier runs read, so a
-    killed run resumes and a file that grew only gets its new lines. Give another `source_name` to add a second
-    iterable. Ingesting into an `Index` keeps no progress.
+    killed run resumes and a file that grew only gets its new lines. A file or folder edited within the part
+    earlier runs read (a digest of its lines, or of its files' names, sizes and times, tells) is read again from
+    the start: its documents with an id are upserted, so only changed texts are embedded, and its lines without
+    one are stored again. Give another `source_name` to add a second iterable. Ingesting into an `Index` keeps no
+    progress.
     """
     if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
                                    or batch_size <= 0):
@@ -317,9 +324,25 @@ def ingest(source: Any, index_or_path: Any, encoder: Any = None, batch_size: int
 
     progress_key = "progress:" + (source_name or key)
     progress = store.get_state(progress_key, {}) if path is not None else {}
+    digest = SourceDigest(key)
+    raw = iter(raw)
+    if progress and digest.active and "digest" in progress:
+        for item in itertools.islice(raw, int(progress.get("items", 0))):
+            digest.update(item)
+        if digest.value() != progress["digest"]:  # edited before where the last run stopped: read it all again
+            logger.warning("ingest: %s changed within the %d items earlier runs read; reading it again from the "
+                           "start (documents with an id are upserted: only changed texts are embedded)",
+                           source_name or key, progress.get("items", 0))
+            key, raw, parse, count = _open_source(source, text_field, id_field, max_line_bytes)
+            raw, digest, progress = iter(raw), SourceDigest(key), {}
+            _forget_keyless(index, store, f"{Path(source)}:")
+    elif progress:
+        raw = itertools.islice(raw, int(progress.get("items", 0)), None)
     if progress:
         logger.warning("ingest: resuming %s after item %d (earlier runs stored %d documents)", source_name or key,
                        progress.get("items", 0), progress.get("documents", 0))
+    # Rows this run writes start here (a run cut short keeps its own): a key stored at or past it repeats in the run.
+    run_rows = progress.get("run_rows", store.next_row) if not progress.get("complete", True) else store.next_row
     report = IngestReport(**{k: int(progress.get(k, 0)) for k in _STORED}, index=index,
                           skipped_items=[SkippedItem(*s) for s in progress.get("skipped_items", [])])
     report.resumed_after = report.items
@@ -330,12 +353,17 @@ def ingest(source: Any, index_or_path: Any, encoder: Any = None, batch_size: int
     documents_before = report.documents
     last_save, save_seconds, batches = time.perf_counter(), 0.0, 0
 
-    def checkpoint() -> None:
+    if progress and "digest" not in progress:
+        digest.active = False  # progress from before digests: the source is taken as unchanged
+    read_digest = progress.get("digest", digest.value())
+
+    def checkpoint(complete: bool = False) -> None:
         nonlocal last_save, save_seconds, batches
         if path is None:
             return
         store.set_state(progress_key, {**{k: getattr(report, k) for k in _STORED},
-                                       "skipped_items": [list(s) for s in report.skipped_items]})
+                                       "skipped_items": [list(s) for s in report.skipped_items],
+                                       "digest": read_digest, "run_rows": run_rows, "complete": complete})
         t = time.perf_counter()
         index.save(path)
         save_seconds = time.perf_counter() - t
@@ -346,28 +374,40 @@ def ingest(source: Any, index_or_path: Any, encoder: Any = None, batch_size: int
     from tqdm.auto import tqdm
 
     skip = report.items
-    units = _read_units(itertools.islice(raw, skip, None), parse, encoder, bs, chunk_tokens, overlap, max_chars,
-                        skip)
+    units = _read_units(raw, parse, encoder, bs, chunk_tokens, overlap, max_chars, skip, digest)
     bar = tqdm(total=count, initial=skip, unit="doc", desc="ingest", disable=not show_progress_bar)
     pipeline = background(units, PREFETCH)
     try:
         for unit in pipeline:
-            vectors = encoder.compute(unit.prepared)
-            docs, rows, chunks, dropped = _drop_duplicates(unit, store, ids_next)
+            stored = store.by_key([d[0] for d in unit.docs if d[0] is not None])
+            todo = plan(unit.docs, unit.spans, stored, ids_next, run_rows)
+            rows = todo.rows
+            if len(rows) == len(unit.spans):
+                vectors = encoder.compute(unit.prepared)
+            elif rows:  # upserts left some documents alone: embed only the others
+                texts = [unit.docs[unit.spans[r][0]][1][unit.spans[r][1]:unit.spans[r][2]] for r in rows]
+                vectors = encoder.compute(encoder.prepare(texts, bs))
+            if todo.gone_ids:
+                index.remove(np.asarray(todo.gone_ids, np.int64))
+            store.remove_documents(todo.gone_rows)
+            store.set_metadata(todo.metadata)
             if rows:
-                index.add(vectors if len(rows) == len(vectors) else vectors[rows], np.arange(ids_next, ids_next + len(rows), dtype=np.int64))
-            store.add(docs, chunks)
+                index.add(vectors, np.arange(ids_next, ids_next + len(rows), dtype=np.int64))
+            store.add(todo.docs, todo.chunks)
             ids_next += len(rows)
-            unit.counts["skipped_duplicate"] += len(dropped)
+            unit.counts["skipped_duplicate"] += len(todo.dropped)
             room = SKIPPED_KEPT - len(report.skipped_items)
             if room > 0:
-                dups = [SkippedItem(unit.positions[p], unit.docs[p][0], "duplicate") for p in dropped[:room]]
+                dups = [SkippedItem(unit.positions[p], unit.docs[p][0], "duplicate") for p in todo.dropped[:room]]
                 report.skipped_items += sorted(unit.skips + dups)[:room]
             for name in _COUNTERS:
                 setattr(report, name, getattr(report, name) + unit.counts[name])
-            report.documents += len(docs)
+            report.documents += len(todo.docs)
+            report.replaced += len(todo.gone_rows)
+            report.unchanged += todo.unchanged
             report.chunks += len(rows)
             report.items += unit.items
+            read_digest = unit.digest
             bar.update(unit.items)
             if report.skipped:
                 bar.set_postfix(skipped=report.skipped, refresh=False)
@@ -375,7 +415,7 @@ def ingest(source: Any, index_or_path: Any, encoder: Any = None, batch_size: int
             if (batches >= checkpoint_every if checkpoint_every is not None
                     else time.perf_counter() - last_save >= max(CHECKPOINT_SECONDS, 10 * save_seconds)):
                 checkpoint()
-        checkpoint()
+        checkpoint(complete=True)
     finally:
         pipeline.close()
         bar.close()
@@ -385,26 +425,13 @@ def ingest(source: Any, index_or_path: Any, encoder: Any = None, batch_size: int
     return report
 
 
-def _drop_duplicates(unit: _Unit, store: DocStore, first_id: int) -> tuple:
-    """(documents to store, rows of the unit's vectors to add, chunk rows for the store, positions in unit.docs of
-    the documents left out), without documents whose id is stored already or repeats within the unit."""
-    taken = store.existing_keys(d[0] for d in unit.docs)
-    keep: dict = {}
-    docs, dropped = [], []
-    for pos, doc in enumerate(unit.docs):
-        if doc[0] is not None:
-            if doc[0] in taken:
-                dropped.append(pos)
-                continue
-            taken.add(doc[0])
-        keep[pos] = len(docs)
-        docs.append(doc)
-    rows, chunks = [], []
-    for row, (pos, s, e) in enumerate(unit.spans):
-        if pos in keep:
-            chunks.append((first_id + len(rows), keep[pos], s, e))
-            rows.append(row)
-    return docs, rows, chunks, dropped
+def _forget_keyless(index: Index, store: DocStore, prefix: str) -> None:
+    """Removes the documents without a key that an earlier run read from a file now edited (their source is
+    ``"path:line"``): nothing ties an edited line to its old text, so the file's keyless lines are stored again."""
+    rows, ids = store.keyless_under(prefix)
+    if ids:
+        index.remove(np.asarray(ids, np.int64))
+    store.remove_documents(rows)
 
 
 def _open_index(index_or_path: Any) -> tuple:

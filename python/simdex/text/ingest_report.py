@@ -26,11 +26,16 @@ class IngestReport:
     earlier ones).
 
     Attributes:
-        documents: documents stored; chunks: vectors added (one per document without chunking).
+        documents: documents stored (new ones, and those replaced because their text changed); chunks: vectors
+            added (one per document without chunking).
+        replaced: documents whose id was stored by an earlier run with another text: their old chunks and vectors
+            were removed and the new text embedded (counted in documents too).
+        unchanged: documents whose id was stored by an earlier run with the same text: nothing was embedded; a
+            changed source or metadata was updated.
         skipped_empty, skipped_invalid_utf8, skipped_malformed, skipped_duplicate, skipped_too_long: source
             items not stored (malformed: not a str, (id, text) pair or record with a str text field and a str or
             int id, or a line that is not such a JSON record, has a raw NUL byte or nests over 100 deep;
-            duplicate: a document id already stored; too_long: a line or file over max_line_bytes).
+            duplicate: a document id seen earlier in the same run; too_long: a line or file over max_line_bytes).
         skipped_items: the first `SKIPPED_KEPT` of them as `SkippedItem` (item number, key, reason, detail).
         truncated_chars: texts cut at max_chars; truncated_tokens: texts (or chunks) cut at the model's
             max_seq_length tokens.
@@ -42,6 +47,8 @@ class IngestReport:
 
     documents: int = 0
     chunks: int = 0
+    replaced: int = 0
+    unchanged: int = 0
     skipped_empty: int = 0
     skipped_invalid_utf8: int = 0
     skipped_malformed: int = 0
@@ -65,7 +72,8 @@ class IngestReport:
                 + self.skipped_too_long)
 
     def __str__(self) -> str:
-        text = (f"{self.documents} documents, {self.chunks} chunks from {self.items} items; skipped "
+        text = (f"{self.documents} documents ({self.replaced} replaced, {self.unchanged} unchanged), {self.chunks} "
+                f"chunks from {self.items} items; skipped "
                 f"{self.skipped} (empty {self.skipped_empty}, invalid UTF-8 {self.skipped_invalid_utf8}, malformed "
                 f"{self.skipped_malformed}, duplicate id {self.skipped_duplicate}, too long "
                 f"{self.skipped_too_long}); truncated {self.truncated_chars} at max_chars, {self.truncated_tokens} "
@@ -80,4 +88,4 @@ class IngestReport:
 
 _COUNTERS = tuple(f.name for f in fields(IngestReport)
                   if f.name.startswith(("skipped_", "truncated_")) and f.name != "skipped_items")
-_STORED = _COUNTERS + ("documents", "chunks", "items")
+_STORED = _COUNTERS + ("documents", "chunks", "replaced", "unchanged", "items")

@@ -11,6 +11,7 @@ index file (`simdex.text.persist.docs_path`), and `simdex.load` attaches it agai
 from __future__ import annotations
 
 import os
+import sqlite3
 import warnings
 from typing import Any, Callable, Optional
 
@@ -112,6 +113,13 @@ def attach(index: Index, path: str) -> None:
             except ValueError:  # a read-only (memory-mapped) index
                 warnings.warn(f"{path}: ids {lo} .. {hi - 1} were saved but their texts were not committed to "
                               f"{target}; load without mmap to repair", RuntimeWarning, stacklevel=3)
+        # That save may also have removed the vectors of documents it replaced (an ingest's upsert), which the store
+        # still holds: they go too, so every stored chunk has its vector (the resumed ingest stores them again).
+        try:
+            store.remove_unindexed(index.ids())
+        except sqlite3.OperationalError:  # a read-only store file
+            warnings.warn(f"{target}: documents whose vectors the last save of {path} replaced are still stored; "
+                          "open it writable to repair", RuntimeWarning, stacklevel=3)
     elif saved != store.seq:
         warnings.warn(f"{target} (save {store.seq}) does not match {path} (save {saved}); texts returned by "
                       "search_text may be missing or stale", RuntimeWarning, stacklevel=3)
