@@ -85,8 +85,8 @@ def section_calibration(data: str, docs, queries, D, Q, fingerprint: dict, out: 
     print(f"recall@10 {row['recall@10']:.3f}, mrr@10 {row['mrr@10']:.3f}\n")
     top1 = ScoredHits(res.hits[0].scores[:, :1], res.hits[0].relevant[:, :1], res.hits[0].n_relevant)
     print("| hits | target | min_score | fit | held-out | held-out - target | held-out SE | within 0.03 "
-          "| held-out recall | hits kept (held out) | other splits within 0.03 |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+          "| held-out recall | hits kept (held out) | other splits within 0.03 | mean gap, 21 splits |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     rows = []
     for k, target, value in TARGETS:
         hits = res.hits[0] if k == 10 else top1
@@ -99,7 +99,8 @@ def section_calibration(data: str, docs, queries, D, Q, fingerprint: dict, out: 
         se = h["precision se"] if target == "precision" else float("nan")
         print(f"| top {k} | {target} {value:.2f} | {cal.min_score:.4f} | {cal.fit[target]:.3f} | {h[target]:.3f} "
               f"| {gap:+.3f} | {se:.3f} | {'yes' if abs(gap) <= 0.03 else 'no'} | {h['recall']:.3f} "
-              f"| {h['hits kept']} ({h['kept']:.1%}) | {np.mean(np.abs(others) <= 0.03):.0%} |")
+              f"| {h['hits kept']} ({h['kept']:.1%}) | {np.mean(np.abs(others) <= 0.03):.0%} "
+              f"| {np.mean([gap] + others):+.3f} |")
         rows.append({**cal.as_dict(), "k": k, "curve": None, "other_splits": others})
     png = res.plot(os.path.join(out, "quality_eval.png"),
                    min_score=calibrate(res, target_precision=0.25, holdout=0.4).min_score)
@@ -135,6 +136,33 @@ def cls_pooled(texts: list) -> np.ndarray:
     st = SentenceTransformer(str(get_model_path()), device="cpu")
     st._modules["1"] = models.Pooling(st.get_sentence_embedding_dimension(), pooling_mode="cls")
     return st.encode(texts, batch_size=64, normalize_embeddings=True, convert_to_numpy=True)
+
+
+def other_model_vectors(name: str, folder: str, texts: list, dim: int, cache: str) -> np.ndarray:
+    """The texts embedded by another sentence-transformers model (a folder), cached; a model of another width is
+    projected to `dim` by a seeded Gaussian random projection (renormalized), so its vectors fit the index."""
+    path = os.path.join(cache, f"held_{name}.npy")
+    if not os.path.exists(path):
+        t = time.perf_counter()
+        np.save(path, simdex.Encoder(folder, device="cpu").embed_batch(texts))
+        print(f"{name} embedded {len(texts)} documents in {time.perf_counter() - t:.0f} s")
+    x = np.load(path)
+    if x.shape[1] != dim:
+        x = x @ np.random.default_rng(7).standard_normal((x.shape[1], dim)).astype(np.float32)
+        x /= np.linalg.norm(x, axis=1, keepdims=True)
+    return x
+
+
+def fingerprint_cases(ref: np.ndarray, texts: list, folders: dict) -> list:
+    """Texts handed to drift_report with another model's encoder, against an index that records MiniLM's
+    fingerprint (as every index filled through simdex's encoder does)."""
+    out = []
+    index = simdex.Index(ref.shape[1])
+    index.add(ref, fingerprint=simdex.Encoder(device="cpu").fingerprint)
+    for name, folder in folders.items():
+        out.append(report_line(f"held-out texts, encoder={name}", drift_report(index, texts, encoder=simdex.Encoder(
+            folder, device="cpu")), "model change"))
+    return out
 
 
 def report_line(name: str, report, expected: str) -> dict:
@@ -188,6 +216,10 @@ def main(argv=None) -> None:
     ap.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "simdex-bench-quality"))
     ap.add_argument("--out", default=os.path.join(tempfile.gettempdir(), "simdex-bench-quality"))
     ap.add_argument("--json", default=None)
+    ap.add_argument("--model", action="append", default=[], metavar="NAME=FOLDER",
+                    help="another sentence-transformers model folder (e.g. a fine-tuned MiniLM, all-mpnet-base-v2): "
+                         "its vectors of the held-out documents (projected to 384 if wider) must read as a model "
+                         "change, and so must its encoder given the texts")
     ap.add_argument("--chunks", type=int, default=0,
                     help="also sweep chunk sizes on this many queries (and as many distractor documents)")
     args = ap.parse_args(argv)
@@ -215,8 +247,15 @@ def main(argv=None) -> None:
         print(f"CLS-pooled MiniLM embedded {len(held_rows)} documents in {time.perf_counter() - t:.0f} s")
     print(f"\n## Drift, dev-pydocs-linuxman: reference {len(ref_rows)} Python documents (MiniLM), "
           f"held out {len(held_rows)}, man pages {int((~py).sum())}\n")
-    results["drift_dev"] = drift_cases(D[ref_rows], D[held_rows], D[~py], "man pages",
-                                       {"held-out texts, MiniLM with CLS pooling": np.load(cls_path)})
+    models = dict(m.split("=", 1) for m in args.model)
+    held_texts = [docs[i]["text"] for i in held_rows]
+    extra = {"held-out texts, MiniLM with CLS pooling": np.load(cls_path)}
+    extra.update({f"held-out texts, {name} vectors": other_model_vectors(name, folder, held_texts, D.shape[1],
+                                                                           args.cache)
+                  for name, folder in models.items()})
+    results["drift_dev"] = drift_cases(D[ref_rows], D[held_rows], D[~py], "man pages", extra)
+    if models:
+        results["drift_dev"] += fingerprint_cases(D[ref_rows], held_texts, models)
 
     # -- drift on real-minilm: Python-doc sentences as the reference -----------------------------------------------
     real = os.path.join(args.data, "real-minilm")
