@@ -144,7 +144,14 @@ def kill_during_save_trials(tmp_path, trials, n=40_000, dim=64, seed=0):
 def test_kill_9_during_save_leaves_old_or_new_file(tmp_path):
     trials = int(os.environ.get("SIMDEX_KILL_TRIALS", "12"))
     corrupt, mismatched, mid_save = kill_during_save_trials(tmp_path, trials)
-    print({"kill_trials": trials, "killed_inside_a_save": mid_save, "corrupt": corrupt, "mismatched": mismatched})
+    runs = trials
+    for seed in range(1, 5):  # a loaded machine can let every kill fall between saves: more trials, not a failure
+        if mid_save:
+            break
+        more = kill_during_save_trials(tmp_path, trials, seed=seed)
+        corrupt, mismatched, mid_save = corrupt + more[0], mismatched + more[1], mid_save + more[2]
+        runs += trials
+    print({"kill_trials": runs, "killed_inside_a_save": mid_save, "corrupt": corrupt, "mismatched": mismatched})
     assert (corrupt, mismatched) == (0, 0)
     assert mid_save > 0  # the kills did land inside saves
 
