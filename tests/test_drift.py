@@ -110,6 +110,7 @@ def test_texts_embedded_by_the_same_or_another_model():
     shifted = drift_report(index, other_topics, encoder=enc)
     assert shifted.verdict == "shift" and "Vectors alone" not in shifted.summary  # the model was checked
     renamed = WordEncoder(dim=64, salt=1)  # other word directions: another model
+    renamed.embed_batch = lambda *a, **k: pytest.fail("the fingerprint decides before anything is embedded")
     report = drift_report(index, held, encoder=renamed)
     assert report.verdict == "model change" and "weights_sha256" in report.findings[0]  # its fingerprint differs
 

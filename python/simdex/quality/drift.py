@@ -104,22 +104,23 @@ def drift_report(index: Any, new: Any, *, encoder: Any = None, profile: Optional
     Raises:
         ValueError: fewer than 3 new vectors, NaN or Inf in them, or texts with no way to embed them.
     """
+    texts = isinstance(new, (list, tuple)) and bool(new) and all(isinstance(t, str) for t in new)
+    own_fp = index.fingerprint
+    if texts and encoder is not None and isinstance(own_fp, dict):  # decided before embedding anything
+        verdict = _other_model(own_fp, encoder.fingerprint, len(new))
+        if verdict is not None:
+            return verdict
     vectors, fingerprint = _vectors(index, new, encoder, batch_size)
     ref = profile if profile is not None else index.metadata.get(PROFILE_KEY) or build_profile(index)
-    own_fp = index.fingerprint
     if vectors.shape[1] != index.dim:
         return DriftReport("model change",
                            f"the new vectors have {vectors.shape[1]} dimensions and the index {index.dim}: "
                            "a different model produced them; re-embed the corpus with one model.",
                            [f"dimension {vectors.shape[1]} vs {index.dim}"], {"n": len(vectors)})
     if isinstance(fingerprint, dict) and isinstance(own_fp, dict):
-        from .._fingerprint import fingerprint_difference
-
-        diff = fingerprint_difference(own_fp, fingerprint)
-        if diff:
-            return DriftReport("model change", f"the encoder is not the model that filled the index "
-                               f"({own_fp.get('model')!r} vs {fingerprint.get('model')!r}).", diff,
-                               {"n": len(vectors)})
+        verdict = _other_model(own_fp, fingerprint, len(vectors))
+        if verdict is not None:
+            return verdict
     report = compare(ref, stored_space(index, vectors), index if ref.get("top1") is not None else None)
     if report.verdict == "shift" and fingerprint is None:
         # Measured (bench/README_quality.md): a fine-tuned MiniLM's vectors of same-corpus texts move the figures as
@@ -220,6 +221,17 @@ def compare(ref: dict, x: np.ndarray, index: Any = None) -> DriftReport:
         return DriftReport("shift", summary, findings, figures)
     return DriftReport("no drift", "the new vectors look like the index's: no figure moved beyond what sampling "
                                    "alone would give.", findings, figures)
+
+
+def _other_model(own_fp: dict, fingerprint: Any, n: int) -> Optional[DriftReport]:
+    """A "model change" report when the encoder's fingerprint is not the index's, else None."""
+    from .._fingerprint import fingerprint_difference
+
+    diff = fingerprint_difference(own_fp, fingerprint) if isinstance(fingerprint, dict) else None
+    if not diff:
+        return None
+    return DriftReport("model change", f"the encoder is not the model that filled the index "
+                       f"({own_fp.get('model')!r} vs {fingerprint.get('model')!r}).", diff, {"n": n})
 
 
 def _vectors(index: Any, new: Any, encoder: Any, batch_size: Optional[int]) -> tuple:
