@@ -168,9 +168,12 @@ def fingerprint_cases(ref: np.ndarray, texts: list, folders: dict) -> list:
 def report_line(name: str, report, expected: str) -> dict:
     f = report.figures
     ok = report.verdict == expected
-    print(f"| {name} | {f.get('n')} | {report.verdict} | {'yes' if ok else 'NO'} | {f.get('centroid shift', 0):.3f} "
-          f"| {f.get('captured / random directions', 0):.1f} | {f.get('spectrum distance', 0):.3f} "
-          f"| {f.get('top-1 KS statistic', float('nan')):.2f} | {f.get('unspecific share', float('nan')):.3f} |")
+    cells = [(f"{f[key]:{fmt}}" if key in f else "-") for key, fmt in (
+        ("centroid shift", ".3f"), ("captured / random directions", ".1f"), ("spectrum distance", ".3f"),
+        ("top-1 KS statistic", ".2f"), ("unspecific share", ".3f"))]
+    if "centroid shift" not in f:  # decided by the fingerprint, before any figure
+        cells[0] = "- (fingerprint)"
+    print(f"| {name} | {f.get('n')} | {report.verdict} | {'yes' if ok else 'NO'} | " + " | ".join(cells) + " |")
     return {"case": name, "expected": expected, "verdict": report.verdict, "ok": ok, "figures": f}
 
 
