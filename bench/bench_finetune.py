@@ -23,21 +23,30 @@ EPOCHS, BATCH, LR, HELD_OUT, SEED = 3, 32, 5e-5, 0.4, 0
 METRICS = ("recall@1", "recall@10", "mrr@10", "ndcg@10")
 
 
-def run_simdex(corpus: str, queries: str, out: str, lr: float = LR) -> dict:
+def run_simdex(corpus: str, queries: str, out: str, lr: float = LR, epochs: int = EPOCHS, loss: str = "mnrl") -> dict:
     import simdex
 
     t = time.perf_counter()
-    r = simdex.finetune("all-MiniLM-L6-v2", queries, corpus=corpus, eval_split=HELD_OUT, epochs=EPOCHS,
-                        batch_size=BATCH, learning_rate=lr, hard_negatives=True, output_dir=os.path.join(out, "simdex"),
+    r = simdex.finetune("all-MiniLM-L6-v2", queries, corpus=corpus, eval_split=HELD_OUT, epochs=epochs,
+                        batch_size=BATCH, learning_rate=lr, hard_negatives=True, loss=loss,
+                        output_dir=os.path.join(out, "simdex"),
                         seed=SEED)
     print(r.table(), flush=True)
     return {"before": r.before, "after": r.after, "history": r.history, "best_epoch": r.best_epoch,
             "train_seconds": r.train_seconds, "wall_seconds": time.perf_counter() - t,
             "train_queries": len(r.train_queries), "heldout_queries": len(r.heldout_queries),
-            "hard_negatives": r.hard_negatives, "weights_sha256": r.fingerprint["weights_sha256"]}
+            "hard_negatives": r.hard_negatives, "weights_sha256": r.fingerprint["weights_sha256"], "epochs": epochs,
+            "loss": loss, "cpu": cpu_name()}
 
 
-def run_plain(corpus: str, queries: str, out: str) -> dict:
+def cpu_name() -> str:
+    import subprocess
+
+    out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+    return next((line.split(":", 1)[1].strip() for line in out.splitlines() if "Model name" in line), "?")
+
+
+def run_plain(corpus: str, queries: str, out: str, epochs: int = EPOCHS) -> dict:
     import simdex
     from datasets import Dataset
     from sentence_transformers import (SentenceTransformer, SentenceTransformerTrainer,
@@ -58,7 +67,7 @@ def run_plain(corpus: str, queries: str, out: str) -> dict:
             pairs["positive"].append(text_of[d])
     st = SentenceTransformer(_resolve_model("all-MiniLM-L6-v2")[1], device="cpu")
     folder = os.path.join(out, "plain")
-    args = SentenceTransformerTrainingArguments(output_dir=os.path.join(out, "plain-scratch"), num_train_epochs=EPOCHS,
+    args = SentenceTransformerTrainingArguments(output_dir=os.path.join(out, "plain-scratch"), num_train_epochs=epochs,
                                                 per_device_train_batch_size=BATCH, learning_rate=LR, seed=SEED,
                                                 save_strategy="no", report_to="none", use_cpu=True)
     trainer = SentenceTransformerTrainer(model=st, args=args, train_dataset=Dataset.from_dict(pairs),
@@ -72,7 +81,8 @@ def run_plain(corpus: str, queries: str, out: str) -> dict:
     row = simdex.evaluate(list(zip(doc_ids, texts)), held, models=[enc], variants=["float32"], progress=True).rows[0]
     after = {m: float(row[m]) for m in METRICS}
     print(f"plain MNRL: {after}, {train_s:.0f} s training", flush=True)
-    return {"after": after, "train_seconds": train_s, "train_queries": len(train_at), "heldout_queries": len(held)}
+    return {"after": after, "train_seconds": train_s, "train_queries": len(train_at), "heldout_queries": len(held),
+            "epochs": epochs, "cpu": cpu_name()}
 
 
 def sample(corpus: str, queries: str, n_queries: int, n_docs: int) -> tuple:
@@ -104,11 +114,13 @@ def report(out: str) -> int:
     s = runs["simdex"]
     rows = [("base all-MiniLM-L6-v2", s["before"], None)]
     if "plain" in runs:
-        rows.append(("plain MNRL (3 ep)", runs["plain"]["after"], runs["plain"]["train_seconds"]))
+        rows.append((f"plain MNRL ({runs['plain'].get('epochs', EPOCHS)} ep)", runs["plain"]["after"],
+                     runs["plain"]["train_seconds"]))
     rows.append((f"simdex.finetune (ep {s['best_epoch']})", s["after"], s["train_seconds"]))
     if s["history"] and s["history"][-1]["epoch"] != s["best_epoch"]:
         rows.append((f"  its last epoch ({s['history'][-1]['epoch']})", s["history"][-1], None))
-    print(f"held-out queries: {s['heldout_queries']}, training queries: {s['train_queries']}")
+    print(f"held-out queries: {s['heldout_queries']}, training queries: {s['train_queries']}; epochs: simdex "
+          f"{s.get('epochs', EPOCHS)}; CPU: {s.get('cpu', '?')}")
     print("model".ljust(30) + "".join(m.rjust(10) for m in METRICS) + "  train min")
     for name, m, secs in rows:
         tail = f"{secs / 60:10.1f}" if secs is not None else "         -"
@@ -126,6 +138,8 @@ def main() -> int:
     p.add_argument("--out", default="bench-finetune")
     p.add_argument("--run", choices=["simdex", "plain", "both", "report"], default="both")
     p.add_argument("--simdex-lr", type=float, default=LR, help=f"learning rate of the simdex run (default {LR})")
+    p.add_argument("--simdex-loss", default="mnrl", help="the simdex run's loss: mnrl, symmetric or gist")
+    p.add_argument("--epochs", type=int, default=EPOCHS, help=f"epochs of both runs (default {EPOCHS})")
     p.add_argument("--sample-queries", type=int, default=0,
                    help="a seeded sample of this many queries (0: all), for a smaller, quicker run")
     p.add_argument("--sample-docs", type=int, default=0,
@@ -135,7 +149,9 @@ def main() -> int:
     corpus, queries = os.path.join(args.data, "corpus.jsonl"), os.path.join(args.data, "queries.jsonl")
     if args.sample_queries:
         corpus, queries = sample(corpus, queries, args.sample_queries, args.sample_docs)
-    for name, fn in (("simdex", lambda c, q, o: run_simdex(c, q, o, args.simdex_lr)), ("plain", run_plain)):
+    for name, fn in (("simdex", lambda c, q, o: run_simdex(c, q, o, args.simdex_lr, args.epochs,
+                                                                            args.simdex_loss)),
+                     ("plain", lambda c, q, o: run_plain(c, q, o, args.epochs))):
         if args.run in (name, "both"):
             result = fn(corpus, queries, args.out)
             with open(os.path.join(args.out, f"{name}.json"), "w") as f:

@@ -103,6 +103,12 @@ def test_finetune_improves_heldout_recall_deterministically(tiny_model, tmp_path
     assert row["recall@10"] == pytest.approx(a.after["recall@10"], abs=1e-9)
 
 
+@pytest.mark.parametrize("loss", ["symmetric", "gist"])
+def test_the_other_losses_learn_the_task_too(tiny_model, tmp_path, loss):
+    r = _run(tiny_model, tmp_path / loss, loss=loss, epochs=2)
+    assert r.after["recall@10"] >= r.before["recall@10"] + 0.3, r.table()
+
+
 def test_cli_without_hard_negatives(tiny_model, tmp_path, capsys):
     from simdex.cli import main
 
@@ -138,7 +144,7 @@ def test_split_is_seeded_and_disjoint():
 @pytest.mark.parametrize("kwargs,match", [
     (dict(eval_split=0), "eval_split"), (dict(eval_split=1.0), "eval_split"), (dict(epochs=0), "epochs"),
     (dict(batch_size=1), "batch_size"), (dict(hard_negatives=-1), "hard_negatives"),
-    (dict(learning_rate=0), "learning_rate"),
+    (dict(learning_rate=0), "learning_rate"), (dict(loss="triplet"), "loss"),
 ])
 def test_bad_arguments_fail_before_loading_a_model(kwargs, match, tmp_path):
     corpus, queries = _task()

@@ -165,6 +165,18 @@ def mine_hard_negatives(live: Any, doc_ids: List[str], texts: List[str], queries
 
 
 # -- the trainer ---------------------------------------------------------------------------------------------
+#: The `finetune` losses.
+LOSSES = ("mnrl", "symmetric", "gist")
+
+
+def _loss(losses: Any, name: str, st: Any, guide: Any) -> Any:
+    if name == "gist":
+        return losses.GISTEmbedLoss(st, guide)
+    if name == "symmetric":
+        return losses.MultipleNegativesRankingLoss(st, directions=("query_to_doc", "doc_to_query"))
+    return losses.MultipleNegativesRankingLoss(st)
+
+
 def _device(device: str) -> str:
     import torch
 
@@ -176,7 +188,7 @@ def _device(device: str) -> str:
 def finetune(model: Any, pairs: Any, *, corpus: Any = None, eval_split: float = 0.3, epochs: int = 3,
              batch_size: int = 32, learning_rate: float = 5e-5, warmup_ratio: float = 0.1,
              hard_negatives: Union[bool, int] = True, patience: int = 1, output_dir: Union[str, os.PathLike],
-             seed: int = 0, device: str = "auto", progress: bool = True) -> FinetuneResult:
+             loss: str = "mnrl", seed: int = 0, device: str = "auto", progress: bool = True) -> FinetuneResult:
     """Fine-tunes a sentence-transformers model on labeled query -> document pairs; saves the best epoch.
 
     Args:
@@ -193,6 +205,10 @@ def finetune(model: Any, pairs: Any, *, corpus: Any = None, eval_split: float = 
         learning_rate, warmup_ratio: AdamW with linear warmup and decay.
         hard_negatives: True (one per query), a count per query, or False; mined once with the base model.
         patience: epochs without a better held-out (Recall@10, MRR@10) before stopping.
+        loss: ``"mnrl"`` (MultipleNegativesRankingLoss: each query against every document of the batch),
+            ``"symmetric"`` (the same, plus each document against every query of the batch), or ``"gist"``
+            (GISTEmbedLoss: a frozen copy of the base model drops the batch's negatives it scores above the
+            positive, likely unlabeled positives).
         output_dir: the folder the best model is saved to (a sentence-transformers model folder).
         seed: seeds the split, shuffling, dropout and initialization; the same seed gives the same weights.
         device: ``"auto"`` (cuda when present, else cpu) or a torch device string.
@@ -215,6 +231,8 @@ def finetune(model: Any, pairs: Any, *, corpus: Any = None, eval_split: float = 
     per_query = int(hard_negatives) if isinstance(hard_negatives, (bool, int)) else -1
     if per_query < 0:
         raise ValueError(f"hard_negatives: expected True, False or a count >= 0, got {hard_negatives!r}")
+    if loss not in LOSSES:
+        raise ValueError(f"loss: expected one of {', '.join(map(repr, LOSSES))}, got {loss!r}")
     if output_dir is None or not os.fspath(output_dir):
         raise ValueError("output_dir: expected a folder to save the fine-tuned model to")
     doc_ids, texts, queries, relevant = _load(pairs, corpus)
@@ -225,7 +243,7 @@ def finetune(model: Any, pairs: Any, *, corpus: Any = None, eval_split: float = 
         from sentence_transformers import (SentenceTransformer, SentenceTransformerTrainer,
                                            SentenceTransformerTrainingArguments)
         from sentence_transformers.base.sampler import BatchSamplers
-        from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+        from sentence_transformers.sentence_transformer import losses
     except ImportError as e:
         raise ImportError(f"simdex.finetune needs torch, sentence-transformers, datasets and accelerate ({e}); "
                           "install them with `pip install simdex[encode]`") from e
@@ -265,6 +283,13 @@ def finetune(model: Any, pairs: Any, *, corpus: Any = None, eval_split: float = 
                          "hard_negatives, queries the corpus cannot give negatives)")
 
     base_weights = {k: v.detach().to("cpu", copy=True) for k, v in st.state_dict().items()}
+    guide = None
+    if loss == "gist":  # the base model, frozen
+        import copy
+
+        guide = copy.deepcopy(st).eval()
+        for param in guide.parameters():
+            param.requires_grad_(False)
     history: List[Dict[str, float]] = []
     state = {"best": (before["recall@10"], before["mrr@10"]), "weights": None, "epoch": 0, "stale": 0}
 
@@ -301,7 +326,7 @@ def finetune(model: Any, pairs: Any, *, corpus: Any = None, eval_split: float = 
             logging_strategy="no", disable_tqdm=not progress, use_cpu=not dev.startswith("cuda"),
             dataloader_num_workers=0)
         trainer = SentenceTransformerTrainer(model=st, args=args, train_dataset=Dataset.from_dict(columns),
-                                             loss=MultipleNegativesRankingLoss(st), callbacks=[_EarlyStop()])
+                                             loss=_loss(losses, loss, st, guide), callbacks=[_EarlyStop()])
         t0 = time.perf_counter()
         trainer.train()
         train_seconds = time.perf_counter() - t0
