@@ -123,6 +123,7 @@ def test_cli_without_hard_negatives(tiny_model, tmp_path, capsys):
     assert os.path.isfile(tmp_path / "m" / "modules.json")
     # a bad argument is refused before any model loads
     assert main(["finetune", "--corpus", "c", "--queries", "q", "--out", "o", "--batch-size", "1"]) == 2
+    assert main(["finetune", "--corpus", "c", "--queries", "q", "--out", "o", "--loss", "triplet"]) == 2
     with pytest.raises(SystemExit):
         main(["finetune", "--corpus", "c", "--queries", "q", "--out", "o", "--eval-split", "1.5"])
 

@@ -251,7 +251,7 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
     result = finetune(args.model, args.queries, corpus=args.corpus, eval_split=args.eval_split,
                       epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
                       hard_negatives=args.hard_negatives, patience=args.patience, output_dir=args.out,
-                      seed=args.seed, device=args.device)
+                      loss=args.loss, seed=args.seed, device=args.device)
     print(result.table())
     print(f"held-out Recall@10 {result.gain('recall@10') * 100:+.1f} points, "
           f"MRR@10 {result.gain('mrr@10') * 100:+.1f} points; model saved to {result.output_dir} "
@@ -338,6 +338,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="hard negatives per query mined with the base model (0: in-batch negatives only)")
     p.add_argument("--patience", type=_positive_int, default=1,
                    help="epochs without a better held-out Recall@10 (then MRR@10) before stopping")
+    p.add_argument("--loss", default="mnrl",
+                   help="mnrl: queries against the batch's documents; symmetric: and documents against its "
+                        "queries; gist: negatives the frozen base model scores above the positive are dropped")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
     p.set_defaults(func=_cmd_finetune)
