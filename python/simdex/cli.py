@@ -331,16 +331,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=DEFAULT_MODEL, help="a sentence-transformers name or folder")
     p.add_argument("--out", required=True, help="folder the fine-tuned model is saved to")
     p.add_argument("--eval-split", type=_fraction, default=0.3, help="share of queries held out (default 0.3)")
-    p.add_argument("--epochs", type=_positive_int, default=3)
+    p.add_argument("--epochs", type=_positive_int, default=2)
     p.add_argument("--batch-size", type=_positive_int, default=32)
     p.add_argument("--lr", type=_positive_float, default=5e-5)
     p.add_argument("--hard-negatives", type=_nonnegative_int, default=1,
                    help="hard negatives per query mined with the base model (0: in-batch negatives only)")
     p.add_argument("--patience", type=_positive_int, default=1,
                    help="epochs without a better held-out Recall@10 (then MRR@10) before stopping")
-    p.add_argument("--loss", default="mnrl",
-                   help="mnrl: queries against the batch's documents; symmetric: and documents against its "
-                        "queries; gist: negatives the frozen base model scores above the positive are dropped")
+    p.add_argument("--loss", default="symmetric",
+                   help="symmetric (default): queries against the batch's documents and documents against its "
+                        "queries; mnrl: the first only; gist: negatives the frozen base model scores above the "
+                        "positive are dropped")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
     p.set_defaults(func=_cmd_finetune)
@@ -348,7 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("cost", help="storage bytes and monthly cost of an index")
     p.add_argument("--n", type=_positive_int, required=True, help="number of vectors")
     p.add_argument("--dim", type=_positive_int, required=True)
-    p.add_argument("--dtype", default="float32", choices=["float32", "int8"])
+    p.add_argument("--dtype", default="float32", choices=["float32", "int8", "binary"])
     p.add_argument("--replicas", type=_positive_int, default=1)
     p.add_argument("--price", default="0.10:0.25",
                    help="dollars per GB-month, LOW:HIGH (finite, >= 0; write --price=LOW:HIGH if LOW starts with -)")
