@@ -1,15 +1,22 @@
-"""Certified-exact int8 search (`search(..., exact=True)`) against the float32 index it must equal, same run.
+"""Fewer bytes, same answers: certified-exact int8 and binary codes with rescoring, against float32, same run.
 
-    .venv/bin/python bench/bench_quant.py            # real-minilm: 100K x 384, 1,000 queries, k = 10
+    .venv/bin/python bench/bench_quant.py                       # both parts
+    .venv/bin/python bench/bench_quant.py --part int8           # real-minilm: 100K x 384, 1,000 queries, k = 10
+    .venv/bin/python bench/bench_quant.py --part binary --speed-n 1000000
 
-Reports: whether every query's ids equal the float32 index's (ties within float32 rounding aside, see
-docs/int8.md), the largest score difference, rows rescored per query (median / p99 / max), and time per query
-(single: one query per call, p50; batch: all queries in one call, median of 5) for float32, int8 and int8 exact.
-Binary codes (issue 16 item 1) are not implemented yet.
+int8: whether every query's ids equal the float32 index's (ties within float32 rounding aside, see docs/int8.md),
+the largest score difference, rows rescored per query (median / p99 / max), and time per query (single: one query
+per call, p50; batch: all queries in one call, median of 5) for float32, int8 and int8 exact.
+binary: recall@10 against exact float32 on real-minilm for the binary index at R = none, 1, 4, 10, 20 (rescored
+with the kept originals), the same for plain sign bits without a centre (NumPy, same asymmetric scoring, to show
+what centring changes), then on clustered synthetic N x 384 (--speed-n) bytes per vector and single / 1,000-query
+batch time of binary and binary + rescore (float originals, or keep_originals="int8") against float32. With faiss installed, also faiss IndexBinaryFlat on
+sign bits (sentence-transformers' "ubinary" codes) + Hamming top k * R + float rescoring in NumPy, same run.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sys
@@ -23,8 +30,7 @@ import bench_ivf  # noqa: E402
 import simdex  # noqa: E402
 
 
-def main() -> None:
-    simdex.set_num_threads(2)
+def int8_part() -> dict:
     x, q = bench_ivf.real_minilm()
     k = 10
     f32 = simdex.Index(384)
@@ -48,6 +54,111 @@ def main() -> None:
     for name in ("int8", "int8 exact"):
         out[name]["single_vs_float32"] = out[name]["single_ms_p50"] / out["float32"]["single_ms_p50"]
         out[name]["batch_vs_float32"] = out[name]["batch_ms"] / out["float32"]["batch_ms"]
+    return out
+
+
+RS = (1, 4, 10, 20)
+
+
+def recall_at(found: np.ndarray, truth: np.ndarray) -> float:
+    return float(np.mean([len(np.intersect1d(a[a >= 0], b)) / truth.shape[1] for a, b in zip(found, truth)]))
+
+
+def plain_sign_recall(x: np.ndarray, q: np.ndarray, truth: np.ndarray, k: int) -> dict:
+    """Sign bits without a centre, the float query against the +-1 codes, candidates rescored exactly (NumPy)."""
+    coarse = q @ np.where(x > 0, 1.0, -1.0).astype(np.float32).T
+    out = {}
+    for r in RS:
+        cand = np.argpartition(-coarse, k * r, axis=1)[:, : k * r]
+        exact = np.einsum("qd,qcd->qc", q, x[cand])
+        out[f"R={r}"] = recall_at(np.take_along_axis(cand, np.argsort(-exact, axis=1)[:, :k], 1), truth)
+    return out
+
+
+def faiss_binary(x: np.ndarray, threads: int):
+    """faiss IndexBinaryFlat on sign bits (sentence-transformers' "ubinary": np.packbits(x > 0)), Hamming top k * R,
+    rescored with the float rows in NumPy: search(q, k, R) -> ids. None when faiss is not installed."""
+    try:
+        import faiss
+    except ImportError:
+        return None
+    faiss.omp_set_num_threads(threads)
+    index = faiss.IndexBinaryFlat(x.shape[1])
+    index.add(np.packbits(x > 0, axis=1))
+
+    def search(q: np.ndarray, k: int, r: int) -> np.ndarray:
+        # One OpenMP thread for a single query: with 2 on the shared 2 vCPUs a query took 25-130 ms, not 7-9.
+        faiss.omp_set_num_threads(1 if len(q) == 1 else threads)
+        _, cand = index.search(np.packbits(q > 0, axis=1), k * r)
+        exact = np.einsum("qd,qcd->qc", q, x[cand])
+        return np.take_along_axis(cand, np.argsort(-exact, axis=1)[:, :k], 1)
+
+    return search
+
+
+def binary_part(speed_n: int) -> dict:
+    k = 10
+    x, q = bench_ivf.real_minilm()
+    f32 = simdex.Index(384)
+    f32.add(x)
+    truth = f32.search(q, k).ids
+    b = simdex.Index(384, dtype="binary", keep_originals=True)
+    b.add(x)
+    b8 = simdex.Index(384, dtype="binary", keep_originals="int8")
+    b8.add(x)
+    rec = {"none": recall_at(b.search(q, k).ids, truth)}
+    for r in RS:
+        rec[f"R={r}"] = recall_at(b.search(q, k, rescore=r).ids, truth)
+        rec[f"int8 tier R={r}"] = recall_at(b8.search(q, k, rescore=r).ids, truth)
+    out = {"cpu": bench_ivf._cpu(), "recall_real_minilm": rec,
+           "recall_plain_sign_numpy": plain_sign_recall(x, q, truth, k)}
+    fb = faiss_binary(x, 2)
+    if fb is not None:
+        out["recall_faiss_binaryflat_rescored"] = {f"R={r}": recall_at(fb(q, k, r), truth) for r in RS}
+    del f32, b, b8
+    x, q = bench_ivf.synthetic(speed_n)
+    f32 = simdex.Index(384)
+    f32.add(x)
+    bits = simdex.Index(384, dtype="binary")
+    bits.add(x)
+    kept = simdex.Index(384, dtype="binary", keep_originals=True)
+    kept.add(x)
+    tier = simdex.Index(384, dtype="binary", keep_originals="int8")
+    tier.add(x)
+    fb = faiss_binary(x, 2)
+    del x
+    out["speed_n"] = speed_n
+    out["bytes_per_vector"] = {"float32": f32.memory_usage() / speed_n, "binary": bits.memory_usage() / speed_n,
+                               "binary+originals": kept.memory_usage() / speed_n,
+                               "binary+int8 tier": tier.memory_usage() / speed_n}
+    variants = {"float32": lambda qq: f32.search(qq, k), "binary": lambda qq: bits.search(qq, k),
+                "binary+rescore4": lambda qq: kept.search(qq, k, rescore=4),
+                "binary+rescore10": lambda qq: kept.search(qq, k, rescore=10),
+                "binary+int8 tier rescore10": lambda qq: tier.search(qq, k, rescore=10)}
+    if fb is not None:  # the float rows stay referenced by the closure for rescoring
+        variants["faiss IndexBinaryFlat+rescore4"] = lambda qq: fb(qq, k, 4)
+        variants["faiss IndexBinaryFlat+rescore10"] = lambda qq: fb(qq, k, 10)
+    for name, fn in variants.items():
+        single = _common.timings(lambda i: fn(q[i % len(q)][None, :]), 200, warmup=10)
+        batch = _common.timings(lambda i: fn(q), 3)
+        out[name] = {"single_ms_p50": 1e3 * float(np.median(single)), "batch_ms": 1e3 * _common.median(batch)}
+    for name in list(variants)[1:]:
+        out[name]["float32_over_this_single"] = out["float32"]["single_ms_p50"] / out[name]["single_ms_p50"]
+        out[name]["float32_over_this_batch"] = out["float32"]["batch_ms"] / out[name]["batch_ms"]
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--part", choices=["int8", "binary", "all"], default="all")
+    ap.add_argument("--speed-n", type=int, default=1_000_000, help="rows of the binary speed check")
+    args = ap.parse_args()
+    simdex.set_num_threads(2)
+    out = {}
+    if args.part in ("int8", "all"):
+        out["int8"] = int8_part()
+    if args.part in ("binary", "all"):
+        out["binary"] = binary_part(args.speed_n)
     print(json.dumps(out, indent=1))
 
 

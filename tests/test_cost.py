@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import simdex
-from simdex.quality.cost import BYTES_PER_VALUE, DTYPES, layout, parse_price, storage_cost
+from simdex.quality.cost import BITS_PER_VALUE, DTYPES, layout, parse_price, row_bytes, storage_cost
 
 
 def test_reproduces_the_reference_figures():
@@ -55,7 +55,8 @@ def _built(n, dim, dtype, batches=1):
 @pytest.mark.parametrize("n,dim,dtype,batches", [
     (10_000, 16, "float32", 1), (10_000, 384, "float32", 1), (10_000, 16, "int8", 1), (10_000, 384, "int8", 1),
     (10_000, 384, "int8", 7), (1, 16, "float32", 1), (12_288, 16, "float32", 1), (12_289, 16, "float32", 1),
-    (30_000, 16, "float32", 3), (49_153, 8, "int8", 1), (400_000, 1, "float32", 4),
+    (30_000, 16, "float32", 3), (49_153, 8, "int8", 1), (400_000, 1, "float32", 4), (10_000, 384, "binary", 1),
+    (10_000, 385, "binary", 3), (7, 9, "binary", 1),
 ])
 def test_estimate_equals_memory_usage_of_a_real_index(n, dim, dtype, batches):
     # Exact, not approximate: memory_usage counts rows written (not room reserved for growth), and automatic ids
@@ -86,7 +87,9 @@ def test_layout_matches_the_index_dtypes():
     from simdex._validate import DTYPES as INDEX_DTYPES
 
     assert set(DTYPES) == set(INDEX_DTYPES)
-    assert layout().value_bytes == BYTES_PER_VALUE
+    assert BITS_PER_VALUE == {"float32": 32, "int8": 8, "binary": 1}
+    assert [row_bytes(d, "binary") for d in (1, 8, 9, 384)] == [1, 1, 2, 48]
+    assert layout().id_bytes == 8
 
 
 @pytest.mark.parametrize("price", [(math.inf, math.inf), (0.1, math.inf), (-0.1, 0.2), (math.nan, 1.0), (True, 1),

@@ -18,12 +18,12 @@ namespace simdex::bindings {
 void bind_flat_index(py::module_& m) {
     py::class_<FlatIndex>(m, "FlatIndex")
         .def(py::init([](std::size_t dim, const std::string& metric, const std::string& dtype, bool keep_originals,
-                         std::size_t partitions) {
+                         std::size_t partitions, bool keep_int8) {
                  return std::make_unique<FlatIndex>(dim, parse_metric(metric), parse_dtype(dtype), keep_originals,
-                                                    partitions);
+                                                    partitions, keep_int8);
              }),
              py::arg("dim"), py::arg("metric") = "cosine", py::arg("dtype") = "float32",
-             py::arg("keep_originals") = false, py::arg("partitions") = 0)
+             py::arg("keep_originals") = false, py::arg("partitions") = 0, py::arg("keep_int8") = false)
         .def_property_readonly("partitions", &FlatIndex::partitions)
         .def_property_readonly("partitions_trained", py::cpp_function(&FlatIndex::partitions_trained,
                                                                       py::call_guard<py::gil_scoped_release>()))
@@ -81,6 +81,7 @@ void bind_flat_index(py::module_& m) {
         .def_property_readonly("metric", [](const FlatIndex& self) { return metric_name(self.metric()); })
         .def_property_readonly("dtype", [](const FlatIndex& self) { return dtype_name(self.dtype()); })
         .def_property_readonly("keeps_originals", &FlatIndex::keeps_originals)
+        .def_property_readonly("keeps_int8", &FlatIndex::keeps_int8)
         .def_property_readonly("trained",
                                py::cpp_function(&FlatIndex::trained, py::call_guard<py::gil_scoped_release>()))
         .def(
@@ -102,17 +103,30 @@ void bind_flat_index(py::module_& m) {
                  std::copy(c.begin(), c.end(), out.mutable_data());
                  return out;
              },
-             "int8 calibration as a (2, dim) float32 array: offsets, then steps.")
+             "int8 calibration as a (2, dim) float32 array: offsets, then steps (binary: centre, then scale).")
         .def(
             "codes",
             [](const FlatIndex& self, I64Array ids) {
                 if (ids.ndim() != 1) throw std::invalid_argument("ids: expected a 1-D array");
-                py::array_t<std::int8_t> out(
-                    {static_cast<py::ssize_t>(ids.shape(0)), static_cast<py::ssize_t>(self.dim())});
+                // int8: (n, dim) int8 codes; binary: (n, ceil(dim / 8)) uint8 bit rows.
+                const auto n = static_cast<py::ssize_t>(ids.shape(0));
+                const auto cols = static_cast<py::ssize_t>(self.code_cols() ? self.code_cols() : self.dim());
+                if (self.dtype() == Dtype::binary) {
+                    py::array_t<std::uint8_t> out({n, cols});
+                    auto* o = reinterpret_cast<std::int8_t*>(out.mutable_data());
+                    {
+                        py::gil_scoped_release release;
+                        self.codes(ids.data(), static_cast<std::size_t>(n), o);
+                    }
+                    return py::object(out);
+                }
+                py::array_t<std::int8_t> out({n, cols});
                 std::int8_t* o = out.mutable_data();
-                py::gil_scoped_release release;
-                self.codes(ids.data(), static_cast<std::size_t>(ids.shape(0)), o);
-                return out;
+                {
+                    py::gil_scoped_release release;
+                    self.codes(ids.data(), static_cast<std::size_t>(n), o);
+                }
+                return py::object(out);
             },
             py::arg("ids"))
         // Everything that takes the index lock releases the GIL first: a search holding the lock may need the GIL

@@ -115,11 +115,12 @@ PYBIND11_MODULE(_core, m) {
             d["supported"] = isa_list(supported_isas());
             d["active"] = isa_name(active_kernels().isa);
             d["int8"] = active_kernels().i8_name;
+            d["binary"] = active_kernels().b1_name;
             d["note"] = dispatch_note();
             return d;
         },
         "SIMD levels compiled into this build, supported by this CPU, and active now; 'int8' names the int8\n"
-        "kernels the active level runs.");
+        "kernels the active level runs, 'binary' the 1-bit kernels.");
     m.def(
         "set_simd", [](const std::string& isa) { set_active_isa(parse_isa(isa)); }, py::arg("isa"),
         "Selects the SIMD level used from now on (for tests and benchmarks).");
@@ -366,6 +367,62 @@ PYBIND11_MODULE(_core, m) {
             return out;
         },
         py::arg("q"), py::arg("x"), py::arg("kc_step") = 64, py::arg("isa") = "");
+    // Binary kernels (kernels.hpp: bit d % 8 of byte d / 8), for tests and benchmarks.
+    using U8Array = py::array_t<std::uint8_t, py::array::c_style | py::array::forcecast>;
+    auto b1_rows = [](const U8Array& x, std::size_t nbytes, const char* what) {
+        if (x.ndim() != 2 || static_cast<std::size_t>(x.shape(1)) != nbytes)
+            throw std::invalid_argument(std::string(what) + ": expected a 2-D uint8 array with " +
+                                        std::to_string(nbytes) + " columns");
+        return static_cast<std::size_t>(x.shape(0));
+    };
+    m.def(
+        "hamming_b1",
+        [](U8Array a, U8Array b, const std::string& isa) {
+            if (a.ndim() != 1 || b.ndim() != 1 || a.shape(0) != b.shape(0))
+                throw std::invalid_argument("hamming_b1: expected two 1-D uint8 arrays of the same length");
+            const KernelTable& kt = table_arg(isa);
+            py::gil_scoped_release release;
+            return kt.hamming_b1(a.data(), b.data(), static_cast<std::size_t>(a.shape(0)));
+        },
+        py::arg("a"), py::arg("b"), py::arg("isa") = "");
+    m.def(
+        "hamming_rows_b1",
+        [b1_rows](U8Array q, U8Array x, const std::string& isa) {
+            if (q.ndim() != 1) throw std::invalid_argument("hamming_rows_b1: q must be 1-D");
+            const std::size_t nb = static_cast<std::size_t>(q.shape(0)), n = b1_rows(x, nb, "x");
+            const KernelTable& kt = table_arg(isa);
+            py::array_t<std::uint32_t> out(static_cast<py::ssize_t>(n));
+            std::uint32_t* o = out.mutable_data();
+            py::gil_scoped_release release;
+            kt.hamming_rows_b1(q.data(), x.data(), n, nb, o);
+            return out;
+        },
+        py::arg("q"), py::arg("x"), py::arg("isa") = "");
+    m.def(
+        "dot_b1",
+        [](F32Array q, U8Array code, const std::string& isa) {
+            if (q.ndim() != 1 || code.ndim() != 1 ||
+                static_cast<std::size_t>(code.shape(0)) != kernels::b1_bytes(static_cast<std::size_t>(q.shape(0))))
+                throw std::invalid_argument("dot_b1: expected a 1-D float query of dim d and 1-D uint8 code of "
+                                            "ceil(d / 8) bytes");
+            const KernelTable& kt = table_arg(isa);
+            py::gil_scoped_release release;
+            return kt.dot_b1(q.data(), code.data(), static_cast<std::size_t>(q.shape(0)));
+        },
+        py::arg("q"), py::arg("code"), py::arg("isa") = "");
+    m.def(
+        "dot_rows_b1",
+        [b1_rows](F32Array q, U8Array x, const std::string& isa) {
+            if (q.ndim() != 1) throw std::invalid_argument("dot_rows_b1: q must be 1-D");
+            const std::size_t d = static_cast<std::size_t>(q.shape(0)), n = b1_rows(x, kernels::b1_bytes(d), "x");
+            const KernelTable& kt = table_arg(isa);
+            py::array_t<float> out(static_cast<py::ssize_t>(n));
+            float* o = out.mutable_data();
+            py::gil_scoped_release release;
+            kt.dot_rows_b1(q.data(), x.data(), n, d, o);
+            return out;
+        },
+        py::arg("q"), py::arg("x"), py::arg("isa") = "");
     m.def(
         "read_bandwidth",
         [](std::size_t nbytes, int repeats) {

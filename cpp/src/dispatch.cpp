@@ -33,7 +33,8 @@ using namespace kernels;
 // complete() checks at compile time that no field was left out (it would read as null or 0).
 constexpr bool complete(const KernelTable& t) {
     return t.name && t.dot_f32 && t.dot_rows_f32 && t.gemm_f32 && t.gemm_mr && t.gemm_nr && t.select_ge_f32 &&
-           t.pack_nr_f32 && t.i8_name && t.dot_i8 && t.dot_rows_i8 && t.gemm_i8 && t.gemm_i8_mr && t.gemm_i8_nr;
+           t.pack_nr_f32 && t.i8_name && t.dot_i8 && t.dot_rows_i8 && t.gemm_i8 && t.gemm_i8_mr && t.gemm_i8_nr &&
+           t.b1_name && t.hamming_b1 && t.hamming_rows_b1 && t.dot_b1 && t.dot_rows_b1;
 }
 
 constexpr KernelTable kScalarTable = [] {
@@ -54,6 +55,11 @@ constexpr KernelTable kScalarTable = [] {
     t.gemm_i8_mr = kScalarI8Mr;
     t.gemm_i8_nr = kScalarI8Nr;
     t.gemm_i8_flip = false;
+    t.b1_name = "scalar";
+    t.hamming_b1 = hamming_b1_scalar;
+    t.hamming_rows_b1 = hamming_rows_b1_scalar;
+    t.dot_b1 = dot_b1_scalar;
+    t.dot_rows_b1 = dot_rows_b1_scalar;
     return t;
 }();
 static_assert(complete(kScalarTable));
@@ -76,6 +82,11 @@ constexpr KernelTable kAvx2Table = [] {
     t.gemm_i8_mr = kAvx2I8Mr;
     t.gemm_i8_nr = kAvx2I8Nr;
     t.gemm_i8_flip = false;
+    t.b1_name = "avx2";
+    t.hamming_b1 = hamming_b1_avx2;
+    t.hamming_rows_b1 = hamming_rows_b1_avx2;
+    t.dot_b1 = dot_b1_avx2;
+    t.dot_rows_b1 = dot_rows_b1_avx2;
     return t;
 }();
 static_assert(complete(kAvx2Table));
@@ -112,6 +123,9 @@ constexpr KernelTable kAvx512Table = [] {
     t.gemm_nr = kAvx512Nr;
     t.select_ge_f32 = select_ge_f32_avx512;
     t.pack_nr_f32 = pack_nr_f32_avx512;
+    t.b1_name = "avx512 (hamming: avx2)";  // VPOPCNTDQ is not part of the level: kAvx512PopcntTable adds it
+    t.dot_b1 = dot_b1_avx512;
+    t.dot_rows_b1 = dot_rows_b1_avx512;
     return t;
 }();
 static_assert(complete(kAvx512Table));
@@ -132,6 +146,22 @@ constexpr KernelTable kAvx512VnniTable = [] {
 }();
 static_assert(complete(kAvx512VnniTable));
 #endif
+#ifdef SIMDEX_COMPILED_AVX512_VPOPCNTDQ
+// The avx512 levels on CPUs with AVX512_VPOPCNTDQ (Ice Lake, Zen 4 and later): the same tables with the VPOPCNTDQ
+// Hamming kernels. table_of picks them when CPUID reports the feature.
+constexpr KernelTable with_vpopcntdq(KernelTable t) {
+    t.b1_name = "avx512+vpopcntdq";
+    t.hamming_b1 = hamming_b1_avx512_vpopcntdq;
+    t.hamming_rows_b1 = hamming_rows_b1_avx512_vpopcntdq;
+    return t;
+}
+constexpr KernelTable kAvx512PopcntTable = with_vpopcntdq(kAvx512Table);
+static_assert(complete(kAvx512PopcntTable));
+#ifdef SIMDEX_COMPILED_AVX512_VNNI
+constexpr KernelTable kAvx512VnniPopcntTable = with_vpopcntdq(kAvx512VnniTable);
+static_assert(complete(kAvx512VnniPopcntTable));
+#endif
+#endif
 #ifdef SIMDEX_COMPILED_NEON
 constexpr KernelTable kNeonTable = [] {
     KernelTable t{};
@@ -151,6 +181,11 @@ constexpr KernelTable kNeonTable = [] {
     t.gemm_i8_mr = kScalarI8Mr;  // gemm_i8_neon is the scalar micro-kernel
     t.gemm_i8_nr = kScalarI8Nr;
     t.gemm_i8_flip = false;
+    t.b1_name = "neon";
+    t.hamming_b1 = hamming_b1_neon;
+    t.hamming_rows_b1 = hamming_rows_b1_neon;
+    t.dot_b1 = dot_b1_neon;
+    t.dot_rows_b1 = dot_rows_b1_neon;
     return t;
 }();
 static_assert(complete(kNeonTable));
@@ -176,7 +211,21 @@ static_assert(complete(kNeonDotprodTable));
 constexpr Isa kAllIsas[] = {Isa::scalar,      Isa::avx2, Isa::avx_vnni,    Isa::avx512,
                             Isa::avx512_vnni, Isa::neon, Isa::neon_dotprod};
 
+#if defined(SIMDEX_X86) && defined(SIMDEX_COMPILED_AVX512_VPOPCNTDQ)
+bool cpu_vpopcntdq() {
+    unsigned a, b, c, d;
+    return __get_cpuid_count(7, 0, &a, &b, &c, &d) && (c & (1u << 14));  // CPUID.(7,0):ECX bit 14
+}
+#endif
+
 const KernelTable* table_of(Isa isa) {
+#if defined(SIMDEX_X86) && defined(SIMDEX_COMPILED_AVX512_VPOPCNTDQ)
+    static const bool popcnt = cpu_vpopcntdq();
+    if (popcnt && isa == Isa::avx512) return &kAvx512PopcntTable;
+#ifdef SIMDEX_COMPILED_AVX512_VNNI
+    if (popcnt && isa == Isa::avx512_vnni) return &kAvx512VnniPopcntTable;
+#endif
+#endif
     switch (isa) {
         case Isa::scalar: return &kScalarTable;
 #ifdef SIMDEX_COMPILED_AVX2

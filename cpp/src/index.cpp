@@ -27,12 +27,15 @@ Metric parse_metric(const std::string& name) {
 
 double max_norm(Metric m) noexcept { return m == Metric::l2 ? kMaxL2Norm : kMaxIpNorm; }
 
-const char* dtype_name(Dtype d) noexcept { return d == Dtype::float32 ? "float32" : "int8"; }
+const char* dtype_name(Dtype d) noexcept {
+    return d == Dtype::float32 ? "float32" : d == Dtype::int8 ? "int8" : "binary";
+}
 
 Dtype parse_dtype(const std::string& name) {
     if (name == "float32") return Dtype::float32;
     if (name == "int8") return Dtype::int8;
-    throw std::invalid_argument("dtype must be 'float32' or 'int8', got '" + name + "'");
+    if (name == "binary") return Dtype::binary;
+    throw std::invalid_argument("dtype must be 'float32', 'int8' or 'binary', got '" + name + "'");
 }
 
 void normalize_rows(float* x, std::size_t n, std::size_t dim) {
@@ -72,13 +75,26 @@ std::size_t first_row_over_ip_norm(const float* x, std::size_t n, std::size_t di
     return n;
 }
 
-FlatIndex::FlatIndex(std::size_t dim, Metric metric, Dtype dtype, bool keep_originals, std::size_t partitions)
-    : dim_(dim), metric_(metric), dtype_(dtype), keep_originals_(keep_originals), quant_(dim), partitions_(partitions) {
+FlatIndex::FlatIndex(std::size_t dim, Metric metric, Dtype dtype, bool keep_originals, std::size_t partitions,
+                     bool keep_int8)
+    : dim_(dim), metric_(metric), dtype_(dtype), keep_originals_(keep_originals), keep_int8_(keep_int8), quant_(dim),
+      bits_(dim), partitions_(partitions) {
     if (dim == 0) throw std::invalid_argument("dim must be positive, got 0");
     if (dim > (std::size_t(1) << 20)) throw std::invalid_argument("dim must be at most 1048576, got " + std::to_string(dim));
     if (dtype == Dtype::float32 && keep_originals)
         throw std::invalid_argument(
-            "keep_originals applies to dtype 'int8'; a float32 index stores the vectors themselves");
+            "keep_originals applies to dtypes 'int8' and 'binary'; a float32 index stores the vectors themselves");
+    if (dtype == Dtype::binary && metric == Metric::l2)
+        throw std::invalid_argument("dtype 'binary' supports the cosine and ip metrics, not l2 (sign bits keep no "
+                                    "distances); use dtype 'int8' or 'float32' for l2");
+    if (keep_int8 && (dtype != Dtype::binary || keep_originals))
+        throw std::invalid_argument(dtype != Dtype::binary
+                                        ? "keep_originals='int8' applies to dtype 'binary'"
+                                        : "keep the float originals or the int8 codes for rescoring, not both");
+    if (keep_int8 && dim > kernels::kMaxI8Depth)
+        throw std::invalid_argument("keep_originals='int8' takes dim up to " + std::to_string(kernels::kMaxI8Depth));
+    if (dtype == Dtype::binary && partitions)
+        throw std::invalid_argument("dtype 'binary' does not support partitions yet; use partitions=0");
     if (dtype == Dtype::int8 && dim > kernels::kMaxI8Depth)
         throw std::invalid_argument("int8 indexes take dim up to " + std::to_string(kernels::kMaxI8Depth) +
                                     " (int32 sums of 127 * 127 products stay exact), got " + std::to_string(dim));
@@ -86,8 +102,10 @@ FlatIndex::FlatIndex(std::size_t dim, Metric metric, Dtype dtype, bool keep_orig
 }
 
 FlatIndex::FlatIndex(FlatIndex&& o) noexcept
-    : dim_(o.dim_), metric_(o.metric_), dtype_(o.dtype_), keep_originals_(o.keep_originals_),
-      quant_(std::move(o.quant_)), codes_(std::move(o.codes_)), base_codes_(o.base_codes_), data_(std::move(o.data_)),
+    : dim_(o.dim_), metric_(o.metric_), dtype_(o.dtype_), keep_originals_(o.keep_originals_), keep_int8_(o.keep_int8_),
+      tier_(std::move(o.tier_)), base_tier_(o.base_tier_), base_tier_crc_(o.base_tier_crc_),
+      quant_(std::move(o.quant_)), bits_(std::move(o.bits_)), codes_(std::move(o.codes_)), base_codes_(o.base_codes_),
+      data_(std::move(o.data_)),
       base_(std::move(o.base_)), base_rows_(o.base_rows_), norms_(std::move(o.norms_)), base_norms_(o.base_norms_),
       base_norms_crc_(o.base_norms_crc_), base_rows_crc_(o.base_rows_crc_),
       base_codes_crc_(o.base_codes_crc_), base_checked_(o.base_checked_), ids_(std::move(o.ids_)),
@@ -112,10 +130,10 @@ void FlatIndex::make_writable_unlocked(std::size_t extra_rows, const char* what)
         owned.append(base_rows_, ids_.size() * dim_);
         data_ = std::move(owned);
     }
-    if (dtype_ == Dtype::int8) {
+    if (has_codes()) {
         RowStore<std::int8_t> owned;
-        owned.reserve((ids_.size() + extra_rows) * dim_);
-        owned.append(base_codes_, ids_.size() * dim_);
+        owned.reserve((ids_.size() + extra_rows) * code_cols());
+        owned.append(base_codes_, ids_.size() * code_cols());
         codes_ = std::move(owned);
     }
     if (metric_ == Metric::l2) {
@@ -124,15 +142,23 @@ void FlatIndex::make_writable_unlocked(std::size_t extra_rows, const char* what)
         owned.append(base_norms_, ids_.size());
         norms_ = std::move(owned);
     }
+    if (keep_int8_) {
+        RowStore<std::int8_t> owned;
+        owned.reserve((ids_.size() + extra_rows) * dim_);
+        owned.append(base_tier_, ids_.size() * dim_);
+        tier_ = std::move(owned);
+    }
     base_.reset();
+    base_tier_ = nullptr;
     base_rows_ = nullptr;
     base_codes_ = nullptr;
     base_norms_ = nullptr;
 }
 
 void FlatIndex::train(const float* x, std::size_t n) {
-    if (dtype_ != Dtype::int8)
-        throw std::invalid_argument("train applies to dtype 'int8' indexes; a float32 index needs no training");
+    if (dtype_ == Dtype::float32)
+        throw std::invalid_argument("train applies to dtype 'int8' and 'binary' indexes; a float32 index needs no "
+                                    "training");
     if (n == 0) throw std::invalid_argument("train: expected at least one vector, got 0");
     std::size_t bad = 0;
     if (!all_finite(x, n * dim_, &bad))
@@ -143,6 +169,19 @@ void FlatIndex::train(const float* x, std::size_t n) {
         tmp.assign(x, x + n * dim_);
         normalize_rows(tmp.data(), n, dim_);
         x = tmp.data();
+    }
+    if (dtype_ == Dtype::binary) {
+        BitCoder b(dim_);
+        b.train(x, n);
+        Quantizer q8(dim_);
+        if (keep_int8_) q8.train(x, n);
+        std::unique_lock<RwLock> lock(mu_);
+        if (bits_.trained())
+            throw std::invalid_argument("this binary index is already trained, and its centre is fixed so that every "
+                                        "batch is encoded the same way; create a new index to train again");
+        bits_ = std::move(b);
+        if (keep_int8_) quant_ = std::move(q8);
+        return;
     }
     Quantizer q(dim_);
     q.train(x, n);
@@ -157,11 +196,17 @@ void FlatIndex::train(const float* x, std::size_t n) {
 
 bool FlatIndex::trained() const {
     std::shared_lock<RwLock> lock(mu_);
-    return dtype_ == Dtype::float32 || quant_.trained();
+    return is_calibrated();
 }
 
 std::vector<float> FlatIndex::calibration() const {
     std::shared_lock<RwLock> lock(mu_);
+    if (dtype_ == Dtype::binary) {
+        if (!bits_.trained()) throw std::invalid_argument("this binary index is not trained yet (train or add first)");
+        std::vector<float> out(bits_.center());
+        out.insert(out.end(), bits_.scale().begin(), bits_.scale().end());
+        return out;
+    }
     if (dtype_ != Dtype::int8 || !quant_.trained())
         throw std::invalid_argument(dtype_ == Dtype::int8 ? "this int8 index is not calibrated yet (train or add first)"
                                                           : "a float32 index has no int8 calibration");
@@ -172,11 +217,12 @@ std::vector<float> FlatIndex::calibration() const {
 
 void FlatIndex::codes(const std::int64_t* ids, std::size_t n, std::int8_t* out) const {
     std::shared_lock<RwLock> lock(mu_);
-    if (dtype_ != Dtype::int8) throw std::invalid_argument("a float32 index stores no int8 codes");
+    if (!has_codes()) throw std::invalid_argument("a float32 index stores no int8 codes or binary codes");
+    const std::size_t cols = code_cols();
     for (std::size_t i = 0; i < n; ++i) {
         const std::size_t slot = slot_of(ids[i]);
         if (slot == IdMap::npos) throw std::out_of_range("id " + std::to_string(ids[i]) + " is not in the index");
-        std::memcpy(out + i * dim_, codes_unlocked() + slot * dim_, dim_);
+        std::memcpy(out + i * cols, codes_unlocked() + slot * cols, cols);
     }
 }
 
@@ -240,6 +286,8 @@ std::int64_t FlatIndex::add(const float* x, std::size_t n, const std::int64_t* i
     const std::size_t old = ids_.size();
     if (dtype_ == Dtype::int8) {
         add_i8_unlocked(x, n);
+    } else if (dtype_ == Dtype::binary) {
+        add_b1_unlocked(x, n);
     } else {
         // Reserve first so a bad_alloc leaves the index as it was.
         data_.make_room((old + n) * dim_);
@@ -297,14 +345,17 @@ std::size_t FlatIndex::remove(const std::int64_t* ids, std::size_t n) {
         if (slot != last) {  // move the last row into the hole
             if (has_floats())
                 std::memcpy(data_.data() + slot * dim_, data_.data() + last * dim_, dim_ * sizeof(float));
-            if (dtype_ == Dtype::int8) std::memcpy(codes_.data() + slot * dim_, codes_.data() + last * dim_, dim_);
+            if (has_codes())
+                std::memcpy(codes_.data() + slot * code_cols(), codes_.data() + last * code_cols(), code_cols());
+            if (keep_int8_) std::memcpy(tier_.data() + slot * dim_, tier_.data() + last * dim_, dim_);
             if (metric_ == Metric::l2) norms_.data()[slot] = norms_.data()[last];
             ids_.data()[slot] = ids_.data()[last];
             slot_of_.assign(ids_.data()[slot], slot, ids_.data());
         }
         ids_.resize(last);
         if (has_floats()) data_.resize(ids_.size() * dim_);
-        if (dtype_ == Dtype::int8) codes_.resize(ids_.size() * dim_);
+        if (has_codes()) codes_.resize(ids_.size() * code_cols());
+        if (keep_int8_) tier_.resize(ids_.size() * dim_);
         if (metric_ == Metric::l2) norms_.resize(ids_.size());
         ++removed;
     }
@@ -321,6 +372,8 @@ void FlatIndex::reset() {
     norms_ = RowStore<float>();
     data_ = RowStore<float>();
     codes_ = RowStore<std::int8_t>();  // the int8 calibration stays (as FAISS's reset keeps training)
+    tier_ = RowStore<std::int8_t>();
+    base_tier_ = nullptr;
     ids_ = RowStore<std::int64_t>();
     slot_of_ = IdMap();
     next_id_ = 0;
@@ -344,6 +397,11 @@ void FlatIndex::reconstruct(const std::int64_t* ids, std::size_t n, float* out) 
         if (slot == IdMap::npos) throw std::out_of_range("id " + std::to_string(ids[i]) + " is not in the index");
         if (has_floats())
             std::memcpy(out + i * dim_, rows_unlocked() + slot * dim_, dim_ * sizeof(float));
+        else if (keep_int8_)
+            quant_.decode(tier_unlocked() + slot * dim_, 1, out + i * dim_);
+        else if (dtype_ == Dtype::binary)
+            bits_.decode(reinterpret_cast<const std::uint8_t*>(codes_unlocked()) + slot * code_cols(), 1,
+                         out + i * dim_);
         else
             quant_.decode(codes_unlocked() + slot * dim_, 1, out + i * dim_);
     }
@@ -355,8 +413,9 @@ MemoryUsage FlatIndex::memory_breakdown() const {
     // A file read into memory counts whole; a mapping is the page cache's, not this index's.
     m.file_image = base_ && !base_->mapped() ? base_->size() : 0;
     // Rows written, not the capacity reserved for growth: past 1 MiB that is address space, not memory.
-    m.vectors = (data_.size() + norms_.size()) * sizeof(float) + codes_.size();
-    m.calibration = (quant_.offset().capacity() + quant_.scale().capacity()) * sizeof(float);
+    m.vectors = (data_.size() + norms_.size()) * sizeof(float) + codes_.size() + tier_.size();
+    m.calibration = (quant_.offset().capacity() + quant_.scale().capacity() + bits_.center().capacity() +
+                     bits_.scale().capacity()) * sizeof(float);
     m.ids = ids_.size() * sizeof(std::int64_t) + slot_of_.bytes();  // slot -> id, and id -> slot
     for (const ExtraSection& e : extras_) m.calibration += e.data.capacity();
     m.metadata = metadata_.capacity();

@@ -174,6 +174,7 @@ void FlatIndex::read_partitions(const format::Reader& r) {
             r.fail("partition sections without 'ivf.params'");
         return;
     }
+    if (dtype_ == Dtype::binary) r.fail("partition sections in a binary index (binary indexes are not partitioned)");
     std::uint64_t pv[2];
     std::memcpy(pv, r.get(kPartitionSections[0], format::DType::bytes, sizeof pv, 1).data, sizeof pv);
     if (pv[0] == 0 || pv[0] > Partitions::kMaxPartitions)

@@ -6,6 +6,7 @@
 #include <limits>
 #include <mutex>
 #include <stdexcept>
+#include <type_traits>
 #include <utility>
 
 #include "index_checks.hpp"
@@ -75,8 +76,12 @@ void FlatIndex::search(const float* queries, std::size_t nq, const SearchParams&
     }
     if (dtype_ == Dtype::int8) {
         search_i8(kt, queries, nq, p, p.has_filter ? &slots : nullptr, scores, ids);
+    } else if (dtype_ == Dtype::binary) {
+        search_b1(kt, queries, nq, p, p.has_filter ? &slots : nullptr, scores, ids);
     } else {
-        if (p.rescore) throw std::invalid_argument("rescore applies to int8 indexes; float32 scores are already exact");
+        if (p.rescore)
+            throw std::invalid_argument(
+                "rescore applies to int8 and binary indexes; float32 scores are already exact");
         if (p.exact) throw std::invalid_argument("exact=True applies to int8 indexes; float32 scores are already exact");
         search_f32(kt, queries, nq, p, p.has_filter ? &slots : nullptr, scores, ids);
     }
@@ -89,11 +94,12 @@ template <class T, class Fn>
 void FlatIndex::with_filter(RowsView<T> all, const std::vector<std::size_t>* slots, Fn&& fn) const {
     if (!slots) return fn(all);
     if (slots->size() * 8 < all.n) {
-        std::vector<T, AlignedAllocator<T>> sub(slots->size() * dim_);
+        const std::size_t cols = std::is_same<T, std::uint8_t>::value ? kernels::b1_bytes(dim_) : dim_;
+        std::vector<T, AlignedAllocator<T>> sub(slots->size() * cols);
         std::vector<std::int64_t> sub_ids(slots->size());
         std::vector<float> sub_norms(all.norms ? slots->size() : 0);
         for (std::size_t i = 0; i < slots->size(); ++i) {
-            std::memcpy(sub.data() + i * dim_, all.data + (*slots)[i] * dim_, dim_ * sizeof(T));
+            std::memcpy(sub.data() + i * cols, all.data + (*slots)[i] * cols, cols * sizeof(T));
             sub_ids[i] = ids_.data()[(*slots)[i]];
             if (all.norms) sub_norms[i] = all.norms[(*slots)[i]];
         }
@@ -180,33 +186,90 @@ void FlatIndex::search_i8(const KernelTable& kt, const float* queries, std::size
     // Exact distances to the kept originals (rescore) or to the decoded rows.
     if (metric_ == Metric::l2) return finish_l2(kt, queries, nq, p, sp.k, found.data(), p.rescore != 0, scores, ids);
 
-    const float* originals = rows_unlocked();
+    finish_codes(kt, queries, nq, p, sp.k, dots.data(), found.data(), step.data(), offset_term.data(), scores, ids);
+}
+
+// Binary: float query weights against the bits (binary.hpp), then finish_codes (index_binary.cpp).
+void FlatIndex::search_b1(const KernelTable& kt, const float* queries, std::size_t nq, const SearchParams& p,
+                          const std::vector<std::size_t>* slots, float* scores, std::int64_t* ids) const {
+    if (p.exact)
+        throw std::invalid_argument("exact=True applies to int8 indexes with kept originals; a binary index with "
+                                    "keep_originals=True takes rescore=R instead");
+    if (p.rescore && !keep_originals_ && !keep_int8_)
+        throw std::invalid_argument("rescore needs the original float vectors or int8 codes: create the index with "
+                                    "keep_originals=True or keep_originals='int8' (or search without rescore)");
+    if (p.rescore && p.k > std::numeric_limits<std::size_t>::max() / p.rescore)
+        throw std::invalid_argument("k * rescore overflows");
+    for (std::size_t i = 0; i < nq * p.k; ++i) {
+        scores[i] = -std::numeric_limits<float>::infinity();
+        ids[i] = -1;
+    }
+    if (!bits_.trained() || ids_.size() == 0) return;
+
+    // Queries become float weights and a constant <q, c> each (binary.hpp).
+    std::vector<float> weights(nq * dim_);
+    std::vector<double> offset_term(nq);
+    for (std::size_t i = 0; i < nq; ++i)
+        bits_.encode_query(queries + i * dim_, weights.data() + i * dim_, &offset_term[i]);
+
+    // The scan ranks by the kernel's sums; min_score applies to final scores (finish_codes).
+    SearchParams sp = p;
+    sp.k = p.rescore ? std::min(p.k * p.rescore, std::max(p.k, ids_.size())) : p.k;  // no more candidates than rows
+    sp.min_score = -std::numeric_limits<float>::infinity();
+    sp.rescore = 0;
+    std::vector<float> sums(nq * sp.k);
+    std::vector<std::int64_t> found(nq * sp.k);
+    const ScanViewB1 all{reinterpret_cast<const std::uint8_t*>(codes_unlocked()), ids_.data(), ids_.size(), dim_,
+                         nullptr};
+    if (nq > 1 && dim_ <= kernels::kMaxI8Depth) {
+        b1_batch_candidates(kt, all, slots, weights.data(), nq, sp, sums.data(), found.data());
+    } else {
+        with_filter(all, slots, [&](const ScanViewB1& v) {
+            run_search_b1(kt, v, weights.data(), nq, sp, sums.data(), found.data());
+        });
+    }
+    finish_codes(kt, queries, nq, p, sp.k, sums.data(), found.data(), nullptr, offset_term.data(), scores, ids);
+}
+
+void FlatIndex::b1_batch_candidates(const KernelTable& kt, const ScanViewB1& all,
+                                    const std::vector<std::size_t>* slots, const float* weights, std::size_t nq,
+                                    const SearchParams& sp, float* sums, std::int64_t* found) const {
+    // The weights rounded to int8 on one step per query (t = max |w| / 127) rank a wider pool in the int8 GEMM;
+    // the pool's exact asymmetric scores (dot_b1 on the float weights) then pick the sp.k best, so a batch returns
+    // what single queries do unless a row of the true top sp.k falls out of the pool (int8 rounding of the weights
+    // moves a score by at most t / 2 * dim).
+    std::vector<std::int8_t> qcodes(nq * dim_);
+    for (std::size_t i = 0; i < nq; ++i) {
+        const float* w = weights + i * dim_;
+        float top = 0.0f;
+        for (std::size_t d = 0; d < dim_; ++d) top = std::max(top, std::fabs(w[d]));
+        const float inv = top > 0.0f ? 127.0f / top : 0.0f;
+        for (std::size_t d = 0; d < dim_; ++d)
+            qcodes[i * dim_ + d] =
+                static_cast<std::int8_t>(std::max(-127.0f, std::min(127.0f, std::nearbyint(w[d] * inv))));
+    }
+    SearchParams gp = sp;
+    gp.k = std::min(ids_.size(), 2 * sp.k + kB1PoolExtra);
+    std::vector<float> dots(nq * gp.k);
+    std::vector<std::int64_t> pool(nq * gp.k);
+    with_filter(all, slots, [&](const ScanViewB1& v) {
+        run_search_b1_gemm(kt, v, qcodes.data(), nq, gp, dots.data(), pool.data());
+    });
+    const std::uint8_t* codes = reinterpret_cast<const std::uint8_t*>(codes_unlocked());
+    const std::size_t cols = code_cols();
     std::vector<std::pair<float, std::int64_t>> cand;
     for (std::size_t i = 0; i < nq; ++i) {
-        const float* d = dots.data() + i * sp.k;
-        const std::int64_t* f = found.data() + i * sp.k;
-        float* out_s = scores + i * p.k;
-        std::int64_t* out_i = ids + i * p.k;
         cand.clear();
-        for (std::size_t j = 0; j < sp.k && f[j] >= 0; ++j) {
-            float s;
-            if (p.rescore) {
-                s = kt.dot_f32(queries + i * dim_, originals + slot_of(f[j]) * dim_, dim_);
-            } else {
-                s = static_cast<float>(static_cast<double>(step[i]) * d[j] + offset_term[i]);
-            }
-            cand.emplace_back(s, f[j]);
+        for (std::size_t j = 0; j < gp.k && pool[i * gp.k + j] >= 0; ++j) {
+            const std::int64_t id = pool[i * gp.k + j];
+            cand.emplace_back(kt.dot_b1(weights + i * dim_, codes + slot_of(id) * cols, dim_), id);
         }
-        if (p.rescore)
-            std::sort(cand.begin(), cand.end(), [](const auto& a, const auto& b) {
-                return ranks_before(a.first, a.second, b.first, b.second);
-            });
-        std::size_t out = 0;
-        for (std::size_t j = 0; j < cand.size() && out < p.k; ++j) {
-            if (cand[j].first < p.min_score) break;
-            out_s[out] = cand[j].first;
-            out_i[out] = cand[j].second;
-            ++out;
+        std::sort(cand.begin(), cand.end(), [](const auto& a, const auto& b) {
+            return ranks_before(a.first, a.second, b.first, b.second);
+        });
+        for (std::size_t j = 0; j < sp.k; ++j) {
+            sums[i * sp.k + j] = j < cand.size() ? cand[j].first : -kInf;
+            found[i * sp.k + j] = j < cand.size() ? cand[j].second : -1;
         }
     }
 }

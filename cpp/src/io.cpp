@@ -29,13 +29,20 @@ constexpr const char* kMetadataSection = "metadata";
 constexpr const char* kOffsetSection = "int8.offset";
 constexpr const char* kStepSection = "int8.step";
 constexpr const char* kCodesSection = "int8.codes";
+// binary indexes (binary.hpp): the centre and scale (absent until trained) and the bit rows (uint8, b1_bytes(dim)
+// columns); "vectors.f32" only when the index keeps the original rows.
+constexpr const char* kCenterSection = "binary.center";
+constexpr const char* kScaleSection = "binary.scale";
+constexpr const char* kBitsSection = "binary.codes";
 // l2 indexes: the squared norm of each row the scan scores (int8: of the decoded codes).
 constexpr const char* kNormsSection = "l2.norms";
 
 // "index" section flags. A reader that does not know a bit refuses the file.
 constexpr std::uint32_t kFlagInt8 = 1u;       // rows are int8 codes
-constexpr std::uint32_t kFlagOriginals = 2u;  // an int8 index that also keeps the float rows
-constexpr std::uint32_t kKnownFlags = kFlagInt8 | kFlagOriginals;
+constexpr std::uint32_t kFlagOriginals = 2u;  // an int8 or binary index that also keeps the float rows
+constexpr std::uint32_t kFlagBinary = 4u;     // rows are 1-bit codes
+constexpr std::uint32_t kFlagInt8Tier = 8u;   // a binary index that also keeps int8 codes (the int8.* sections)
+constexpr std::uint32_t kKnownFlags = kFlagInt8 | kFlagOriginals | kFlagBinary | kFlagInt8Tier;
 
 // Sections the Python layer stores through FlatIndex::set_extra_sections: an index pre-transform (PCA, random
 // projection) as JSON parameters, its matrix, the mean it centers with, and its explained variance.
@@ -125,6 +132,17 @@ std::string bad_norms(const float* norms, std::size_t n) {
     return "";
 }
 
+// Bit rows whose padding (the bits past dim in the last byte) is set: the encoder never writes them.
+std::string bad_bits(const std::int8_t* codes, std::size_t n, std::size_t dim) {
+    if (dim % 8 == 0) return "";
+    const std::size_t nb = kernels::b1_bytes(dim);
+    const unsigned pad = 0xFFu & ~((1u << (dim % 8)) - 1u);
+    for (std::size_t r = 0; r < n; ++r)
+        if (static_cast<std::uint8_t>(codes[r * nb + nb - 1]) & pad)
+            return "binary code row " + std::to_string(r) + " sets bits past dim";
+    return "";
+}
+
 std::string bad_codes(const std::int8_t* codes, std::size_t n, std::size_t dim) {
     const std::size_t at = static_cast<std::size_t>(std::find(codes, codes + n * dim, std::int8_t(-128)) - codes);
     return at == n * dim ? "" : "code -128 at row " + std::to_string(at / dim) + " (codes are in [-127, 127])";
@@ -140,6 +158,8 @@ format::Writer FlatIndex::writer_unlocked() const {
     h.next_id = next_id_;
     h.metric = metric_ == Metric::cosine ? 0 : metric_ == Metric::ip ? 1 : 2;
     if (dtype_ == Dtype::int8) h.flags = kFlagInt8 | (keep_originals_ ? kFlagOriginals : 0u);
+    if (dtype_ == Dtype::binary)
+        h.flags = kFlagBinary | (keep_originals_ ? kFlagOriginals : 0u) | (keep_int8_ ? kFlagInt8Tier : 0u);
     format::Writer w;
     w.add_copy(kIndexSection, &h, sizeof h, true);
     w.add(kIdsSection, DType::i64, ids_.size(), 1, ids_.data(), true);
@@ -150,6 +170,8 @@ format::Writer FlatIndex::writer_unlocked() const {
         const float* norms = metric_ == Metric::l2 && dtype_ == Dtype::float32 ? base_norms_ : nullptr;
         if (why.empty() && has_floats()) why = bad_rows(base_rows_, ids_.size(), dim_, metric_, norms);
         if (why.empty() && dtype_ == Dtype::int8) why = bad_codes(base_codes_, ids_.size(), dim_);
+        if (why.empty() && dtype_ == Dtype::binary) why = bad_bits(base_codes_, ids_.size(), dim_);
+        if (why.empty() && keep_int8_) why = bad_codes(base_tier_, ids_.size(), dim_);
         if (!why.empty())
             throw FormatError(base_->source() + ": " + why + ": the file this index was mapped from is damaged; " +
                               "nothing was written");
@@ -161,16 +183,29 @@ format::Writer FlatIndex::writer_unlocked() const {
         else
             w.add(kVectorsSection, DType::f32, ids_.size(), dim_, data_.data(), true);
     }
-    if (dtype_ == Dtype::int8) {
+    if (dtype_ == Dtype::int8 || keep_int8_) {
         if (quant_.trained()) {
             w.add(kOffsetSection, DType::f32, 1, dim_, quant_.offset().data(), true);
             w.add(kStepSection, DType::f32, 1, dim_, quant_.scale().data(), true);
         }
+        const std::int8_t* codes = keep_int8_ ? base_tier_ : base_codes_;
         if (base_)
-            w.add_unchanged(kCodesSection, DType::i8, ids_.size(), dim_, base_codes_, true, base_codes_crc_,
+            w.add_unchanged(kCodesSection, DType::i8, ids_.size(), dim_, codes,
+                            true, keep_int8_ ? base_tier_crc_ : base_codes_crc_, base_->source());
+        else
+            w.add(kCodesSection, DType::i8, ids_.size(), dim_, keep_int8_ ? tier_.data() : codes_.data(), true);
+    }
+    if (dtype_ == Dtype::binary) {
+        if (bits_.trained()) {
+            w.add(kCenterSection, DType::f32, 1, dim_, bits_.center().data(), true);
+            w.add(kScaleSection, DType::f32, 1, dim_, bits_.scale().data(), true);
+        }
+        const std::size_t cols = code_cols();
+        if (base_)
+            w.add_unchanged(kBitsSection, DType::u8, ids_.size(), cols, base_codes_, true, base_codes_crc_,
                             base_->source());
         else
-            w.add(kCodesSection, DType::i8, ids_.size(), dim_, codes_.data(), true);
+            w.add(kBitsSection, DType::u8, ids_.size(), cols, codes_.data(), true);
     }
     if (metric_ == Metric::l2) {
         if (base_)
@@ -206,12 +241,12 @@ FlatIndex FlatIndex::load_bytes(const void* data, std::size_t size) {
 FlatIndex FlatIndex::from_blob(format::BlobPtr blob) {
     format::ReadOptions options;
     options.known = {kIndexSection, kIdsSection, kVectorsSection, kMetadataSection, kOffsetSection, kStepSection,
-                       kCodesSection, kNormsSection};
+                       kCodesSection, kNormsSection, kCenterSection, kScaleSection, kBitsSection};
     for (const char* e : kExtraSections) options.known.emplace_back(e);
     for (const char* e : kPartitionSections) options.known.emplace_back(e);
     // Checking the vectors of a mapped file would read all of it; their sizes and bounds are still checked,
     // and a damaged float or code can change scores but never memory safety.
-    if (blob->mapped()) options.unverified = {kVectorsSection, kCodesSection, kNormsSection};
+    if (blob->mapped()) options.unverified = {kVectorsSection, kCodesSection, kNormsSection, kBitsSection};
     const format::Reader r(std::move(blob), options);
 
     IndexHeader h;
@@ -221,8 +256,14 @@ FlatIndex FlatIndex::from_blob(format::BlobPtr blob) {
     if (h.metric > 2) r.fail("unknown metric code " + std::to_string(h.metric) + " (0 cosine, 1 ip, 2 l2)");
     const Metric metric = h.metric == 0 ? Metric::cosine : h.metric == 1 ? Metric::ip : Metric::l2;
     if (h.flags & ~kKnownFlags) r.fail("unknown index flags " + std::to_string(h.flags));
-    if ((h.flags & kFlagOriginals) && !(h.flags & kFlagInt8)) r.fail("flag 'originals' is set on a float32 index");
-    const Dtype dtype = (h.flags & kFlagInt8) ? Dtype::int8 : Dtype::float32;
+    if ((h.flags & kFlagInt8) && (h.flags & kFlagBinary)) r.fail("flags 'int8' and 'binary' are both set");
+    if ((h.flags & kFlagOriginals) && !(h.flags & (kFlagInt8 | kFlagBinary)))
+        r.fail("flag 'originals' is set on a float32 index");
+    const Dtype dtype = (h.flags & kFlagInt8) ? Dtype::int8 : (h.flags & kFlagBinary) ? Dtype::binary : Dtype::float32;
+    if (dtype == Dtype::binary && metric == Metric::l2) r.fail("a binary index under the l2 metric");
+    const bool tier = (h.flags & kFlagInt8Tier) != 0;
+    if (tier && (dtype != Dtype::binary || (h.flags & kFlagOriginals)))
+        r.fail("flag 'int8 tier' is set on an index that is not binary, or with the originals flag");
     const bool floats = dtype == Dtype::float32 || (h.flags & kFlagOriginals);
     if (h.next_id > kIdLimit)
         r.fail("next id " + std::to_string(h.next_id) + " is above 2^63 (as a signed field: negative)");
@@ -233,11 +274,15 @@ FlatIndex FlatIndex::from_blob(format::BlobPtr blob) {
         r.fail("count " + std::to_string(h.count) + " is above " + std::to_string(IdMap::kMaxRows) +
                ", the most an index holds");
     const format::SectionView* vectors = floats ? &r.get(kVectorsSection, DType::f32, h.count, h.dim) : nullptr;
-    if (!floats && r.find(kVectorsSection)) r.fail("section 'vectors.f32' in an int8 index without the originals flag");
-    if (dtype == Dtype::float32 && (r.find(kCodesSection) || r.find(kOffsetSection) || r.find(kStepSection)))
-        r.fail("int8 sections in a float32 index");
+    if (!floats && r.find(kVectorsSection))
+        r.fail("section 'vectors.f32' in an int8 or binary index without the originals flag");
+    if (dtype != Dtype::int8 && !tier && (r.find(kCodesSection) || r.find(kOffsetSection) || r.find(kStepSection)))
+        r.fail(std::string("int8 sections in a ") + dtype_name(dtype) + " index");
+    if (dtype != Dtype::binary && (r.find(kBitsSection) || r.find(kCenterSection) || r.find(kScaleSection)))
+        r.fail(std::string("binary sections in a ") + dtype_name(dtype) + " index");
 
-    if (dtype == Dtype::int8 && h.dim > kernels::kMaxI8Depth)  // what the constructor refuses is a file error here
+    // What the constructor refuses is a file error here.
+    if ((dtype == Dtype::int8 || tier) && h.dim > kernels::kMaxI8Depth)
         r.fail("dim " + std::to_string(h.dim) + " is above " + std::to_string(kernels::kMaxI8Depth) +
                ", the largest an int8 index takes");
     const format::SectionView* norms =
@@ -247,29 +292,12 @@ FlatIndex FlatIndex::from_blob(format::BlobPtr blob) {
         const std::string why = bad_norms(norms->as<float>(), static_cast<std::size_t>(h.count));
         if (!why.empty()) r.fail(why);
     }
-    FlatIndex index(static_cast<std::size_t>(h.dim), metric, dtype,
-                    dtype == Dtype::int8 && floats);
-    if (dtype == Dtype::int8) {
-        const format::SectionView& codes = r.get(kCodesSection, DType::i8, h.count, h.dim);
-        if (r.find(kOffsetSection) || r.find(kStepSection)) {
-            std::vector<float> offset(h.dim), step(h.dim);
-            std::memcpy(offset.data(), r.get(kOffsetSection, DType::f32, 1, h.dim).data, h.dim * sizeof(float));
-            std::memcpy(step.data(), r.get(kStepSection, DType::f32, 1, h.dim).data, h.dim * sizeof(float));
-            try {
-                index.quant_.set(offset.data(), step.data());
-            } catch (const std::invalid_argument& e) {
-                r.fail(e.what());
-            }
-            const std::string why = metric == Metric::l2 ? detail::l2_calibration_error(index.quant_) : "";
-            if (!why.empty()) r.fail(why);
-        } else if (h.count > 0) {
-            r.fail("an int8 index with vectors needs its calibration ('int8.offset', 'int8.step')");
-        }
-        const std::string why = codes.verified ? bad_codes(codes.as<std::int8_t>(), h.count, h.dim) : "";
-        if (!why.empty()) r.fail(why);
-        index.base_codes_ = codes.as<std::int8_t>();
-        index.base_codes_crc_ = codes.crc;
-    }
+    FlatIndex index(static_cast<std::size_t>(h.dim), metric, dtype, dtype != Dtype::float32 && floats, 0, tier);
+    if (dtype == Dtype::binary) index.read_binary(r, h.count);
+    if (dtype == Dtype::int8) index.read_int8(r, h.count, &index.base_codes_, &index.base_codes_crc_);
+    if (tier) index.read_int8(r, h.count, &index.base_tier_, &index.base_tier_crc_);
+    if (tier && index.bits_.trained() != index.quant_.trained())
+        r.fail("a binary index with an int8 tier needs both the centre and the int8 calibration, or neither");
     // Every allocation below is bounded by the file's size: count rows of 8 + 4 * dim bytes are in it.
     const std::size_t n = static_cast<std::size_t>(h.count);
     index.ids_.append(ids.as<std::int64_t>(), n);
@@ -313,6 +341,50 @@ FlatIndex FlatIndex::from_blob(format::BlobPtr blob) {
     index.base_checked_ = !r.blob()->mapped();  // the unverified sections are exactly those of a mapped file
     index.base_ = r.blob();
     return index;
+}
+
+// The int8 calibration (into quant_) and codes of an int8 index, or of a binary index's int8 tier.
+void FlatIndex::read_int8(const format::Reader& r, std::uint64_t count, const std::int8_t** codes_out,
+                          std::uint32_t* crc) {
+    const format::SectionView& codes = r.get(kCodesSection, DType::i8, count, dim_);
+    if (r.find(kOffsetSection) || r.find(kStepSection)) {
+        std::vector<float> offset(dim_), step(dim_);
+        std::memcpy(offset.data(), r.get(kOffsetSection, DType::f32, 1, dim_).data, dim_ * sizeof(float));
+        std::memcpy(step.data(), r.get(kStepSection, DType::f32, 1, dim_).data, dim_ * sizeof(float));
+        try {
+            quant_.set(offset.data(), step.data());
+        } catch (const std::invalid_argument& e) {
+            r.fail(e.what());
+        }
+        const std::string why = metric_ == Metric::l2 ? detail::l2_calibration_error(quant_) : "";
+        if (!why.empty()) r.fail(why);
+    } else if (count > 0) {
+        r.fail("an int8 index with vectors needs its calibration ('int8.offset', 'int8.step')");
+    }
+    const std::string why = codes.verified ? bad_codes(codes.as<std::int8_t>(), count, dim_) : "";
+    if (!why.empty()) r.fail(why);
+    *codes_out = codes.as<std::int8_t>();
+    *crc = codes.crc;
+}
+
+void FlatIndex::read_binary(const format::Reader& r, std::uint64_t count) {
+    const format::SectionView& codes = r.get(kBitsSection, DType::u8, count, kernels::b1_bytes(dim_));
+    if (r.find(kCenterSection) || r.find(kScaleSection)) {
+        std::vector<float> center(dim_), scale(dim_);
+        std::memcpy(center.data(), r.get(kCenterSection, DType::f32, 1, dim_).data, dim_ * sizeof(float));
+        std::memcpy(scale.data(), r.get(kScaleSection, DType::f32, 1, dim_).data, dim_ * sizeof(float));
+        try {
+            bits_.set(center.data(), scale.data());
+        } catch (const std::invalid_argument& e) {
+            r.fail(e.what());
+        }
+    } else if (count > 0) {
+        r.fail("a binary index with vectors needs its centre and scale ('binary.center', 'binary.scale')");
+    }
+    const std::string why = codes.verified ? bad_bits(codes.as<std::int8_t>(), count, dim_) : "";
+    if (!why.empty()) r.fail(why);
+    base_codes_ = codes.as<std::int8_t>();
+    base_codes_crc_ = codes.crc;
 }
 
 std::vector<ExtraSection> FlatIndex::extra_sections() const {

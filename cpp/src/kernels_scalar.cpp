@@ -111,3 +111,38 @@ void pack_panels_i8(const std::int8_t* x, std::size_t rows, std::size_t dim, std
 }
 
 }  // namespace simdex::kernels
+
+// Binary codes (kernels.hpp): popcounts of 64-bit words, then bytes; the asymmetric score in index order.
+namespace simdex::kernels {
+
+std::uint32_t hamming_b1_scalar(const std::uint8_t* a, const std::uint8_t* b, std::size_t nbytes) noexcept {
+    std::uint32_t count = 0;
+    std::size_t i = 0;
+    for (; i + 8 <= nbytes; i += 8) {
+        std::uint64_t x, y;
+        std::memcpy(&x, a + i, 8);
+        std::memcpy(&y, b + i, 8);
+        count += static_cast<std::uint32_t>(__builtin_popcountll(x ^ y));
+    }
+    for (; i < nbytes; ++i) count += static_cast<std::uint32_t>(__builtin_popcount(unsigned(a[i] ^ b[i])));
+    return count;
+}
+
+void hamming_rows_b1_scalar(const std::uint8_t* q, const std::uint8_t* x, std::size_t rows, std::size_t nbytes,
+                            std::uint32_t* out) noexcept {
+    for (std::size_t r = 0; r < rows; ++r) out[r] = hamming_b1_scalar(q, x + r * nbytes, nbytes);
+}
+
+float dot_b1_scalar(const float* q, const std::uint8_t* code, std::size_t dim) noexcept {
+    float s = 0.0f;
+    for (std::size_t d = 0; d < dim; ++d) s += (code[d / 8] >> (d % 8)) & 1u ? q[d] : -q[d];
+    return s;
+}
+
+void dot_rows_b1_scalar(const float* q, const std::uint8_t* x, std::size_t rows, std::size_t dim,
+                        float* out) noexcept {
+    const std::size_t nbytes = b1_bytes(dim);
+    for (std::size_t r = 0; r < rows; ++r) out[r] = dot_b1_scalar(q, x + r * nbytes, dim);
+}
+
+}  // namespace simdex::kernels

@@ -1,8 +1,10 @@
 #include "simdex/scan.hpp"
 
 #include <algorithm>
+#include <cstring>
 #include <limits>
 #include <memory>
+#include <type_traits>
 
 #include "scorers-inl.hpp"
 #include "simdex/thread_pool.hpp"
@@ -18,6 +20,70 @@ constexpr std::size_t kQueryPanelsPerTile = 8;  // batch: query panels scored ag
 using detail::Buffer;
 using detail::F32Scorer;
 using detail::I8Scorer;
+
+// Binary rows (1-bit codes) against float query weights: the asymmetric kernel one query at a time. No packed
+// GEMM: a batch scores each database tile (in L2) with every query in turn (scan_many_rows).
+struct B1Scorer {
+    using Elem = std::uint8_t;
+    const KernelTable& kt;
+    void rows(const float* q, const std::uint8_t* x, std::size_t n, std::size_t dim, float* out) const {
+        kt.dot_rows_b1(q, x, n, dim, out);
+    }
+};
+constexpr std::size_t kB1TileBytes = 64 * 1024;  // binary batch: one database tile, scored by every query
+
+// Binary rows in the int8 GEMM: each database tile's bits are expanded to +-1 codes and packed like int8 rows,
+// then the int8 micro-kernel scores it against int8 query weights (a batch's fast path, run_search_b1_gemm).
+struct B1GemmScorer : I8Scorer {
+    using Elem = std::uint8_t;
+    void pack_db(const std::uint8_t* x, std::size_t n, std::size_t dim, std::uint8_t* out) const {
+        static const SignTable table;
+        thread_local Buffer<std::int8_t> scratch;
+        Buffer<std::int8_t>& signs = scratch;
+        signs.resize(n * dim);
+        const std::size_t nb = kernels::b1_bytes(dim), full = dim / 8;
+        for (std::size_t r = 0; r < n; ++r) {
+            const std::uint8_t* bits = x + r * nb;
+            std::int8_t* row = signs.data() + r * dim;
+            for (std::size_t j = 0; j < full; ++j) std::memcpy(row + 8 * j, table.bytes[bits[j]], 8);
+            if (dim % 8) std::memcpy(row + 8 * full, table.bytes[bits[full]], dim % 8);
+        }
+        kernels::pack_panels_i8(signs.data(), n, dim, nr(), kt.gemm_i8_flip, reinterpret_cast<std::int8_t*>(out));
+    }
+    // Each code byte as its 8 signs (bit i -> byte i: +1 when set, else -1).
+    struct SignTable {
+        std::int8_t bytes[256][8];
+        SignTable() {
+            for (int v = 0; v < 256; ++v)
+                for (int i = 0; i < 8; ++i) bytes[v][i] = static_cast<std::int8_t>((v >> i) & 1 ? 1 : -1);
+        }
+    };
+    void micro(const Queries& pq, std::size_t dim, std::size_t ip, std::size_t k0, std::size_t kc,
+               const std::uint8_t* b, float* c, std::size_t ldc) const {
+        I8Scorer::micro(pq, dim, ip, k0, kc, reinterpret_cast<const std::int8_t*>(b), c, ldc);
+    }
+};
+
+// The query type of a scorer (binary: float weights) and the bytes between rows (binary: b1_bytes(dim)).
+template <class S>
+struct QueryOf {
+    using type = typename S::Elem;
+};
+template <>
+struct QueryOf<B1Scorer> {
+    using type = float;
+};
+template <>
+struct QueryOf<B1GemmScorer> {
+    using type = std::int8_t;
+};
+template <class S>
+using QueryT = typename QueryOf<S>::type;
+template <class S>
+std::size_t row_stride(std::size_t dim) {
+    if constexpr (std::is_same_v<typename S::Elem, std::uint8_t>) return kernels::b1_bytes(dim);
+    return dim;
+}
 
 template <class T>
 bool allowed(const RowsView<T>& v, std::size_t row) {
@@ -54,7 +120,7 @@ void finish(std::vector<std::unique_ptr<TopKSet>>& parts, std::size_t nq, std::s
 }
 
 template <class S>
-void scan_one(const S& sc, const RowsView<typename S::Elem>& v, const typename S::Elem* q, const SearchParams& p,
+void scan_one(const S& sc, const RowsView<typename S::Elem>& v, const QueryT<S>* q, const SearchParams& p,
               std::size_t k, float* scores, std::int64_t* ids) {
     const std::size_t workers = num_threads();
     std::vector<std::unique_ptr<TopKSet>> parts(workers);
@@ -70,7 +136,7 @@ void scan_one(const S& sc, const RowsView<typename S::Elem>& v, const typename S
                 idx[w].resize(kRowsPerTask);
             }
             const std::size_t r0 = t * kRowsPerTask, rows = std::min(kRowsPerTask, v.n - r0);
-            sc.rows(q, v.data + r0 * v.dim, rows, v.dim, buf[w].data());
+            sc.rows(q, v.data + r0 * row_stride<S>(v.dim), rows, v.dim, buf[w].data());
             subtract_norms(v, 0, r0, buf[w].data(), rows);
             const std::size_t count =
                 sc.kt.select_ge_f32(buf[w].data(), rows, parts[w]->threshold(0), idx[w].data());
@@ -91,7 +157,7 @@ struct GemmScratch {
 };
 
 template <class S>
-void scan_many(const S& sc, const RowsView<typename S::Elem>& v, const typename S::Elem* q, std::size_t nq,
+void scan_many(const S& sc, const RowsView<typename S::Elem>& v, const QueryT<S>* q, std::size_t nq,
                const SearchParams& p, std::size_t k, float* scores, std::int64_t* ids) {
     using E = typename S::Elem;
     const std::size_t mr = sc.mr(), nr = sc.nr(), dim = v.dim, d = S::depth(dim);
@@ -117,7 +183,7 @@ void scan_many(const S& sc, const RowsView<typename S::Elem>& v, const typename 
             }
             const std::size_t r0 = t * tile_rows, rows = std::min(tile_rows, v.n - r0);
             const std::size_t db_panels = (rows + nr - 1) / nr, ldc = db_panels * nr;
-            sc.pack_db(v.data + r0 * dim, rows, dim, s.packed_db.data());
+            sc.pack_db(v.data + r0 * row_stride<S>(dim), rows, dim, s.packed_db.data());
             for (std::size_t qp0 = 0; qp0 < q_panels; qp0 += kQueryPanelsPerTile) {
                 const std::size_t qp1 = std::min(q_panels, qp0 + kQueryPanelsPerTile);
                 for (std::size_t k0 = 0; k0 < d; k0 += S::kKc) {
@@ -144,8 +210,39 @@ void scan_many(const S& sc, const RowsView<typename S::Elem>& v, const typename 
     finish(parts, nq, p.k, scores, ids);
 }
 
+// A batch through the single-query kernel: each task scores one database tile with every query in turn.
 template <class S>
-void run(const S& sc, const RowsView<typename S::Elem>& v, const typename S::Elem* q, std::size_t nq,
+void scan_many_rows(const S& sc, const RowsView<typename S::Elem>& v, const QueryT<S>* q, std::size_t nq,
+                    const SearchParams& p, std::size_t k, float* scores, std::int64_t* ids) {
+    const std::size_t stride = row_stride<S>(v.dim);
+    const std::size_t tile_rows = std::max<std::size_t>(64, kB1TileBytes / stride);
+    const std::size_t tasks = (v.n + tile_rows - 1) / tile_rows, workers = num_threads();
+    std::vector<std::unique_ptr<TopKSet>> parts(workers);
+    std::vector<std::vector<float>> buf(workers);
+    std::vector<std::vector<std::uint32_t>> idx(workers);
+    parallel_for(
+        tasks, workers,
+        [&](std::size_t t, std::size_t w) {
+            if (!parts[w]) {
+                parts[w] = std::make_unique<TopKSet>(nq, k, p.min_score);
+                buf[w].resize(tile_rows);
+                idx[w].resize(tile_rows);
+            }
+            const std::size_t r0 = t * tile_rows, rows = std::min(tile_rows, v.n - r0);
+            for (std::size_t qi = 0; qi < nq; ++qi) {
+                sc.rows(q + qi * v.dim, v.data + r0 * stride, rows, v.dim, buf[w].data());
+                const std::size_t count =
+                    sc.kt.select_ge_f32(buf[w].data(), rows, parts[w]->threshold(qi), idx[w].data());
+                offer(*parts[w], qi, v, r0, buf[w].data(), idx[w].data(), count);
+            }
+        },
+        p.interrupt);
+    parts.erase(std::remove(parts.begin(), parts.end(), nullptr), parts.end());
+    finish(parts, nq, p.k, scores, ids);
+}
+
+template <class S>
+void run(const S& sc, const RowsView<typename S::Elem>& v, const QueryT<S>* q, std::size_t nq,
          const SearchParams& p, float* scores, std::int64_t* ids) {
     const std::size_t k = std::min(p.k, v.n);
     if (v.n == 0 || k == 0) {
@@ -156,11 +253,18 @@ void run(const S& sc, const RowsView<typename S::Elem>& v, const typename S::Ele
         return;
     }
     if (nq == 1) return scan_one(sc, v, q, p, k, scores, ids);
-    for (std::size_t q0 = 0; q0 < nq; q0 += kQueriesPerPass) {
-        const std::size_t m = std::min(kQueriesPerPass, nq - q0);
-        RowsView<typename S::Elem> part = v;
-        if (part.norm_scale) part.norm_scale += q0;
-        scan_many(sc, part, q + q0 * v.dim, m, p, k, scores + q0 * p.k, ids + q0 * p.k);
+    if constexpr (std::is_same_v<S, B1Scorer>) {
+        for (std::size_t q0 = 0; q0 < nq; q0 += kQueriesPerPass) {
+            const std::size_t m = std::min(kQueriesPerPass, nq - q0);
+            scan_many_rows(sc, v, q + q0 * v.dim, m, p, k, scores + q0 * p.k, ids + q0 * p.k);
+        }
+    } else {
+        for (std::size_t q0 = 0; q0 < nq; q0 += kQueriesPerPass) {
+            const std::size_t m = std::min(kQueriesPerPass, nq - q0);
+            RowsView<typename S::Elem> part = v;
+            if (part.norm_scale) part.norm_scale += q0;
+            scan_many(sc, part, q + q0 * v.dim, m, p, k, scores + q0 * p.k, ids + q0 * p.k);
+        }
     }
 }
 
@@ -174,6 +278,26 @@ void run_search(const KernelTable& kt, const ScanView& v, const float* q, std::s
 void run_search_i8(const KernelTable& kt, const ScanViewI8& v, const std::int8_t* q, std::size_t nq,
                    const SearchParams& p, float* scores, std::int64_t* ids) {
     run(I8Scorer{kt}, v, q, nq, p, scores, ids);
+}
+
+void run_search_b1(const KernelTable& kt, const ScanViewB1& v, const float* weights, std::size_t nq,
+                   const SearchParams& p, float* scores, std::int64_t* ids) {
+    run(B1Scorer{kt}, v, weights, nq, p, scores, ids);
+}
+
+void run_search_b1_gemm(const KernelTable& kt, const ScanViewB1& v, const std::int8_t* queries, std::size_t nq,
+                        const SearchParams& p, float* scores, std::int64_t* ids) {
+    const B1GemmScorer sc{{kt}};
+    const std::size_t k = std::min(p.k, v.n);
+    if (k == 0) {
+        std::fill(scores, scores + nq * p.k, -std::numeric_limits<float>::infinity());
+        std::fill(ids, ids + nq * p.k, std::int64_t(-1));
+        return;
+    }
+    for (std::size_t q0 = 0; q0 < nq; q0 += kQueriesPerPass) {
+        const std::size_t m = std::min(kQueriesPerPass, nq - q0);
+        scan_many(sc, v, queries + q0 * v.dim, m, p, k, scores + q0 * p.k, ids + q0 * p.k);
+    }
 }
 
 }  // namespace simdex

@@ -78,6 +78,35 @@ void check_i8(const KernelTable& kt, const KernelTable& ref, std::size_t n, std:
                kt.name, n);
 }
 
+// Binary kernels: Hamming equals the scalar reference exactly; the asymmetric score within float rounding of it.
+// n is the number of dimensions (bits); codes are n / 8 rounded up bytes with the bits past n cleared.
+void check_b1(const KernelTable& kt, const KernelTable& ref, std::size_t n, std::mt19937& gen) {
+    const std::size_t nb = kernels::b1_bytes(n), rows = 13;
+    std::uniform_int_distribution<int> byte(0, 255);
+    std::normal_distribution<float> normal;
+    std::vector<std::uint8_t> x(rows * nb);
+    for (auto& c : x) c = static_cast<std::uint8_t>(byte(gen));
+    if (n % 8)
+        for (std::size_t r = 0; r < rows; ++r) x[r * nb + nb - 1] &= static_cast<std::uint8_t>((1u << (n % 8)) - 1);
+    std::vector<float> q(n), got(rows), want(rows);
+    double mag = 0;
+    for (float& f : q) {
+        f = normal(gen);
+        mag += std::fabs(f);
+    }
+    kt.dot_rows_b1(q.data(), x.data(), rows, n, got.data());
+    ref.dot_rows_b1(q.data(), x.data(), rows, n, want.data());
+    for (std::size_t r = 0; r < rows; ++r)
+        expect(std::fabs(got[r] - want[r]) <= 8.0 * n * 1.2e-7 * mag + 1e-30, "dot_rows_b1", kt.name, n);
+    expect(std::fabs(kt.dot_b1(q.data(), x.data(), n) - want[0]) <= 8.0 * n * 1.2e-7 * mag + 1e-30, "dot_b1", kt.name,
+           n);
+    std::vector<std::uint32_t> h1(rows), h2(rows);
+    kt.hamming_rows_b1(x.data(), x.data(), rows, nb, h1.data());
+    ref.hamming_rows_b1(x.data(), x.data(), rows, nb, h2.data());
+    expect(h1 == h2, "hamming_rows_b1", kt.name, n);
+    expect(kt.hamming_b1(x.data(), x.data() + nb, nb) == h2[1], "hamming_b1", kt.name, n);
+}
+
 }  // namespace
 
 int main() {
@@ -129,8 +158,9 @@ int main() {
             const std::size_t c2 = ref.select_ge_f32(x.data(), 9 * n, 0.5f, i2.data());
             expect(c1 == c2 && std::equal(i1.begin(), i1.begin() + c1, i2.begin()), "select_ge_f32", kt.name, n);
             check_i8(kt, ref, n, gen);
+            for (std::size_t bits : {n, 8 * n, 8 * n + 3}) check_b1(kt, ref, bits, gen);
         }
-        std::printf("%s: checked (int8 kernels: %s)\n", kt.name, kt.i8_name);
+        std::printf("%s: checked (int8 kernels: %s, binary kernels: %s)\n", kt.name, kt.i8_name, kt.b1_name);
     }
     std::printf("%d failures\n", failures);
     return failures == 0 ? 0 : 1;

@@ -16,8 +16,8 @@ from ._fingerprint import guard_fingerprint
 from ._profile import refresh_profile
 from ._transform_file import from_sections
 from ._transformed import TransformedMixin
-from ._validate import (METRICS, as_dim, as_dtype, as_ids, as_k, as_matrix, as_rescore, as_thresholds,
-                        check_transform)
+from ._validate import (METRICS, as_dim, as_dtype, as_ids, as_k, as_keep_originals, as_matrix, as_rescore,
+                        as_thresholds, check_transform)
 from .diagnostics import search_diagnostics
 
 if TYPE_CHECKING:  # the text wing sits above Index; only its result type is named here
@@ -60,9 +60,12 @@ class Index(_partitions.PartitionedMixin, TransformedMixin):
             dimension (4x less memory) and scores with integer SIMD kernels (``docs/int8.md``): each dimension's
             range is calibrated once, by :meth:`train` or automatically from the first :meth:`add`, then fixed,
             so every later batch is encoded the same way. Scores are then approximate (recall@10 about 0.99 on
-            sentence embeddings); ``search(..., rescore=R)`` makes them exact.
-        keep_originals: int8 only: also keep the float vectors (in RAM, or memory-mapped with
-            ``simdex.load(path, mmap=True)``), which ``search(..., rescore=R)`` needs.
+            sentence embeddings); ``search(..., rescore=R)`` makes them exact. ``"binary"``: one bit per dimension
+            (32x less; cosine and ip only), the sign around a centre learned like the int8 calibration, scored
+            with the float query (docs/int8.md, "Binary codes"); use it with ``keep_originals`` and ``rescore``.
+        keep_originals: int8 / binary only: True (or ``"float32"``) also keeps the float vectors (in RAM, or
+            memory-mapped with ``simdex.load(path, mmap=True)``), which ``search(..., rescore=R)`` needs; binary
+            also takes ``"int8"``: int8 codes (a quarter of the float bytes) that rescore scores instead.
 
     Every stored vector has a non-negative int64 id that stays the same across removals and save/load.
     Search scans everything with SIMD kernels chosen at run time (see :func:`simdex.simd_info`), keeps a
@@ -106,21 +109,21 @@ class Index(_partitions.PartitionedMixin, TransformedMixin):
         if metric not in METRICS:
             raise ValueError(f"metric: expected one of {METRICS}, got {metric!r}")
         dtype = as_dtype(dtype)
-        if not isinstance(keep_originals, (bool, np.bool_)):
-            raise TypeError(f"keep_originals: expected a bool, got {type(keep_originals).__name__}")
+        keep_originals, keep_int8 = as_keep_originals(keep_originals, dtype)
         if keep_originals and dtype == "float32":
-            raise ValueError("keep_originals=True applies to dtype='int8'; a float32 index stores the vectors themselves")
+            raise ValueError("keep_originals=True applies to dtype='int8' or 'binary'; a float32 index stores the "
+                             "vectors themselves")
         self._dim, self._metric = dim, metric
         self._transform = check_transform(transform, dim, metric)
         self._train_lock = threading.Lock()
         self._companions, self._path = {}, None
         if self._transform is None:
-            self._core = _core.FlatIndex(dim, metric, dtype, bool(keep_originals), parts)
+            self._core = _core.FlatIndex(dim, metric, dtype, keep_originals, parts, keep_int8)
         else:
             # Normalization (cosine) happens before projecting; the reduced vectors are renormalized only for the
             # transforms whose ranking gains from it (see _renormalize), else scored by inner product.
             core_metric = "l2" if metric == "l2" else "cosine" if self._renormalized() else "ip"
-            self._core = _core.FlatIndex(self._transform.out_dim, core_metric, dtype, bool(keep_originals), parts)
+            self._core = _core.FlatIndex(self._transform.out_dim, core_metric, dtype, keep_originals, parts, keep_int8)
             self._store_transform()
 
     @classmethod
@@ -154,13 +157,14 @@ class Index(_partitions.PartitionedMixin, TransformedMixin):
 
     @property
     def dtype(self) -> str:
-        """``"float32"`` or ``"int8"``."""
+        """``"float32"``, ``"int8"`` or ``"binary"``."""
         return self._core.dtype
 
     @property
-    def keep_originals(self) -> bool:
-        """True when an int8 index also keeps the float vectors (always True for float32)."""
-        return bool(self._core.keeps_originals)
+    def keep_originals(self) -> "bool | str":
+        """True when an int8 or binary index also keeps the float vectors (always True for float32); ``"int8"``
+        when a binary index keeps int8 codes for rescoring instead."""
+        return "int8" if self._core.keeps_int8 else bool(self._core.keeps_originals)
 
     @property
     def is_trained(self) -> bool:
@@ -170,7 +174,8 @@ class Index(_partitions.PartitionedMixin, TransformedMixin):
     @property
     def calibration(self) -> np.ndarray:
         """int8 calibration, float32 (2, dim): per-dimension offsets, then steps (0 on a dimension with no
-        range). A vector x is stored as ``clip(rint((x - offset) / step), -127, 127)``.
+        range). A vector x is stored as ``clip(rint((x - offset) / step), -127, 127)``. Binary: the centre,
+        then the scale; x is stored as the bits ``x > centre``.
 
         Raises:
             ValueError: a float32 index, or an int8 index not calibrated yet.
@@ -183,8 +188,9 @@ class Index(_partitions.PartitionedMixin, TransformedMixin):
     def __repr__(self) -> str:
         mapped = ", mmap=True" if self._core.mapped else ""
         extra = ""
-        if self.dtype == "int8":
-            extra = ", dtype='int8'" + (", keep_originals=True" if self.keep_originals else "")
+        if self.dtype != "float32":
+            kept = self.keep_originals
+            extra = f", dtype={self.dtype!r}" + (f", keep_originals={kept!r}" if kept else "")
         extra += f", transform={self._transform!r}" if self._transform is not None else ""
         extra += f", partitions={self.partitions}" if self.partitions else ""
         return f"simdex.Index(dim={self.dim}, metric={self.metric!r}{extra}, size={len(self)}{mapped})"
@@ -248,9 +254,9 @@ class Index(_partitions.PartitionedMixin, TransformedMixin):
         """
         x = as_matrix(vectors, self.dim, "vectors")
         guard_fingerprint(self, fingerprint, "add")
-        if self.dtype == "int8" and x.shape[0] < MIN_CALIBRATION_VECTORS and not self._core.trained:
+        if self.dtype != "float32" and x.shape[0] < MIN_CALIBRATION_VECTORS and not self._core.trained:
             warnings.warn(
-                f"this first add calibrates the int8 index on {x.shape[0]} vectors (fewer than "
+                f"this first add calibrates the {self.dtype} index on {x.shape[0]} vectors (fewer than "
                 f"{MIN_CALIBRATION_VECTORS}); the calibration is fixed afterwards, so call index.train(sample) with "
                 "a larger representative sample first for better recall",
                 UserWarning,
@@ -288,7 +294,7 @@ class Index(_partitions.PartitionedMixin, TransformedMixin):
                 vectors or already calibrated, or an unusable sample (wrong dim, NaN, too few rows).
             TypeError: non-floating vectors.
         """
-        if self._transform is None and self.dtype != "int8" and not self.partitions:
+        if self._transform is None and self.dtype == "float32" and not self.partitions:
             raise ValueError("train: this float32 index has no transform, so it needs no training (pass "
                              "transform=simdex.PCA(...), dtype='int8' or partitions=N)")
         x = as_matrix(sample, self.dim, "sample")
@@ -311,6 +317,8 @@ class Index(_partitions.PartitionedMixin, TransformedMixin):
                     stacklevel=2,
                 )
             self._core.train(x)
+        if self.dtype == "binary":  # the centre and scale: per-dimension mean and mean absolute deviation
+            self._core.train(x)
         if self.partitions:
             _partitions.train_partitions(self, x)
 
@@ -330,11 +338,12 @@ class Index(_partitions.PartitionedMixin, TransformedMixin):
     def reconstruct(self, ids: Any) -> np.ndarray:
         """The stored vectors (normalized under cosine) for the given ids, float32 (n, dim); with a transform,
         the reduced vectors (n, transform.out_dim) as stored. An int8 index returns the kept originals, or else the
-        decoded codes ``offset + step * code``."""
+        decoded codes ``offset + step * code`` (binary: ``centre + scale * (bit ? 1 : -1)``)."""
         return self._core.reconstruct(as_ids(ids, "ids"))
 
     def codes(self, ids: Any) -> np.ndarray:
-        """The int8 codes stored for the given ids, int8 (n, dim). ValueError on a float32 index."""
+        """The codes stored for the given ids: int8 (n, dim), or for a binary index the bits as uint8
+        (n, ceil(dim / 8)), dimension d in bit d % 8 of byte d // 8. ValueError on a float32 index."""
         return self._core.codes(as_ids(ids, "ids"))
 
     # -- search -----------------------------------------------------------------------------------------
@@ -362,8 +371,9 @@ class Index(_partitions.PartitionedMixin, TransformedMixin):
             min_score: optional floor; results scoring below it are dropped (padded as above). Not under
                 ``"l2"`` (ValueError): there use max_distance.
             max_distance: ``"l2"`` only: results farther (squared distance) are dropped, padded with (+inf, -1).
-            rescore: int8 only. ``None``: int8 scores, ranked exactly by the integer dot products. An integer
-                R >= 1: the k * R best by int8 score are rescored with the kept float vectors (the index needs
+            rescore: int8 / binary only. ``None``: the codes' scores (int8: exact integer dot products; binary:
+                ``<q, centre> + <q - centre, decoded - centre>``). An integer
+                R >= 1: the k * R best by code score are rescored with the kept float vectors (the index needs
                 ``keep_originals=True``) and the k best of them returned with exact float scores.
             nprobe: partitioned index only: how many partitions each query scans (default: :attr:`nprobe`).
                 ``nprobe=partitions`` scans everything and returns the exact result.

@@ -13,7 +13,7 @@ import numpy as np
 
 _INT64_MAX = np.iinfo(np.int64).max
 METRICS = ("cosine", "ip", "l2")
-DTYPES = ("float32", "int8")
+DTYPES = ("float32", "int8", "binary")
 
 
 def as_matrix(x: Any, dim: int, name: str = "vectors") -> np.ndarray:
@@ -147,6 +147,19 @@ def as_dtype(dtype: Any) -> str:
     return str(dtype)
 
 
+def as_keep_originals(keep: Any, dtype: str) -> "tuple[bool, bool]":
+    """`Index`'s keep_originals: (keep the float rows, keep int8 codes); "int8" only for dtype="binary"."""
+    if isinstance(keep, str):
+        if keep not in ("float32", "int8"):
+            raise TypeError(f"keep_originals: expected a bool, 'float32' or 'int8', got {keep!r}")
+        if keep == "int8" and dtype != "binary":
+            raise ValueError("keep_originals='int8' applies to dtype='binary' (int8 codes kept for rescoring)")
+        return keep == "float32", keep == "int8"
+    if not isinstance(keep, (bool, np.bool_)):
+        raise TypeError(f"keep_originals: expected a bool, got {type(keep).__name__}")
+    return bool(keep), False
+
+
 def as_rescore(rescore: Any, index: Any) -> int:
     """`Index.search`'s rescore factor: 0 for None, else a positive integer the index can use."""
     if rescore is None:
@@ -159,12 +172,12 @@ def as_rescore(rescore: Any, index: Any) -> int:
         raise TypeError(f"rescore: expected None or a positive integer, got {type(rescore).__name__}") from None
     if r < 1:
         raise ValueError(f"rescore: expected None or a positive integer, got {r}")
-    if index.dtype != "int8":
-        raise ValueError("rescore applies to dtype='int8' indexes; float32 scores are already exact")
+    if index.dtype not in ("int8", "binary"):
+        raise ValueError("rescore applies to dtype='int8' and 'binary' indexes; float32 scores are already exact")
     if not index.keep_originals:
         raise ValueError(
-            "rescore needs the original float vectors, which this int8 index does not keep: create it with "
-            "Index(..., dtype='int8', keep_originals=True), or search without rescore"
+            f"rescore needs the original float vectors, which this {index.dtype} index does not keep: create it "
+            f"with Index(..., dtype={index.dtype!r}, keep_originals=True), or search without rescore"
         )
     return r
 

@@ -26,6 +26,12 @@ struct KernelTable {
     std::size_t gemm_i8_mr;
     std::size_t gemm_i8_nr;
     bool gemm_i8_flip;  // database panels packed as x ^ 0x80 (vpdpbusd), with the bias subtracted in the kernel
+    // binary (1-bit codes)
+    const char* b1_name;  // which binary kernels this level runs (e.g. "avx512+vpopcntdq")
+    kernels::HammingB1Fn hamming_b1;
+    kernels::HammingRowsB1Fn hamming_rows_b1;
+    kernels::DotB1Fn dot_b1;
+    kernels::DotRowsB1Fn dot_rows_b1;
 };
 
 const char* isa_name(Isa isa) noexcept;

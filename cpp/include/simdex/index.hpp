@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "simdex/binary.hpp"
 #include "simdex/format.hpp"
 #include "simdex/id_map.hpp"
 #include "simdex/quantize.hpp"
@@ -29,8 +30,9 @@ constexpr std::uint64_t kIdLimit = std::uint64_t(1) << 63;
 const char* metric_name(Metric m) noexcept;
 Metric parse_metric(const std::string& name);  // std::invalid_argument on an unknown name
 
-// How rows are stored and scored: float32 rows, or int8 codes scored with the integer kernels.
-enum class Dtype { float32, int8 };
+// How rows are stored and scored: float32 rows, int8 codes scored with the integer kernels, or 1-bit codes
+// (binary.hpp) scored with the asymmetric binary kernels (cosine and ip only).
+enum class Dtype { float32, int8, binary };
 const char* dtype_name(Dtype d) noexcept;
 Dtype parse_dtype(const std::string& name);  // std::invalid_argument on an unknown name
 
@@ -71,8 +73,9 @@ struct SearchParams {
     const std::int64_t* filter = nullptr;
     std::size_t filter_size = 0;
     InterruptFn interrupt;  // polled between blocks of work (Ctrl-C)
-    // int8: 0 returns int8 scores; R >= 1 takes the k * R best by int8 score and rescores them exactly with the
-    // kept float rows (an index without them throws std::invalid_argument).
+    // int8 / binary: 0 returns the codes' scores; R >= 1 takes the k * R best by code score and rescores them
+    // exactly with the kept float rows, or a binary index's kept int8 codes (an index with neither throws
+    // std::invalid_argument).
     std::size_t rescore = 0;
     // Partitioned index: how many partitions each query probes (0: the index's default_nprobe()).
     std::size_t nprobe = 0;
@@ -86,8 +89,8 @@ struct KernelTable;
 
 // Bytes an index holds, by part.
 struct MemoryUsage {
-    std::size_t vectors = 0;      // float rows and int8 codes
-    std::size_t calibration = 0;  // int8 offsets and steps, pre-transform parameters
+    std::size_t vectors = 0;      // float rows and int8 / binary codes
+    std::size_t calibration = 0;  // int8 offsets and steps, binary centre and scale, pre-transform parameters
     std::size_t ids = 0;          // slot -> id array and id -> slot map
     std::size_t metadata = 0;
     std::size_t file_image = 0;   // a loaded (not mapped) file whose sections hold the rows
@@ -117,8 +120,10 @@ class FlatIndex {
     // with float32, whose rows are the originals.
     // partitions > 0: an inverted-file index (docs/ivf.md): rows are grouped by their nearest of `partitions`
     // centroids, learned by train_partitions, and a search scores only the partitions each query probes.
+    // keep_int8: a binary index also keeps int8 codes of the rows (docs/int8.md, "Binary codes"), which rescore
+    // uses instead of float rows; std::invalid_argument with another dtype or with keep_originals.
     FlatIndex(std::size_t dim, Metric metric, Dtype dtype = Dtype::float32, bool keep_originals = false,
-              std::size_t partitions = 0);
+              std::size_t partitions = 0, bool keep_int8 = false);
     ~FlatIndex();
     FlatIndex(FlatIndex&& other) noexcept;
 
@@ -126,6 +131,7 @@ class FlatIndex {
     Metric metric() const noexcept { return metric_; }
     Dtype dtype() const noexcept { return dtype_; }
     bool keeps_originals() const noexcept { return dtype_ == Dtype::float32 || keep_originals_; }
+    bool keeps_int8() const noexcept { return keep_int8_; }
 
     // int8 calibration. train learns it from n rows (normalized first under cosine) and fixes it: every later
     // batch is encoded the same way. Without train, the first add calibrates on its own rows. std::invalid_argument
@@ -145,9 +151,15 @@ class FlatIndex {
     // The nprobe a search uses when it names none: the stored one (tune), else max(1, partitions / 16).
     std::size_t default_nprobe() const;
     void set_default_nprobe(std::size_t nprobe);    // std::invalid_argument outside [1, partitions]
-    // offset (dim) then step (dim); std::invalid_argument when not calibrated.
+    // int8: offset (dim) then step (dim); binary: centre (dim) then scale (dim); std::invalid_argument when not
+    // calibrated.
     std::vector<float> calibration() const;
-    // The stored int8 codes of the given ids (n x dim); std::out_of_range if one is missing.
+    // Bytes per stored code row: dim (int8), ceil(dim / 8) (binary), 0 (float32).
+    std::size_t code_cols() const noexcept {
+        return dtype_ == Dtype::binary ? (dim_ + 7) / 8 : dtype_ == Dtype::int8 ? dim_ : 0;
+    }
+    // The stored codes of the given ids (n x code_cols() bytes: int8 codes, or binary bits); std::out_of_range if
+    // one is missing.
     void codes(const std::int64_t* ids, std::size_t n, std::int8_t* out) const;
     std::size_t size() const;
     // One past the largest id ever added (removals do not lower it), in [0, 2^63]: 2^63 once id 2^63 - 1 was
@@ -218,6 +230,9 @@ class FlatIndex {
     // The partition sections of a file (kPartitionSections): written by save, checked and restored by load.
     void write_partitions_unlocked(format::Writer& w) const;
     void read_partitions(const format::Reader& r);
+    // A binary file's centre, scale and bit rows (io.cpp): checked, then bits_ and base_codes_ set.
+    void read_binary(const format::Reader& r, std::uint64_t count);
+    void read_int8(const format::Reader& r, std::uint64_t count, const std::int8_t** codes, std::uint32_t* crc);
     static FlatIndex from_blob(format::BlobPtr blob);
     format::Writer writer_unlocked() const;
     void check_ids_unlocked(const std::int64_t* ids, std::size_t n) const;
@@ -227,6 +242,29 @@ class FlatIndex {
     bool has_floats() const noexcept { return dtype_ == Dtype::float32 || keep_originals_; }
     std::size_t slot_of(std::int64_t id) const noexcept { return slot_of_.find(id, ids_.data()); }  // or npos
     void add_i8_unlocked(const float* x, std::size_t n);
+    // Binary (index_binary.cpp): the first add learns the centre unless train did; rows are normalized already.
+    void add_b1_unlocked(const float* x, std::size_t n);
+    void search_b1(const KernelTable& kt, const float* queries, std::size_t nq, const SearchParams& p,
+                   const std::vector<std::size_t>* slots, float* scores, std::int64_t* ids) const;
+    // int8 / binary: the final top lists from the scan's candidates (cand_k per query, best first): the codes'
+    // scores (step[i] * score + offset_term[i]; step nullptr: 1), or with p.rescore the exact float scores of the
+    // kept rows (keep_int8_: of the decoded int8 rows), re-sorted; then p.min_score.
+    void finish_codes(const KernelTable& kt, const float* queries, std::size_t nq, const SearchParams& p,
+                      std::size_t cand_k, const float* code_scores, const std::int64_t* found, const float* step,
+                      const double* offset_term, float* scores, std::int64_t* ids) const;
+    // Binary batches (index_search.cpp): the int8 GEMM ranks a pool of 2 * sp.k + kB1PoolExtra rows per query,
+    // whose exact asymmetric scores pick the sp.k best (sums / found: nq x sp.k, best first).
+    static constexpr std::size_t kB1PoolExtra = 16;
+    void b1_batch_candidates(const KernelTable& kt, const RowsView<std::uint8_t>& all,
+                             const std::vector<std::size_t>* slots, const float* weights, std::size_t nq,
+                             const SearchParams& sp, float* sums, std::int64_t* found) const;
+    bool has_codes() const noexcept { return dtype_ != Dtype::float32; }
+    const std::int8_t* tier_unlocked() const noexcept { return base_ ? base_tier_ : tier_.data(); }
+    // keep_int8_: the exact score of query q against the decoded int8 row at slot (the rescore of that tier).
+    float tier_score(const float* q, std::size_t slot) const noexcept;
+    bool is_calibrated() const noexcept {
+        return dtype_ == Dtype::binary ? bits_.trained() : dtype_ == Dtype::int8 ? quant_.trained() : true;
+    }
     void search_i8(const KernelTable& kt, const float* queries, std::size_t nq, const SearchParams& p,
                    const std::vector<std::size_t>* slots, float* scores, std::int64_t* ids) const;
     template <class T, class Fn>
@@ -248,8 +286,13 @@ class FlatIndex {
     Metric metric_;
     Dtype dtype_ = Dtype::float32;
     bool keep_originals_ = false;
+    bool keep_int8_ = false;           // binary: int8 codes kept for rescoring (quant_ their calibration)
+    RowStore<std::int8_t> tier_;       // keep_int8_: size() rows of dim_ int8 codes, unless base_ holds them
+    const std::int8_t* base_tier_ = nullptr;
+    std::uint32_t base_tier_crc_ = 0;
     Quantizer quant_;                  // int8 calibration
-    RowStore<std::int8_t> codes_;      // int8: size() rows of dim_ codes, unless base_ holds them
+    BitCoder bits_;                    // binary centre and scale
+    RowStore<std::int8_t> codes_;      // int8 / binary: size() rows of code_cols() bytes, unless base_ holds them
     const std::int8_t* base_codes_ = nullptr;
     RowStore<float> data_;             // size() rows of dim_ floats (int8: only with keep_originals), unless base_
     format::BlobPtr base_;             // a loaded file (mapped or read) whose vectors section holds the rows

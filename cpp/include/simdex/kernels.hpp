@@ -87,6 +87,42 @@ void syrk_block_bf16_amx(const std::uint32_t* a, const std::uint32_t* b, std::si
 void pack_pair_bf16_amx(const float* lo, const float* hi, const float* shift, std::size_t d, std::uint32_t* b,
                         std::size_t b_stride, std::uint32_t* a, std::size_t a_stride, double* sum) noexcept;
 
+// Binary (1-bit) kernels (kernels_b1-inl.hpp). A code holds one bit per dimension: dimension d is bit d % 8 of byte
+// d / 8 (least significant first, numpy.packbits(..., bitorder="little")), rows of b1_bytes(dim) bytes, and the bits
+// past dim in the last byte are 0. Hamming counts are exact; the asymmetric score of a float query q against a code
+// c is sum_d q_d * (c_d ? +1 : -1), computed as 2 * (sum of q over set bits) - sum(q) in float32 (order differs by
+// ISA: |error| <= ~2 n eps sum |q_d|).
+inline constexpr std::size_t b1_bytes(std::size_t dim) noexcept { return (dim + 7) / 8; }
+// Number of differing bits of two codes of nbytes bytes.
+using HammingB1Fn = std::uint32_t (*)(const std::uint8_t* a, const std::uint8_t* b, std::size_t nbytes) noexcept;
+// out[r] = hamming(q, x[r * nbytes : (r + 1) * nbytes]) for r < rows.
+using HammingRowsB1Fn = void (*)(const std::uint8_t* q, const std::uint8_t* x, std::size_t rows, std::size_t nbytes,
+                                 std::uint32_t* out) noexcept;
+// The asymmetric score of q (dim floats) against one code.
+using DotB1Fn = float (*)(const float* q, const std::uint8_t* code, std::size_t dim) noexcept;
+// out[r] = dot_b1(q, x + r * b1_bytes(dim), dim) for r < rows: the single-query binary scan.
+using DotRowsB1Fn = void (*)(const float* q, const std::uint8_t* x, std::size_t rows, std::size_t dim,
+                             float* out) noexcept;
+
+#define SIMDEX_DECLARE_B1_HAMMING(isa)                                                                       \
+    std::uint32_t hamming_b1_##isa(const std::uint8_t* a, const std::uint8_t* b, std::size_t nbytes) noexcept; \
+    void hamming_rows_b1_##isa(const std::uint8_t* q, const std::uint8_t* x, std::size_t rows, std::size_t nbytes, \
+                               std::uint32_t* out) noexcept;
+#define SIMDEX_DECLARE_B1_DOT(isa)                                                                            \
+    float dot_b1_##isa(const float* q, const std::uint8_t* code, std::size_t dim) noexcept;                 \
+    void dot_rows_b1_##isa(const float* q, const std::uint8_t* x, std::size_t rows, std::size_t dim,        \
+                           float* out) noexcept;
+SIMDEX_DECLARE_B1_HAMMING(scalar)
+SIMDEX_DECLARE_B1_DOT(scalar)
+SIMDEX_DECLARE_B1_HAMMING(avx2)
+SIMDEX_DECLARE_B1_DOT(avx2)
+SIMDEX_DECLARE_B1_DOT(avx512)
+SIMDEX_DECLARE_B1_HAMMING(avx512_vpopcntdq)  // AVX-512 VPOPCNTDQ (Ice Lake, Zen 4 and later)
+SIMDEX_DECLARE_B1_HAMMING(neon)
+SIMDEX_DECLARE_B1_DOT(neon)
+#undef SIMDEX_DECLARE_B1_HAMMING
+#undef SIMDEX_DECLARE_B1_DOT
+
 // Micro-kernel geometry per ISA: mr query rows x nr database rows per call.
 inline constexpr std::size_t kScalarMr = 4, kScalarNr = 4;
 inline constexpr std::size_t kAvx2Mr = 6, kAvx2Nr = 16;

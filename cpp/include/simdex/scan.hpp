@@ -1,4 +1,4 @@
-// The exact scan behind FlatIndex::search, shared by float32 and int8: single queries stream rows through a
+// The exact scan behind FlatIndex::search, shared by float32, int8 and binary: single queries stream rows through a
 // dot_rows kernel across the thread pool; batches run a packed GEMM micro-kernel over query-tile x
 // database-tile blocks. Both keep per-worker top-k lists while they scan (no nq x n score matrix) and merge
 // them at the end. The element type only changes the kernels and the panel packing (see scan.cpp).
@@ -27,6 +27,7 @@ struct RowsView {
 };
 using ScanView = RowsView<float>;
 using ScanViewI8 = RowsView<std::int8_t>;
+using ScanViewB1 = RowsView<std::uint8_t>;  // rows of kernels::b1_bytes(dim) bytes
 
 // queries: nq x dim (already normalized when the metric asks for it); scores / ids: nq x p.k.
 void run_search(const KernelTable& kt, const ScanView& v, const float* queries, std::size_t nq,
@@ -37,4 +38,15 @@ void run_search(const KernelTable& kt, const ScanView& v, const float* queries, 
 void run_search_i8(const KernelTable& kt, const ScanViewI8& v, const std::int8_t* queries, std::size_t nq,
                    const SearchParams& p, float* scores, std::int64_t* ids);
 
+}  // namespace simdex
+
+namespace simdex {
+// queries: nq x dim float weights (binary.hpp), rows of 1-bit codes. scores: the asymmetric kernel's sums
+// sum_d w_d * (bit_d ? +1 : -1), best first, ties to the lower id; p.min_score applies to them.
+void run_search_b1(const KernelTable& kt, const ScanViewB1& v, const float* weights, std::size_t nq,
+                   const SearchParams& p, float* scores, std::int64_t* ids);
+// The batch path: queries are nq x dim int8 weights (at most kernels::kMaxI8Depth dims), the rows' bits expanded
+// to +-1 int8 per database tile and scored by the int8 GEMM micro-kernel. scores: the integer sums <u, +-1>.
+void run_search_b1_gemm(const KernelTable& kt, const ScanViewB1& v, const std::int8_t* queries, std::size_t nq,
+                        const SearchParams& p, float* scores, std::int64_t* ids);
 }  // namespace simdex

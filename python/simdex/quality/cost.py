@@ -1,8 +1,8 @@
 """Storage cost of an index: raw vector bytes, the bytes simdex really holds for it, and the monthly bill.
 
 The estimate follows the index's own layout (`layout()`), measured once per process from a few tiny real
-indexes rather than written down here: bytes per stored value, the int8 calibration (per dimension) and the id of
-each row. Automatic ids (one ascending run) need no id lookup table; ids given out of order, or removals before
+indexes rather than written down here: the bytes of a stored row, the int8 or binary calibration (per dimension)
+and the id of each row. Automatic ids (one ascending run) need no id lookup table; ids given out of order, or removals before
 the last row, add a table of 5.3-8 bytes a row (`ID_TABLE_BYTES`). For a freshly built in-memory index with
 automatic ids the estimate equals ``index.memory_usage()`` (tests/test_cost.py checks that).
 """
@@ -18,9 +18,17 @@ from typing import Any, Dict, List, Tuple
 
 from .._validate import as_positive_int
 
-# Raw vector bytes: the figure people quote and compare (50M x 384 float32 = 76.8 GB). `layout()` checks it.
-BYTES_PER_VALUE = {"float32": 4, "int8": 1}
-DTYPES = tuple(BYTES_PER_VALUE)
+# Raw vector bytes: the figure people quote and compare (50M x 384 float32 = 76.8 GB): a row of dim values takes
+# ceil(dim x bits / 8) bytes. `layout()` checks it against real indexes.
+BITS_PER_VALUE = {"float32": 32, "int8": 8, "binary": 1}
+DTYPES = tuple(BITS_PER_VALUE)
+#: Dimensions at which layout() checks the row bytes (odd ones: a binary row rounds up to whole bytes).
+PROBE_DIMS = (1, 2, 9, 384, 385)
+
+
+def row_bytes(dim: int, dtype: str) -> int:
+    """Bytes of one stored row of dim values."""
+    return -(-dim * BITS_PER_VALUE[dtype] // 8)
 
 
 #: Bytes a row of the id lookup table costs when ids are not one ascending run: 4-byte slots, between half and
@@ -35,7 +43,6 @@ PROBE_ROWS = (1, 1000, 100_000)
 class Layout:
     """Bytes of an in-memory simdex index, as `layout()` measured them."""
 
-    value_bytes: Dict[str, int]                    # per stored value (vector component), by dtype
     calibration_bytes: Dict[str, Tuple[int, int]]  # (fixed, per dimension), by dtype
     id_bytes: int                                  # per row: its int64 id (automatic ids need nothing more)
     empty_bytes: int                               # an empty index (its metadata)
@@ -43,7 +50,7 @@ class Layout:
     def index_bytes(self, n: int, dim: int, dtype: str) -> int:
         """`Index.memory_usage()` of a freshly built in-memory index of n rows of dim values."""
         fixed, per_dim = self.calibration_bytes[dtype]
-        return (n * dim * self.value_bytes[dtype] + (fixed + per_dim * dim if n else 0)
+        return (n * row_bytes(dim, dtype) + (fixed + per_dim * dim if n else 0)
                 + n * self.id_bytes + self.empty_bytes)
 
 
@@ -72,15 +79,17 @@ def layout() -> Layout:
         if _usage(n)["ids"] != n * id_bytes:
             raise RuntimeError(f"simdex.cost: {n} automatic ids take {_usage(n)['ids']} bytes, not {n} x {id_bytes}: "
                                "the index's id layout changed")
-    values, calibration = {}, {}
+    calibration = {}
     for dt in DTYPES:
         one, two = _usage(2, 1, dt), _usage(2, 2, dt)
-        values[dt] = (two["vectors"] - one["vectors"]) // 2
         per_dim = two["calibration"] - one["calibration"]
         calibration[dt] = (one["calibration"] - per_dim, per_dim)
-        if values[dt] != BYTES_PER_VALUE[dt]:
-            raise RuntimeError(f"simdex.cost: {dt} stores {values[dt]} bytes a value, not {BYTES_PER_VALUE[dt]}")
-    return Layout(values, calibration, id_bytes, sum(_usage(0).values()))
+        for dim in PROBE_DIMS:
+            got = _usage(2, dim, dt)["vectors"]
+            if got != 2 * row_bytes(dim, dt):
+                raise RuntimeError(f"simdex.cost: 2 {dt} rows of {dim} values take {got} bytes, not "
+                                   f"{2 * row_bytes(dim, dt)}: the index's row layout changed")
+    return Layout(calibration, id_bytes, sum(_usage(0).values()))
 
 
 @dataclass
@@ -89,7 +98,7 @@ class CostReport:
     dim: int
     dtype: str
     replicas: int
-    raw_bytes: int            # n x dim x bytes per value, one replica
+    raw_bytes: int            # n x row_bytes(dim, dtype), one replica
     index_bytes: int          # what the in-memory index holds (vectors, calibration, ids, id table), one replica
     total_bytes: int          # index_bytes x replicas
     price_per_gb_month: Tuple[float, float]
@@ -136,11 +145,11 @@ def storage_cost(n: int, dim: int, dtype: str = "float32", replicas: int = 1,
     >>> storage_cost(50_000_000, 384).raw_bytes / 1e9
     76.8
     """
-    if dtype not in BYTES_PER_VALUE:
-        raise ValueError(f"dtype: expected one of {sorted(BYTES_PER_VALUE)}, got {dtype!r}")
+    if dtype not in BITS_PER_VALUE:
+        raise ValueError(f"dtype: expected one of {sorted(BITS_PER_VALUE)}, got {dtype!r}")
     n, dim, replicas = as_positive_int(n, "n"), as_positive_int(dim, "dim"), as_positive_int(replicas, "replicas")
     lo, hi = _check_price(price)
-    raw = n * dim * BYTES_PER_VALUE[dtype]
+    raw = n * row_bytes(dim, dtype)
     index = layout().index_bytes(n, dim, dtype)
     total = index * replicas
     month = (total / 1e9 * lo, total / 1e9 * hi)

@@ -113,7 +113,7 @@ def load_labeled(corpus: Any, queries: Any) -> Tuple[List[str], List[str], List[
 
 # -- variants ------------------------------------------------------------------------------------------------
 _VARIANT = re.compile(
-    r"^(?:(pca|rp|truncate)(\d+)\+?)?(?:ivf(\d+)(?:n(\d+))?\+?)?(float32|int8)?(\+rescore(\d+)?)?(\+bm25(\d+)?)?"
+    r"^(?:(pca|rp|truncate)(\d+)\+?)?(?:ivf(\d+)(?:n(\d+))?\+?)?(float32|int8|binary)?(\+rescore(\d+)?)?(\+bm25(\d+)?)?"
     r"(\+rrf(\d+)?)?$")
 #: Candidates each ranking (vector search, BM25) brings to a "+rrf" fusion: search_text's default keyword_limit.
 RRF_DEPTH = 200
@@ -148,8 +148,8 @@ class Variant:
             raise ValueError(f"variant {name!r}: expected e.g. float32, int8, int8+rescore, pca256, rp192+int8, "
                              "truncate256, ivf64+int8, float32+bm25, float32+rrf")
         reduce, dim, parts, nprobe, dtype, rescore, factor, bm25, limit, rrf, rrf_k = m.groups()
-        if rescore and dtype != "int8":
-            raise ValueError(f"variant {name!r}: rescoring needs int8")
+        if rescore and dtype not in ("int8", "binary"):
+            raise ValueError(f"variant {name!r}: rescoring needs int8 or binary")
         if bm25 and rrf:
             raise ValueError(f"variant {name!r}: choose one hybrid mode, +bm25 (pre-filter) or +rrf (fusion)")
         return cls(name, dtype or "float32", reduce, int(dim) if dim else None,

@@ -1,0 +1,127 @@
+"""Binary (1-bit) kernels against the scalar reference, and the reference against NumPy, at every supported level and
+at sizes that hit every tail: dims around multiples of 8 (one code byte), 16 / 8 (a float vector), 64 (a popcount
+vector) and 512 bits, row counts around the 8- and 4-row passes."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import simdex
+from simdex import _core
+
+LEVELS = simdex.simd_info()["supported"]
+DIMS = [1, 2, 7, 8, 9, 15, 16, 17, 23, 24, 31, 33, 63, 64, 65, 127, 128, 129, 255, 256, 257, 383, 384, 385, 511, 512,
+        513, 767, 1000, 1023, 1024, 1025]
+ROWS = [1, 3, 4, 5, 7, 8, 9, 13]
+EPS = np.finfo(np.float32).eps
+
+
+def random_codes(rng, rows, dim):
+    """Random codes with the bits past dim cleared, as the encoder writes them."""
+    codes = rng.integers(0, 256, size=(rows, (dim + 7) // 8), dtype=np.uint8)
+    if dim % 8:
+        codes[:, -1] &= (1 << (dim % 8)) - 1
+    return codes
+
+
+def signs(codes, dim):
+    return np.unpackbits(codes, axis=1, bitorder="little")[:, :dim].astype(np.float64) * 2 - 1
+
+
+def bound(q):
+    return 4 * q.size * EPS * float(np.abs(q).astype(np.float64).sum()) + 1e-30
+
+
+def test_simd_info_names_binary_kernels():
+    assert isinstance(simdex.simd_info()["binary"], str)
+
+
+@pytest.mark.parametrize("dim", DIMS)
+def test_scalar_dot_b1_matches_float64(dim, rng):
+    q = rng.standard_normal(dim).astype(np.float32)
+    codes = random_codes(rng, 5, dim)
+    ref = signs(codes, dim) @ q.astype(np.float64)
+    got = _core.dot_rows_b1(q, codes, isa="scalar")
+    assert np.all(np.abs(got - ref) <= bound(q))
+    assert abs(_core.dot_b1(q, codes[0], isa="scalar") - ref[0]) <= bound(q)
+
+
+@pytest.mark.parametrize("nbytes", [1, 2, 7, 8, 9, 31, 32, 33, 48, 63, 64, 65, 96, 127, 128, 129, 200])
+def test_scalar_hamming_matches_numpy(nbytes, rng):
+    a = rng.integers(0, 256, size=nbytes, dtype=np.uint8)
+    x = rng.integers(0, 256, size=(6, nbytes), dtype=np.uint8)
+    ref = np.unpackbits(x ^ a, axis=1).sum(axis=1)
+    assert np.array_equal(_core.hamming_rows_b1(a, x, isa="scalar"), ref)
+    assert _core.hamming_b1(a, x[0], isa="scalar") == ref[0]
+
+
+@pytest.mark.parametrize("isa", LEVELS)
+@pytest.mark.parametrize("dim", DIMS)
+def test_dot_b1_matches_scalar(isa, dim, rng):
+    q = rng.standard_normal(dim).astype(np.float32)
+    for rows in ROWS:
+        codes = random_codes(rng, rows, dim)
+        ref = _core.dot_rows_b1(q, codes, isa="scalar")
+        got = _core.dot_rows_b1(q, codes, isa=isa)
+        assert np.all(np.abs(got - ref) <= 2 * bound(q)), (rows, got - ref)
+        assert abs(_core.dot_b1(q, codes[-1], isa=isa) - ref[-1]) <= 2 * bound(q)
+
+
+@pytest.mark.parametrize("isa", LEVELS)
+@pytest.mark.parametrize("dim", [9, 17, 100, 385])
+def test_dot_b1_ignores_bits_past_dim(isa, dim, rng):
+    """Bits past dim in the last byte are not dimensions: the AVX-512 tail masks them off, the others never read
+    them."""
+    q = rng.standard_normal(dim).astype(np.float32)
+    codes = random_codes(rng, 5, dim)
+    dirty = codes.copy()
+    dirty[:, -1] |= np.uint8((0xFF << (dim % 8)) & 0xFF)
+    ref = _core.dot_rows_b1(q, codes, isa="scalar")
+    assert np.all(np.abs(_core.dot_rows_b1(q, dirty, isa=isa) - ref) <= 2 * bound(q))
+
+
+@pytest.mark.parametrize("isa", LEVELS)
+@pytest.mark.parametrize("nbytes", [1, 2, 7, 8, 9, 15, 16, 17, 31, 32, 33, 48, 63, 64, 65, 96, 127, 128, 129, 200])
+def test_hamming_b1_matches_scalar_exactly(isa, nbytes, rng):
+    a = rng.integers(0, 256, size=nbytes, dtype=np.uint8)
+    for rows in ROWS:
+        x = rng.integers(0, 256, size=(rows, nbytes), dtype=np.uint8)
+        ref = _core.hamming_rows_b1(a, x, isa="scalar")
+        assert np.array_equal(_core.hamming_rows_b1(a, x, isa=isa), ref)
+        assert _core.hamming_b1(a, x[-1], isa=isa) == ref[-1]
+
+
+@pytest.mark.parametrize("isa", LEVELS)
+def test_hamming_b1_extremes(isa):
+    """All bits equal and all bits different, at a size with full vectors and a tail."""
+    ones = np.full(200, 255, dtype=np.uint8)
+    zeros = np.zeros(200, dtype=np.uint8)
+    assert _core.hamming_b1(ones, zeros, isa=isa) == 1600
+    assert _core.hamming_b1(ones, ones, isa=isa) == 0
+
+
+def test_binary_kernels_refuse_bad_shapes():
+    with pytest.raises(ValueError):
+        _core.dot_b1(np.zeros(9, np.float32), np.zeros(1, np.uint8))
+    with pytest.raises(ValueError):
+        _core.dot_rows_b1(np.zeros(9, np.float32), np.zeros((3, 1), np.uint8))
+    with pytest.raises(ValueError):
+        _core.hamming_b1(np.zeros(3, np.uint8), np.zeros(4, np.uint8))
+    with pytest.raises(ValueError):
+        _core.hamming_rows_b1(np.zeros(3, np.uint8), np.zeros((2, 4), np.uint8))
+
+
+@given(dim=st.integers(1, 700), rows=st.integers(1, 12), seed=st.integers(0, 2**32 - 1))
+@settings(max_examples=60, deadline=None)
+def test_every_level_matches_numpy_for_any_shape(dim, rows, seed):
+    """Property: for any dim and row count, every level's asymmetric score is the float64 sum of +-q within the
+    float32 bound, and Hamming is the exact count of differing bits."""
+    rng = np.random.default_rng(seed)
+    q = rng.standard_normal(dim).astype(np.float32)
+    codes = random_codes(rng, rows, dim)
+    ref = signs(codes, dim) @ q.astype(np.float64)
+    ham = np.unpackbits(codes ^ codes[0], axis=1).sum(axis=1)
+    for isa in LEVELS:
+        assert np.all(np.abs(_core.dot_rows_b1(q, codes, isa=isa) - ref) <= 3 * bound(q))
+        assert np.array_equal(_core.hamming_rows_b1(codes[0], codes, isa=isa), ham)
