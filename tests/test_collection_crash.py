@@ -74,12 +74,16 @@ def test_kill_9_at_random_moments(tmp_path):
     state: dict = {}
     in_flight: Counter = Counter()
     try:
-        for i in range(KILLS):
+        i = 0
+        # KILLS kills; on a starved machine, where a worker may not reach an operation before its kill, more (with
+        # longer waits, up to 4 x KILLS) until each operation was caught in flight at least once.
+        while i < KILLS or (not all(in_flight[op] for op in ("upsert", "delete", "reembed")) and i < 4 * KILLS):
             log = str(tmp_path / f"log{i}.jsonl")
             zygote.stdin.write(f"{path} {log} {i}\n")
             zygote.stdin.flush()
             pid = int(zygote.stdout.readline())
-            time.sleep(rng.uniform(0.02, 0.3))
+            time.sleep(rng.uniform(0.02, 0.3) * (1 if i < KILLS else 4))
+            i += 1
             os.kill(pid, signal.SIGKILL)
             wait_gone(pid)
 
