@@ -165,11 +165,7 @@ void FlatIndex::train(const float* x, std::size_t n) {
         throw std::invalid_argument("training vectors must be finite: row " + std::to_string(bad / dim_) + ", column " +
                                     std::to_string(bad % dim_) + " is NaN or Inf");
     FloatBuffer tmp;
-    if (metric_ == Metric::cosine) {
-        tmp.assign(x, x + n * dim_);
-        normalize_rows(tmp.data(), n, dim_);
-        x = tmp.data();
-    }
+    x = unit_rows(x, n, tmp);
     if (dtype_ == Dtype::binary) {
         BitCoder b(dim_);
         b.train(x, n);
@@ -308,15 +304,18 @@ std::int64_t FlatIndex::add(const float* x, std::size_t n, const std::int64_t* i
     return first;
 }
 
+const float* FlatIndex::unit_rows(const float* x, std::size_t n, FloatBuffer& tmp) const {
+    if (metric_ != Metric::cosine) return x;
+    tmp.assign(x, x + n * dim_);
+    normalize_rows(tmp.data(), n, dim_);
+    return tmp.data();
+}
+
 void FlatIndex::add_i8_unlocked(const float* x, std::size_t n) {
     if (n == 0) return;  // nothing to calibrate on, nothing to store
     const std::size_t old = ids_.size();
     FloatBuffer tmp;
-    if (metric_ == Metric::cosine) {
-        tmp.assign(x, x + n * dim_);
-        normalize_rows(tmp.data(), n, dim_);
-        x = tmp.data();
-    }
+    x = unit_rows(x, n, tmp);
     // The first add of an index never trained calibrates on its own rows; later ones reuse that calibration.
     Quantizer q(dim_);
     if (!quant_.trained()) q.train(x, n);

@@ -18,11 +18,7 @@ void FlatIndex::add_b1_unlocked(const float* x, std::size_t n) {
     if (n == 0) return;  // nothing to learn a centre from, nothing to store
     const std::size_t old = ids_.size(), cols = code_cols();
     FloatBuffer tmp;
-    if (metric_ == Metric::cosine) {
-        tmp.assign(x, x + n * dim_);
-        normalize_rows(tmp.data(), n, dim_);
-        x = tmp.data();
-    }
+    x = unit_rows(x, n, tmp);
     // The first add of an index never trained learns the centre from its own rows; later ones reuse it.
     BitCoder coder(dim_);
     Quantizer q8(dim_);  // keep_int8_: the int8 tier is calibrated on the same rows as the centre

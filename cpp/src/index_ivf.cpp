@@ -38,11 +38,7 @@ void FlatIndex::train_partitions(const float* x, std::size_t n, const KMeansOpti
                                     ", column " + std::to_string(bad % dim_) + " is NaN or Inf");
     detail::check_norms(metric_, x, n, dim_, "training vectors");
     FloatBuffer tmp;
-    if (metric_ == Metric::cosine) {
-        tmp.assign(x, x + n * dim_);
-        normalize_rows(tmp.data(), n, dim_);
-        x = tmp.data();
-    }
+    x = unit_rows(x, n, tmp);
     const KernelTable& kt = active_kernels();
     FloatBuffer c = kmeans(kt, x, n, dim_, partitions_, assign_rule(metric_), opt);
 

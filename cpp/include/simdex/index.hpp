@@ -241,8 +241,10 @@ class FlatIndex {
     const std::int8_t* codes_unlocked() const noexcept { return base_ ? base_codes_ : codes_.data(); }
     bool has_floats() const noexcept { return dtype_ == Dtype::float32 || keep_originals_; }
     std::size_t slot_of(std::int64_t id) const noexcept { return slot_of_.find(id, ids_.data()); }  // or npos
+    // The n rows as they are coded: under cosine a normalized copy held in tmp, else x itself.
+    const float* unit_rows(const float* x, std::size_t n, FloatBuffer& tmp) const;
     void add_i8_unlocked(const float* x, std::size_t n);
-    // Binary (index_binary.cpp): the first add learns the centre unless train did; rows are normalized already.
+    // Binary (index_binary.cpp): the first add learns the centre unless train did.
     void add_b1_unlocked(const float* x, std::size_t n);
     void search_b1(const KernelTable& kt, const float* queries, std::size_t nq, const SearchParams& p,
                    const std::vector<std::size_t>* slots, float* scores, std::int64_t* ids) const;
