@@ -10,37 +10,38 @@ import argparse
 import os
 import sys
 import textwrap
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 DEMO_VARIANTS = ["float32", "int8", "int8+rescore", "pca192", "pca192+int8", "float32+bm25"]
 
 
-def _positive_int(text: str) -> int:
-    """argparse type: refuses 0, negative numbers and non-integers before any file is opened or model loaded."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
+def _number(cast: type, ok: Callable[[float], bool], expected: str) -> Callable[[str], float]:
+    """An argparse type: the text as `cast`, refused (before any file is opened or model loaded) unless ok."""
+
+    def parse(text: str) -> float:
+        try:
+            value = cast(text)
+        except ValueError:
+            value = None
+        if value is None or not ok(value):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+        return value
+
+    return parse
+
+
+_positive_int = _number(int, lambda v: v > 0, "a positive integer")
+_nonnegative_int = _number(int, lambda v: v >= 0, "an integer >= 0")
+_positive_float = _number(float, lambda v: 0 < v < float("inf"), "a positive number")
+_fraction = _number(float, lambda v: 0 < v < 1, "a number strictly between 0 and 1")
+_holdout = _number(float, lambda v: 0 <= v < 1, "a share in [0, 1)")
 
 
 def _snippet_width(text: str) -> int:
     value = _positive_int(text)
     if value < 10:  # textwrap.shorten needs room for the " ..." placeholder and a word
         raise argparse.ArgumentTypeError(f"expected at least 10 characters, got {text!r}")
-    return value
-
-
-def _nonnegative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
     return value
 
 
@@ -182,16 +183,6 @@ def _calibration_target(text: str) -> tuple:
     return name, number
 
 
-def _holdout(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"expected a share in [0, 1), got {text!r}")
-    return value
-
-
 def _cmd_drift(args: argparse.Namespace) -> int:
     import simdex
     from .quality.drift import drift_report
@@ -222,27 +213,6 @@ def _cmd_drift(args: argparse.Namespace) -> int:
     else:
         print(report)
     return 0
-
-
-def _fraction(text: str) -> float:
-    """argparse type: a number strictly between 0 and 1."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {text!r}") from None
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number strictly between 0 and 1, got {text!r}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
 
 
 def _cmd_finetune(args: argparse.Namespace) -> int:
