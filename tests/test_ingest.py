@@ -207,21 +207,28 @@ def _check_complete(index, texts, encoder):
     np.testing.assert_allclose(got, want, atol=1e-4)
 
 
-def test_crash_between_index_save_and_store_commit_resumes_exactly(tmp_path, monkeypatch):
-    texts = [(f"d{i}", f"note {i} on subject {i % 9}") for i in range(20_000)]
-    standin = _standin()  # units of 256 * WINDOW_BATCHES texts
-    path = tmp_path / "c.simdex"
+def die_at_commit(monkeypatch, n):
+    """Makes the n-th store commit "die": the index file of that save is written, the store never commits.
+    Returns the real DocStore.commit, to put back."""
     real_commit, calls = DocStore.commit, []
 
     def dying_commit(self, seq):
         calls.append(seq)
-        if len(calls) == 3:  # the index file of save 3 is written; the process "dies" before the store commits
+        if len(calls) == n:
             self._db.rollback()
             self._db.close()
             raise SimulatedCrash
         real_commit(self, seq)
 
     monkeypatch.setattr(DocStore, "commit", dying_commit)
+    return real_commit
+
+
+def test_crash_between_index_save_and_store_commit_resumes_exactly(tmp_path, monkeypatch):
+    texts = [(f"d{i}", f"note {i} on subject {i % 9}") for i in range(20_000)]
+    standin = _standin()  # units of 256 * WINDOW_BATCHES texts
+    path = tmp_path / "c.simdex"
+    real_commit = die_at_commit(monkeypatch, 3)
     with pytest.raises(SimulatedCrash):
         simdex.ingest(texts, path, encoder=standin, checkpoint_every=1)
     monkeypatch.setattr(DocStore, "commit", real_commit)

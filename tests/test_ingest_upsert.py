@@ -15,17 +15,8 @@ from simdex.text.persist import docs_path
 from simdex.text.texts import docstore
 
 TESTS = Path(__file__).resolve().parent
-
-
-class SimulatedCrash(BaseException):
-    """Stands for the process dying at that point."""
-
-
-def _standin():
-    sys.path.insert(0, str(TESTS))
-    from standin_encoder import TinyStandInEncoder
-
-    return TinyStandInEncoder()  # counts the texts it embeds in .computed
+sys.path.insert(0, str(TESTS))
+from test_ingest import SimulatedCrash, _standin, die_at_commit  # noqa: E402 - the tests' own helpers
 
 
 def _write(path, docs):
@@ -129,17 +120,7 @@ def test_a_lost_store_commit_after_a_replacing_save_leaves_index_and_store_in_ag
     old = [(f"d{i}", f"old note {i}") for i in range(10_000)]
     simdex.ingest(old, path, encoder=enc)
     new = [(f"d{i}", f"new note {i}" if i % 2 else f"old note {i}") for i in range(10_000)]
-    real_commit, calls = DocStore.commit, []
-
-    def dying_commit(self, seq):
-        calls.append(seq)
-        if len(calls) == 2:  # the second save's index file is written, its store commit never happens
-            self._db.rollback()
-            self._db.close()
-            raise SimulatedCrash
-        real_commit(self, seq)
-
-    monkeypatch.setattr(DocStore, "commit", dying_commit)
+    real_commit = die_at_commit(monkeypatch, 2)  # the second save: index file written, store commit lost
     with pytest.raises(SimulatedCrash):
         simdex.ingest(new, path, encoder=enc, source_name="v2", checkpoint_every=1)
     monkeypatch.setattr(DocStore, "commit", real_commit)
