@@ -11,7 +11,9 @@ binary: recall@10 against exact float32 on real-minilm for the binary index at R
 with the kept originals), the same for plain sign bits without a centre (NumPy, same asymmetric scoring, to show
 what centring changes), then on clustered synthetic N x 384 (--speed-n) bytes per vector and single / 1,000-query
 batch time of binary and binary + rescore (float originals, or keep_originals="int8") against float32. With faiss installed, also faiss IndexBinaryFlat on
-sign bits (sentence-transformers' "ubinary" codes) + Hamming top k * R + float rescoring in NumPy, same run.
+sign bits (sentence-transformers' "ubinary" codes) + Hamming top k * R + float rescoring in NumPy, and with
+sentence-transformers installed its own semantic_search_faiss(corpus_precision="ubinary", rescore_multiplier=R),
+same run.
 """
 
 from __future__ import annotations
@@ -96,6 +98,29 @@ def faiss_binary(x: np.ndarray, threads: int):
     return search
 
 
+def st_binary(x: np.ndarray, threads: int):
+    """sentence-transformers' own recipe: semantic_search_faiss(corpus_precision="ubinary", rescore_multiplier=R),
+    which takes the Hamming top k * R from a faiss IndexBinaryFlat and re-ranks them by the float query against the
+    candidates' bits: search(q, k, R) -> ids. None when sentence-transformers or faiss is not installed."""
+    try:
+        import faiss
+        from sentence_transformers.util.quantization import quantize_embeddings, semantic_search_faiss
+    except ImportError:
+        return None
+    faiss.omp_set_num_threads(threads)
+    codes = quantize_embeddings(x, precision="ubinary")
+    _, _, index = semantic_search_faiss(x[:1], corpus_embeddings=codes, corpus_precision="ubinary", top_k=1,
+                                        output_index=True)
+
+    def search(q: np.ndarray, k: int, r: int) -> np.ndarray:
+        faiss.omp_set_num_threads(1 if len(q) == 1 else threads)
+        hits, _ = semantic_search_faiss(q, corpus_index=index, corpus_precision="ubinary", top_k=k,
+                                        rescore_multiplier=r)
+        return np.array([[h["corpus_id"] for h in row] + [-1] * (k - len(row)) for row in hits])
+
+    return search
+
+
 def binary_part(speed_n: int) -> dict:
     k = 10
     x, q = bench_ivf.real_minilm()
@@ -115,7 +140,10 @@ def binary_part(speed_n: int) -> dict:
     fb = faiss_binary(x, 2)
     if fb is not None:
         out["recall_faiss_binaryflat_rescored"] = {f"R={r}": recall_at(fb(q, k, r), truth) for r in RS}
-    del f32, b, b8
+    st = st_binary(x, 2)
+    if st is not None:
+        out["recall_sentence_transformers_ubinary"] = {f"R={r}": recall_at(st(q, k, r), truth) for r in RS}
+    del f32, b, b8, fb, st
     x, q = bench_ivf.synthetic(speed_n)
     f32 = simdex.Index(384)
     f32.add(x)
@@ -126,6 +154,7 @@ def binary_part(speed_n: int) -> dict:
     tier = simdex.Index(384, dtype="binary", keep_originals="int8")
     tier.add(x)
     fb = faiss_binary(x, 2)
+    st = st_binary(x, 2)
     del x
     out["speed_n"] = speed_n
     out["bytes_per_vector"] = {"float32": f32.memory_usage() / speed_n, "binary": bits.memory_usage() / speed_n,
@@ -138,6 +167,9 @@ def binary_part(speed_n: int) -> dict:
     if fb is not None:  # the float rows stay referenced by the closure for rescoring
         variants["faiss IndexBinaryFlat+rescore4"] = lambda qq: fb(qq, k, 4)
         variants["faiss IndexBinaryFlat+rescore10"] = lambda qq: fb(qq, k, 10)
+    if st is not None:
+        variants["sentence-transformers ubinary rescore4"] = lambda qq: st(qq, k, 4)
+        variants["sentence-transformers ubinary rescore10"] = lambda qq: st(qq, k, 10)
     for name, fn in variants.items():
         single = _common.timings(lambda i: fn(q[i % len(q)][None, :]), 200, warmup=10)
         batch = _common.timings(lambda i: fn(q), 3)

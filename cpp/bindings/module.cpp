@@ -411,18 +411,24 @@ PYBIND11_MODULE(_core, m) {
         },
         py::arg("q"), py::arg("code"), py::arg("isa") = "");
     m.def(
-        "dot_rows_b1",
-        [b1_rows](F32Array q, U8Array x, const std::string& isa) {
-            if (q.ndim() != 1) throw std::invalid_argument("dot_rows_b1: q must be 1-D");
-            const std::size_t d = static_cast<std::size_t>(q.shape(0)), n = b1_rows(x, kernels::b1_bytes(d), "x");
+        "sums_rows_b1",
+        [b1_rows](py::array_t<std::int16_t, py::array::c_style> w, U8Array x, const std::string& isa) {
+            if (w.ndim() != 1) throw std::invalid_argument("sums_rows_b1: w must be 1-D");
+            const std::size_t d = static_cast<std::size_t>(w.shape(0)), n = b1_rows(x, kernels::b1_bytes(d), "x");
+            for (std::size_t i = 0; i < d; ++i)
+                if (w.data()[i] < -kernels::kB1WeightMax || w.data()[i] > kernels::kB1WeightMax)
+                    throw std::invalid_argument("sums_rows_b1: weights must lie in -" +
+                                                std::to_string(kernels::kB1WeightMax) + ".." +
+                                                std::to_string(kernels::kB1WeightMax) + ", got " +
+                                                std::to_string(w.data()[i]) + " at " + std::to_string(i));
             const KernelTable& kt = table_arg(isa);
             py::array_t<float> out(static_cast<py::ssize_t>(n));
             float* o = out.mutable_data();
             py::gil_scoped_release release;
-            kt.dot_rows_b1(q.data(), x.data(), n, d, o);
+            kt.sums_rows_b1(w.data(), x.data(), n, d, o);
             return out;
         },
-        py::arg("q"), py::arg("x"), py::arg("isa") = "");
+        py::arg("w"), py::arg("x"), py::arg("isa") = "");
     m.def(
         "read_bandwidth",
         [](std::size_t nbytes, int repeats) {

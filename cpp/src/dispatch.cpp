@@ -34,7 +34,7 @@ using namespace kernels;
 constexpr bool complete(const KernelTable& t) {
     return t.name && t.dot_f32 && t.dot_rows_f32 && t.gemm_f32 && t.gemm_mr && t.gemm_nr && t.select_ge_f32 &&
            t.pack_nr_f32 && t.i8_name && t.dot_i8 && t.dot_rows_i8 && t.gemm_i8 && t.gemm_i8_mr && t.gemm_i8_nr &&
-           t.b1_name && t.hamming_b1 && t.hamming_rows_b1 && t.dot_b1 && t.dot_rows_b1;
+           t.b1_name && t.hamming_b1 && t.hamming_rows_b1 && t.dot_b1 && t.sums_rows_b1;
 }
 
 constexpr KernelTable kScalarTable = [] {
@@ -59,7 +59,7 @@ constexpr KernelTable kScalarTable = [] {
     t.hamming_b1 = hamming_b1_scalar;
     t.hamming_rows_b1 = hamming_rows_b1_scalar;
     t.dot_b1 = dot_b1_scalar;
-    t.dot_rows_b1 = dot_rows_b1_scalar;
+    t.sums_rows_b1 = sums_rows_b1_scalar;
     return t;
 }();
 static_assert(complete(kScalarTable));
@@ -86,7 +86,7 @@ constexpr KernelTable kAvx2Table = [] {
     t.hamming_b1 = hamming_b1_avx2;
     t.hamming_rows_b1 = hamming_rows_b1_avx2;
     t.dot_b1 = dot_b1_avx2;
-    t.dot_rows_b1 = dot_rows_b1_avx2;
+    t.sums_rows_b1 = sums_rows_b1_avx2;
     return t;
 }();
 static_assert(complete(kAvx2Table));
@@ -125,7 +125,7 @@ constexpr KernelTable kAvx512Table = [] {
     t.pack_nr_f32 = pack_nr_f32_avx512;
     t.b1_name = "avx512 (hamming: avx2)";  // VPOPCNTDQ is not part of the level: kAvx512PopcntTable adds it
     t.dot_b1 = dot_b1_avx512;
-    t.dot_rows_b1 = dot_rows_b1_avx512;
+    t.sums_rows_b1 = sums_rows_b1_avx512;
     return t;
 }();
 static_assert(complete(kAvx512Table));
@@ -185,7 +185,7 @@ constexpr KernelTable kNeonTable = [] {
     t.hamming_b1 = hamming_b1_neon;
     t.hamming_rows_b1 = hamming_rows_b1_neon;
     t.dot_b1 = dot_b1_neon;
-    t.dot_rows_b1 = dot_rows_b1_neon;
+    t.sums_rows_b1 = sums_rows_b1_neon;
     return t;
 }();
 static_assert(complete(kNeonTable));

@@ -221,40 +221,49 @@ void FlatIndex::search_b1(const KernelTable& kt, const float* queries, std::size
     std::vector<std::int64_t> found(nq * sp.k);
     const ScanViewB1 all{reinterpret_cast<const std::uint8_t*>(codes_unlocked()), ids_.data(), ids_.size(), dim_,
                          nullptr};
-    if (nq > 1 && dim_ <= kernels::kMaxI8Depth) {
-        b1_batch_candidates(kt, all, slots, weights.data(), nq, sp, sums.data(), found.data());
-    } else {
-        with_filter(all, slots, [&](const ScanViewB1& v) {
-            run_search_b1(kt, v, weights.data(), nq, sp, sums.data(), found.data());
-        });
-    }
+    b1_candidates(kt, all, slots, weights.data(), nq, sp, sums.data(), found.data());
     finish_codes(kt, queries, nq, p, sp.k, sums.data(), found.data(), nullptr, offset_term.data(), scores, ids);
 }
 
-void FlatIndex::b1_batch_candidates(const KernelTable& kt, const ScanViewB1& all,
-                                    const std::vector<std::size_t>* slots, const float* weights, std::size_t nq,
-                                    const SearchParams& sp, float* sums, std::int64_t* found) const {
-    // The weights rounded to int8 on one step per query (t = max |w| / 127) rank a wider pool in the int8 GEMM;
-    // the pool's exact asymmetric scores (dot_b1 on the float weights) then pick the sp.k best, so a batch returns
-    // what single queries do unless a row of the true top sp.k falls out of the pool (int8 rounding of the weights
-    // moves a score by at most t / 2 * dim).
-    std::vector<std::int8_t> qcodes(nq * dim_);
+namespace {
+// Each query's weights rounded to integers on one step per query (max |w| / top), so |code| <= top.
+template <class T>
+std::vector<T> round_weights(const float* weights, std::size_t nq, std::size_t dim, float top) {
+    std::vector<T> out(nq * dim);
     for (std::size_t i = 0; i < nq; ++i) {
-        const float* w = weights + i * dim_;
-        float top = 0.0f;
-        for (std::size_t d = 0; d < dim_; ++d) top = std::max(top, std::fabs(w[d]));
-        const float inv = top > 0.0f ? 127.0f / top : 0.0f;
-        for (std::size_t d = 0; d < dim_; ++d)
-            qcodes[i * dim_ + d] =
-                static_cast<std::int8_t>(std::max(-127.0f, std::min(127.0f, std::nearbyint(w[d] * inv))));
+        const float* w = weights + i * dim;
+        float big = 0.0f;
+        for (std::size_t d = 0; d < dim; ++d) big = std::max(big, std::fabs(w[d]));
+        const float inv = big > 0.0f ? top / big : 0.0f;
+        for (std::size_t d = 0; d < dim; ++d)
+            out[i * dim + d] = static_cast<T>(std::max(-top, std::min(top, std::nearbyint(w[d] * inv))));
     }
+    return out;
+}
+}  // namespace
+
+void FlatIndex::b1_candidates(const KernelTable& kt, const ScanViewB1& all, const std::vector<std::size_t>* slots,
+                              const float* weights, std::size_t nq, const SearchParams& sp, float* sums,
+                              std::int64_t* found) const {
+    // The rounded weights rank a wider pool; the pool's exact asymmetric scores (dot_b1 on the float weights) then
+    // pick the sp.k best, so single queries and batches return the same rows unless a row of the true top sp.k
+    // falls out of the pool (rounding moves a score by at most step / 2 * dim; measured on real embeddings, 2 *
+    // sp.k + 16 lost none).
     SearchParams gp = sp;
     gp.k = std::min(ids_.size(), 2 * sp.k + kB1PoolExtra);
     std::vector<float> dots(nq * gp.k);
     std::vector<std::int64_t> pool(nq * gp.k);
-    with_filter(all, slots, [&](const ScanViewB1& v) {
-        run_search_b1_gemm(kt, v, qcodes.data(), nq, gp, dots.data(), pool.data());
-    });
+    if (nq > 1 && dim_ <= kernels::kMaxI8Depth) {
+        const auto w8 = round_weights<std::int8_t>(weights, nq, dim_, 127.0f);
+        with_filter(all, slots, [&](const ScanViewB1& v) {
+            run_search_b1_gemm(kt, v, w8.data(), nq, gp, dots.data(), pool.data());
+        });
+    } else {
+        const auto w16 = round_weights<std::int16_t>(weights, nq, dim_, float(kernels::kB1WeightMax));
+        with_filter(all, slots, [&](const ScanViewB1& v) {
+            run_search_b1(kt, v, w16.data(), nq, gp, dots.data(), pool.data());
+        });
+    }
     const std::uint8_t* codes = reinterpret_cast<const std::uint8_t*>(codes_unlocked());
     const std::size_t cols = code_cols();
     std::vector<std::pair<float, std::int64_t>> cand;

@@ -139,10 +139,16 @@ float dot_b1_scalar(const float* q, const std::uint8_t* code, std::size_t dim) n
     return s;
 }
 
-void dot_rows_b1_scalar(const float* q, const std::uint8_t* x, std::size_t rows, std::size_t dim,
-                        float* out) noexcept {
+void sums_rows_b1_scalar(const std::int16_t* w, const std::uint8_t* x, std::size_t rows, std::size_t dim,
+                         float* out) noexcept {
     const std::size_t nbytes = b1_bytes(dim);
-    for (std::size_t r = 0; r < rows; ++r) out[r] = dot_b1_scalar(q, x + r * nbytes, dim);
+    for (std::size_t r = 0; r < rows; ++r) {
+        const std::uint8_t* code = x + r * nbytes;
+        std::int32_t s = 0;
+        for (std::size_t d = 0; d < dim; ++d)
+            if ((code[d / 8] >> (d % 8)) & 1u) s += w[d];
+        out[r] = static_cast<float>(s);
+    }
 }
 
 }  // namespace simdex::kernels

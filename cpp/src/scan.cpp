@@ -21,13 +21,13 @@ using detail::Buffer;
 using detail::F32Scorer;
 using detail::I8Scorer;
 
-// Binary rows (1-bit codes) against float query weights: the asymmetric kernel one query at a time. No packed
-// GEMM: a batch scores each database tile (in L2) with every query in turn (scan_many_rows).
+// Binary rows (1-bit codes) against int16 query weights: the integer sums one query at a time. No packed GEMM: a
+// batch scores each database tile (in L2) with every query in turn (scan_many_rows).
 struct B1Scorer {
     using Elem = std::uint8_t;
     const KernelTable& kt;
-    void rows(const float* q, const std::uint8_t* x, std::size_t n, std::size_t dim, float* out) const {
-        kt.dot_rows_b1(q, x, n, dim, out);
+    void rows(const std::int16_t* w, const std::uint8_t* x, std::size_t n, std::size_t dim, float* out) const {
+        kt.sums_rows_b1(w, x, n, dim, out);
     }
 };
 constexpr std::size_t kB1TileBytes = 64 * 1024;  // binary batch: one database tile, scored by every query
@@ -71,7 +71,7 @@ struct QueryOf {
 };
 template <>
 struct QueryOf<B1Scorer> {
-    using type = float;
+    using type = std::int16_t;
 };
 template <>
 struct QueryOf<B1GemmScorer> {
@@ -280,7 +280,7 @@ void run_search_i8(const KernelTable& kt, const ScanViewI8& v, const std::int8_t
     run(I8Scorer{kt}, v, q, nq, p, scores, ids);
 }
 
-void run_search_b1(const KernelTable& kt, const ScanViewB1& v, const float* weights, std::size_t nq,
+void run_search_b1(const KernelTable& kt, const ScanViewB1& v, const std::int16_t* weights, std::size_t nq,
                    const SearchParams& p, float* scores, std::int64_t* ids) {
     run(B1Scorer{kt}, v, weights, nq, p, scores, ids);
 }

@@ -94,11 +94,14 @@ void check_b1(const KernelTable& kt, const KernelTable& ref, std::size_t n, std:
         f = normal(gen);
         mag += std::fabs(f);
     }
-    kt.dot_rows_b1(q.data(), x.data(), rows, n, got.data());
-    ref.dot_rows_b1(q.data(), x.data(), rows, n, want.data());
-    for (std::size_t r = 0; r < rows; ++r)
-        expect(std::fabs(got[r] - want[r]) <= 8.0 * n * 1.2e-7 * mag + 1e-30, "dot_rows_b1", kt.name, n);
-    expect(std::fabs(kt.dot_b1(q.data(), x.data(), n) - want[0]) <= 8.0 * n * 1.2e-7 * mag + 1e-30, "dot_b1", kt.name,
+    std::vector<std::int16_t> w(n);
+    std::uniform_int_distribution<int> weight(-kernels::kB1WeightMax, kernels::kB1WeightMax);
+    for (auto& v : w) v = static_cast<std::int16_t>(weight(gen));
+    kt.sums_rows_b1(w.data(), x.data(), rows, n, got.data());
+    ref.sums_rows_b1(w.data(), x.data(), rows, n, want.data());
+    expect(got == want, "sums_rows_b1", kt.name, n);
+    const float one = ref.dot_b1(q.data(), x.data(), n);
+    expect(std::fabs(kt.dot_b1(q.data(), x.data(), n) - one) <= 8.0 * n * 1.2e-7 * mag + 1e-30, "dot_b1", kt.name,
            n);
     std::vector<std::uint32_t> h1(rows), h2(rows);
     kt.hamming_rows_b1(x.data(), x.data(), rows, nb, h1.data());

@@ -31,7 +31,7 @@ struct KernelTable {
     kernels::HammingB1Fn hamming_b1;
     kernels::HammingRowsB1Fn hamming_rows_b1;
     kernels::DotB1Fn dot_b1;
-    kernels::DotRowsB1Fn dot_rows_b1;
+    kernels::SumsRowsB1Fn sums_rows_b1;
 };
 
 const char* isa_name(Isa isa) noexcept;

@@ -100,9 +100,13 @@ using HammingRowsB1Fn = void (*)(const std::uint8_t* q, const std::uint8_t* x, s
                                  std::uint32_t* out) noexcept;
 // The asymmetric score of q (dim floats) against one code.
 using DotB1Fn = float (*)(const float* q, const std::uint8_t* code, std::size_t dim) noexcept;
-// out[r] = dot_b1(q, x + r * b1_bytes(dim), dim) for r < rows: the single-query binary scan.
-using DotRowsB1Fn = void (*)(const float* q, const std::uint8_t* x, std::size_t rows, std::size_t dim,
-                             float* out) noexcept;
+// The single-query binary scan: out[r] = the sum of w over the set bits of row r (x + r * b1_bytes(dim)), for
+// integer weights with |w_d| <= kB1WeightMax. Exact (int16 lanes, widened to int32 every kB1Chunk dimensions so no
+// lane overflows), returned as float: every ISA returns the same value.
+inline constexpr int kB1WeightMax = 511;
+inline constexpr std::size_t kB1Chunk = 512;  // 512 / 8 lanes * 511 <= 32767
+using SumsRowsB1Fn = void (*)(const std::int16_t* w, const std::uint8_t* x, std::size_t rows, std::size_t dim,
+                              float* out) noexcept;
 
 #define SIMDEX_DECLARE_B1_HAMMING(isa)                                                                       \
     std::uint32_t hamming_b1_##isa(const std::uint8_t* a, const std::uint8_t* b, std::size_t nbytes) noexcept; \
@@ -110,8 +114,8 @@ using DotRowsB1Fn = void (*)(const float* q, const std::uint8_t* x, std::size_t 
                                std::uint32_t* out) noexcept;
 #define SIMDEX_DECLARE_B1_DOT(isa)                                                                            \
     float dot_b1_##isa(const float* q, const std::uint8_t* code, std::size_t dim) noexcept;                 \
-    void dot_rows_b1_##isa(const float* q, const std::uint8_t* x, std::size_t rows, std::size_t dim,        \
-                           float* out) noexcept;
+    void sums_rows_b1_##isa(const std::int16_t* w, const std::uint8_t* x, std::size_t rows, std::size_t dim, \
+                            float* out) noexcept;
 SIMDEX_DECLARE_B1_HAMMING(scalar)
 SIMDEX_DECLARE_B1_DOT(scalar)
 SIMDEX_DECLARE_B1_HAMMING(avx2)

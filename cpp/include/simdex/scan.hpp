@@ -41,9 +41,9 @@ void run_search_i8(const KernelTable& kt, const ScanViewI8& v, const std::int8_t
 }  // namespace simdex
 
 namespace simdex {
-// queries: nq x dim float weights (binary.hpp), rows of 1-bit codes. scores: the asymmetric kernel's sums
-// sum_d w_d * (bit_d ? +1 : -1), best first, ties to the lower id; p.min_score applies to them.
-void run_search_b1(const KernelTable& kt, const ScanViewB1& v, const float* weights, std::size_t nq,
+// queries: nq x dim int16 weights (|w| <= kernels::kB1WeightMax), rows of 1-bit codes. scores: the sums of w over
+// each row's set bits (kernels::SumsRowsB1Fn), best first, ties to the lower id; p.min_score applies to them.
+void run_search_b1(const KernelTable& kt, const ScanViewB1& v, const std::int16_t* weights, std::size_t nq,
                    const SearchParams& p, float* scores, std::int64_t* ids);
 // The batch path: queries are nq x dim int8 weights (at most kernels::kMaxI8Depth dims), the rows' bits expanded
 // to +-1 int8 per database tile and scored by the int8 GEMM micro-kernel. scores: the integer sums <u, +-1>.

@@ -12,18 +12,22 @@
 // reduce(acc) (the sum of the lanes), kMaskedTail; when kMaskedTail (AVX-512): tail_mask(n), load(p, mask)
 // (masked-off bytes read 0 on both sides, so they add nothing), and no scalar loop.
 //
-// Asymmetric score (ops A): sum_d q_d * (bit_d ? +1 : -1) = 2 * P - S with P the sum of q over the set bits and S
-// the sum of q. P: per vector of A::kLanes floats (a multiple of 8) the matching kLanes / 8 code bytes select the
-// lanes to add (AVX-512: the 16 bits are the k mask of vaddps; AVX2 / NEON: each bit expanded to a lane mask by
-// broadcast, and, compare). dot_rows: A::kRows rows per pass (as many accumulators: 8 keep both AVX-512 add ports
-// busy through the 4-cycle latency), then 4, then 1; each query vector loaded once per pass; S once per call.
-// Tail (dim % kLanes): with A::kMaskedTail masked loads and the remaining bits as the mask (bits past dim are
-// masked off, whatever the code holds), else a scalar loop. Accumulators: float32 lanes; the result differs from
-// the scalar oracle by the order of the sums: |error| <= ~2 n eps sum |q_d|. dot_b1 and dot_rows_b1 add in the same
-// order, so they return the same float for the same row.
-// A: V, kLanes, kRows, kMaskedTail, zero(), load(q), add(x, y), reduce(v), masked_add(acc, bits, q) = acc + q on
-// the lanes whose bit is set (bits: kLanes / 8 bytes). When kMaskedTail: masked_add_tail(acc, bits, q, n) for the
-// n < kLanes dimensions left (reads b1_bytes(n) bytes of bits and n floats of q).
+// Asymmetric score (ops A), one row: sum_d q_d * (bit_d ? +1 : -1) = 2 * P - S with P the sum of q over the set
+// bits and S the sum of q. P: per vector of A::kLanes floats (a multiple of 8) the matching kLanes / 8 code bytes
+// select the lanes to add (AVX-512: the 16 bits are the k mask of vaddps; AVX2 / NEON: each bit expanded to a lane
+// mask by broadcast, and, compare). Tail (dim % kLanes): with A::kMaskedTail masked loads and the remaining bits as
+// the mask (bits past dim are masked off, whatever the code holds), else a scalar loop. Float32 lanes: the result
+// differs from the scalar oracle by the order of the sums, |error| <= ~2 n eps sum |q_d|.
+// A: V, kLanes, kMaskedTail, zero(), load(q), add(x, y), reduce(v), masked_add(acc, bits, q) = acc + q on the lanes
+// whose bit is set (bits: kLanes / 8 bytes). When kMaskedTail: masked_add_tail(acc, bits, q, n) for the n < kLanes
+// dimensions left (reads b1_bytes(n) bytes of bits and n floats of q).
+//
+// The scan (ops W): the same sum P for integer weights (|w| <= kB1WeightMax), W::kRows rows per pass (as many
+// accumulators), then 4, then 1. Per W::kLanes int16 lanes the code bits select the weights to add (AVX-512BW:
+// vpaddw under a 32-bit k mask, half the instructions of the float sum); every kB1Chunk dimensions the int16 lanes
+// are widened into int32 lanes (pairwise), so no lane overflows and the result is exact on every ISA.
+// W: Acc16, Acc32, kLanes (a divisor of kB1Chunk), kRows, zero16(), zero32(), load(w), masked_add(acc, bits, w)
+// (kLanes / 8 bytes of bits), widen(acc32, acc16), reduce_rows<count>(const Acc32*, int32_t* out).
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -119,46 +123,64 @@ float sum_f32(const float* q, std::size_t dim) {
     return total;
 }
 
-// P for `count` rows (1 <= count <= A::kRows) starting at x0, rows nb bytes apart.
-template <class A, std::size_t count>
-void set_sums(const float* q, const std::uint8_t* x0, std::size_t nb, std::size_t dim, float* out) {
+// P for one row: the sum of q over the set bits of the code.
+template <class A>
+float set_sum(const float* q, const std::uint8_t* code, std::size_t dim) {
     constexpr std::size_t L = A::kLanes;
     const std::size_t full = dim / L * L;
-    typename A::V acc[count];
-    static_for<count>([&](auto j) { acc[j] = A::zero(); });
-    for (std::size_t d = 0; d < full; d += L) {
-        const typename A::V qv = A::load(q + d);
-        static_for<count>([&](auto j) { acc[j] = A::masked_add(acc[j], x0 + j * nb + d / 8, qv); });
-    }
+    typename A::V acc = A::zero();
+    for (std::size_t d = 0; d < full; d += L) acc = A::masked_add(acc, code + d / 8, A::load(q + d));
     if constexpr (A::kMaskedTail) {
-        if (full < dim)
-            static_for<count>([&](auto j) {
-                acc[j] = A::masked_add_tail(acc[j], x0 + j * nb + full / 8, q + full, dim - full);
-            });
-        static_for<count>([&](auto j) { out[j] = A::reduce(acc[j]); });
-    } else {
-        static_for<count>([&](auto j) { out[j] = A::reduce(acc[j]) + set_bits_sum(q, x0 + j * nb, full, dim); });
+        if (full < dim) acc = A::masked_add_tail(acc, code + full / 8, q + full, dim - full);
+        return A::reduce(acc);
     }
+    return A::reduce(acc) + set_bits_sum(q, code, full, dim);
 }
 
 template <class A>
 float dot_b1(const float* q, const std::uint8_t* code, std::size_t dim) noexcept {
-    float p;
-    set_sums<A, 1>(q, code, b1_bytes(dim), dim, &p);
-    return 2.0f * p - sum_f32<A>(q, dim);
+    return 2.0f * set_sum<A>(q, code, dim) - sum_f32<A>(q, dim);
 }
 
-template <class A>
-void dot_rows_b1(const float* q, const std::uint8_t* x, std::size_t rows, std::size_t dim, float* out) noexcept {
+// The integer sums of `count` rows (1 <= count <= W::kRows) starting at x0, rows nb bytes apart: int16 lanes per
+// kB1Chunk dimensions, then widened into int32 lanes; the dim % kLanes dimensions left in scalar code.
+template <class W, std::size_t count>
+void int_sums(const std::int16_t* w, const std::uint8_t* x0, std::size_t nb, std::size_t dim, float* out) {
+    constexpr std::size_t L = W::kLanes;
+    static_assert(kB1Chunk % L == 0);
+    const std::size_t full = dim / L * L;
+    typename W::Acc32 wide[count];
+    static_for<count>([&](auto j) { wide[j] = W::zero32(); });
+    for (std::size_t c0 = 0; c0 < full; c0 += kB1Chunk) {
+        const std::size_t c1 = c0 + kB1Chunk < full ? c0 + kB1Chunk : full;
+        typename W::Acc16 acc[count];
+        static_for<count>([&](auto j) { acc[j] = W::zero16(); });
+        for (std::size_t d = c0; d < c1; d += L) {
+            const typename W::Acc16 wv = W::load(w + d);
+            static_for<count>([&](auto j) { acc[j] = W::masked_add(acc[j], x0 + j * nb + d / 8, wv); });
+        }
+        static_for<count>([&](auto j) { wide[j] = W::widen(wide[j], acc[j]); });
+    }
+    std::int32_t s[count];
+    W::template reduce_rows<count>(wide, s);
+    static_for<count>([&](auto j) {
+        const std::uint8_t* code = x0 + j * nb;
+        for (std::size_t d = full; d < dim; ++d)
+            if ((code[d / 8] >> (d % 8)) & 1u) s[j] += w[d];
+        out[j] = static_cast<float>(s[j]);
+    });
+}
+
+template <class W>
+void sums_rows_b1(const std::int16_t* w, const std::uint8_t* x, std::size_t rows, std::size_t dim,
+                  float* out) noexcept {
     const std::size_t nb = b1_bytes(dim);
-    const float s = sum_f32<A>(q, dim);
-    constexpr std::size_t R = A::kRows;
+    constexpr std::size_t R = W::kRows;
     std::size_t r = 0;
-    for (; r + R <= rows; r += R) set_sums<A, R>(q, x + r * nb, nb, dim, out + r);
+    for (; r + R <= rows; r += R) int_sums<W, R>(w, x + r * nb, nb, dim, out + r);
     if constexpr (R > 4)
-        for (; r + 4 <= rows; r += 4) set_sums<A, 4>(q, x + r * nb, nb, dim, out + r);
-    for (; r < rows; ++r) set_sums<A, 1>(q, x + r * nb, nb, dim, out + r);
-    for (std::size_t i = 0; i < rows; ++i) out[i] = 2.0f * out[i] - s;
+        for (; r + 4 <= rows; r += 4) int_sums<W, 4>(w, x + r * nb, nb, dim, out + r);
+    for (; r < rows; ++r) int_sums<W, 1>(w, x + r * nb, nb, dim, out + r);
 }
 
 }  // namespace
@@ -174,11 +196,11 @@ void dot_rows_b1(const float* q, const std::uint8_t* x, std::size_t rows, std::s
         hamming_rows_b1<H>(q, x, rows, nbytes, out);                                                               \
     }
 
-#define SIMDEX_DEFINE_B1_DOT_KERNELS(isa, A)                                                                       \
+#define SIMDEX_DEFINE_B1_DOT_KERNELS(isa, A, W)                                                                    \
     SIMDEX_KERNEL_EXPORT float dot_b1_##isa(const float* q, const std::uint8_t* code, std::size_t dim) noexcept {  \
         return dot_b1<A>(q, code, dim);                                                                            \
     }                                                                                                              \
-    SIMDEX_KERNEL_EXPORT void dot_rows_b1_##isa(const float* q, const std::uint8_t* x, std::size_t rows,           \
-                                                std::size_t dim, float* out) noexcept {                            \
-        dot_rows_b1<A>(q, x, rows, dim, out);                                                                      \
+    SIMDEX_KERNEL_EXPORT void sums_rows_b1_##isa(const std::int16_t* w, const std::uint8_t* x, std::size_t rows,   \
+                                                 std::size_t dim, float* out) noexcept {                           \
+        sums_rows_b1<W>(w, x, rows, dim, out);                                                                     \
     }

@@ -28,7 +28,7 @@ struct DotNeon {
     struct V {
         float32x4_t lo, hi;
     };
-    static constexpr std::size_t kLanes = 8, kRows = 4;
+    static constexpr std::size_t kLanes = 8;
     static constexpr bool kMaskedTail = false;
     static V zero() { return {vdupq_n_f32(0.0f), vdupq_n_f32(0.0f)}; }
     static V load(const float* p) { return {vld1q_f32(p), vld1q_f32(p + 4)}; }
@@ -44,9 +44,30 @@ struct DotNeon {
     }
 };
 
+// The scan: 8 int16 weights per code byte (the byte duplicated, cmtst against 1, 2, .., 128, and, add), widened by
+// sadalp (pairwise add into int32 lanes).
+struct SumsNeon {
+    using Acc16 = int16x8_t;
+    using Acc32 = int32x4_t;
+    static constexpr std::size_t kLanes = 8, kRows = 4;
+    static Acc16 zero16() { return vdupq_n_s16(0); }
+    static Acc32 zero32() { return vdupq_n_s32(0); }
+    static Acc16 load(const std::int16_t* w) { return vld1q_s16(w); }
+    static Acc16 masked_add(Acc16 acc, const std::uint8_t* bits, Acc16 w) {
+        static const std::uint16_t kSelect[8] = {1, 2, 4, 8, 16, 32, 64, 128};
+        const uint16x8_t keep = vtstq_u16(vdupq_n_u16(bits[0]), vld1q_u16(kSelect));
+        return vaddq_s16(acc, vandq_s16(vreinterpretq_s16_u16(keep), w));
+    }
+    static Acc32 widen(Acc32 wide, Acc16 acc) { return vpadalq_s16(wide, acc); }
+    template <std::size_t count>
+    static void reduce_rows(const Acc32* a, std::int32_t* out) {
+        for (std::size_t j = 0; j < count; ++j) out[j] = vaddvq_s32(a[j]);
+    }
+};
+
 }  // namespace
 
 SIMDEX_DEFINE_B1_HAMMING_KERNELS(neon, HammingNeon)
-SIMDEX_DEFINE_B1_DOT_KERNELS(neon, DotNeon)
+SIMDEX_DEFINE_B1_DOT_KERNELS(neon, DotNeon, SumsNeon)
 
 }  // namespace simdex::kernels
