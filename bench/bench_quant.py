@@ -3,6 +3,7 @@
     .venv/bin/python bench/bench_quant.py                       # both parts
     .venv/bin/python bench/bench_quant.py --part int8           # real-minilm: 100K x 384, 1,000 queries, k = 10
     .venv/bin/python bench/bench_quant.py --part binary --speed-n 1000000
+    .venv/bin/python bench/bench_quant.py --part binary-ivf    # binary codes in 1,024 partitions, real-minilm
 
 int8: whether every query's ids equal the float32 index's (ties within float32 rounding aside, see docs/int8.md),
 the largest score difference, rows rescored per query (median / p99 / max), and time per query (single: one query
@@ -180,9 +181,37 @@ def binary_part(speed_n: int) -> dict:
     return out
 
 
+def binary_ivf_part() -> dict:
+    """Binary codes in partitions (real-minilm, 1,024 partitions, float rows kept): recall@10 against exact float32
+    and 1,000-query batch time per nprobe and rescore depth, next to the exact binary index (same run)."""
+    k, parts = 10, 1024
+    x, q = bench_ivf.real_minilm()
+    f32 = simdex.Index(384)
+    f32.add(x)
+    truth = f32.search(q, k).ids
+    flat = simdex.Index(384, dtype="binary", keep_originals=True)
+    flat.add(x)
+    ivf = simdex.Index(384, dtype="binary", keep_originals=True, partitions=parts)
+    ivf.add(x)
+    out = {"cpu": bench_ivf._cpu(), "partitions": parts, "rows": []}
+    for nprobe in (None, 8, 16, 32, 64, 128):
+        for r in (4, 10):
+            fn = (lambda: flat.search(q, k, rescore=r)) if nprobe is None else \
+                (lambda: ivf.search(q, k, rescore=r, nprobe=nprobe))
+            found = fn().ids
+            batch = _common.timings(lambda i: fn(), 3)
+            single = _common.timings(lambda i: (flat.search(q[i % len(q)], k, rescore=r) if nprobe is None else
+                                                ivf.search(q[i % len(q)], k, rescore=r, nprobe=nprobe)), 200,
+                                     warmup=10)
+            out["rows"].append({"nprobe": nprobe or "exact binary", "rescore": r, "recall": recall_at(found, truth),
+                                "batch_ms": 1e3 * _common.median(batch),
+                                "single_ms_p50": 1e3 * float(np.median(single))})
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--part", choices=["int8", "binary", "all"], default="all")
+    ap.add_argument("--part", choices=["int8", "binary", "binary-ivf", "all"], default="all")
     ap.add_argument("--speed-n", type=int, default=1_000_000, help="rows of the binary speed check")
     args = ap.parse_args()
     simdex.set_num_threads(2)
@@ -191,6 +220,8 @@ def main() -> None:
         out["int8"] = int8_part()
     if args.part in ("binary", "all"):
         out["binary"] = binary_part(args.speed_n)
+    if args.part in ("binary-ivf", "all"):
+        out["binary_ivf"] = binary_ivf_part()
     print(json.dumps(out, indent=1))
 
 

@@ -52,11 +52,17 @@ void FlatIndex::train_partitions(const float* x, std::size_t n, const KMeansOpti
     std::vector<std::uint32_t> part(rows);
     if (has_floats()) {
         fresh->nearest(kt, rows_unlocked(), rows, part.data());
-    } else {
+    } else {  // the decoded codes: int8, a binary index's int8 tier, or its bits
         FloatBuffer decoded(std::min(rows, kDecodeRows) * dim_);
         for (std::size_t r0 = 0; r0 < rows; r0 += kDecodeRows) {
             const std::size_t m = std::min(kDecodeRows, rows - r0);
-            quant_.decode(codes_unlocked() + r0 * dim_, m, decoded.data());
+            if (dtype_ == Dtype::int8)
+                quant_.decode(codes_unlocked() + r0 * dim_, m, decoded.data());
+            else if (keep_int8_)
+                quant_.decode(tier_unlocked() + r0 * dim_, m, decoded.data());
+            else
+                bits_.decode(reinterpret_cast<const std::uint8_t*>(codes_unlocked()) + r0 * code_cols(), m,
+                             decoded.data());
             fresh->nearest(kt, decoded.data(), m, part.data() + r0);
         }
     }
@@ -79,7 +85,8 @@ void permute(RowStore<T>& store, std::size_t width, const std::vector<std::uint3
 
 void FlatIndex::permute_rows_unlocked(const std::vector<std::uint32_t>& order) {
     permute(data_, dim_, order);
-    permute(codes_, dim_, order);
+    permute(codes_, code_cols(), order);
+    permute(tier_, dim_, order);
     permute(norms_, 1, order);
     permute(ids_, 1, order);
     slot_of_ = IdMap();
@@ -170,7 +177,6 @@ void FlatIndex::read_partitions(const format::Reader& r) {
             r.fail("partition sections without 'ivf.params'");
         return;
     }
-    if (dtype_ == Dtype::binary) r.fail("partition sections in a binary index (binary indexes are not partitioned)");
     std::uint64_t pv[2];
     std::memcpy(pv, r.get(kPartitionSections[0], format::DType::bytes, sizeof pv, 1).data, sizeof pv);
     if (pv[0] == 0 || pv[0] > Partitions::kMaxPartitions)

@@ -221,7 +221,7 @@ void FlatIndex::search_b1(const KernelTable& kt, const float* queries, std::size
     std::vector<std::int64_t> found(nq * sp.k);
     const ScanViewB1 all{reinterpret_cast<const std::uint8_t*>(codes_unlocked()), ids_.data(), ids_.size(), dim_,
                          nullptr};
-    b1_candidates(kt, all, slots, weights.data(), nq, sp, sums.data(), found.data());
+    b1_candidates(kt, all, slots, queries, weights.data(), nq, sp, sums.data(), found.data());
     finish_codes(kt, queries, nq, p, sp.k, sums.data(), found.data(), nullptr, offset_term.data(), scores, ids);
 }
 
@@ -243,8 +243,8 @@ std::vector<T> round_weights(const float* weights, std::size_t nq, std::size_t d
 }  // namespace
 
 void FlatIndex::b1_candidates(const KernelTable& kt, const ScanViewB1& all, const std::vector<std::size_t>* slots,
-                              const float* weights, std::size_t nq, const SearchParams& sp, float* sums,
-                              std::int64_t* found) const {
+                              const float* queries, const float* weights, std::size_t nq, const SearchParams& sp,
+                              float* sums, std::int64_t* found) const {
     // The rounded weights rank a wider pool; the pool's exact asymmetric scores (dot_b1 on the float weights) then
     // pick the sp.k best, so single queries and batches return the same rows unless a row of the true top sp.k
     // falls out of the pool (rounding moves a score by at most step / 2 * dim; measured on real embeddings, 2 *
@@ -253,7 +253,11 @@ void FlatIndex::b1_candidates(const KernelTable& kt, const ScanViewB1& all, cons
     gp.k = std::min(ids_.size(), 2 * sp.k + kB1PoolExtra);
     std::vector<float> dots(nq * gp.k);
     std::vector<std::int64_t> pool(nq * gp.k);
-    if (nq > 1 && dim_ <= kernels::kMaxI8Depth) {
+    // A partitioned index scans the probed lists with the integer sums (no GEMM path for lists yet).
+    std::size_t nprobe = 0;
+    const std::vector<std::uint32_t> probes = ivf_ ? probe_unlocked(kt, queries, nq, sp, &nprobe)
+                                                   : std::vector<std::uint32_t>();
+    if (!ivf_ && nq > 1 && dim_ <= kernels::kMaxI8Depth) {
         const auto w8 = round_weights<std::int8_t>(weights, nq, dim_, 127.0f);
         with_filter(all, slots, [&](const ScanViewB1& v) {
             run_search_b1_gemm(kt, v, w8.data(), nq, gp, dots.data(), pool.data());
@@ -261,7 +265,11 @@ void FlatIndex::b1_candidates(const KernelTable& kt, const ScanViewB1& all, cons
     } else {
         const auto w16 = round_weights<std::int16_t>(weights, nq, dim_, float(kernels::kB1WeightMax));
         with_filter(all, slots, [&](const ScanViewB1& v) {
-            run_search_b1(kt, v, w16.data(), nq, gp, dots.data(), pool.data());
+            if (ivf_ && v.data == all.data)  // as in search_f32
+                run_search_ivf_b1(kt, v, Probes{*ivf_, probes.data(), nprobe}, w16.data(), nq, gp, dots.data(),
+                                  pool.data());
+            else
+                run_search_b1(kt, v, w16.data(), nq, gp, dots.data(), pool.data());
         });
     }
     const std::uint8_t* codes = reinterpret_cast<const std::uint8_t*>(codes_unlocked());

@@ -255,12 +255,13 @@ class FlatIndex {
                       std::size_t cand_k, const float* code_scores, const std::int64_t* found, const float* step,
                       const double* offset_term, float* scores, std::int64_t* ids) const;
     // Binary (index_search.cpp): the query weights rounded to integers rank a pool of 2 * sp.k + kB1PoolExtra
-    // rows per query (a batch: int8 weights in the int8 GEMM; a single query: int16 weights in the integer-sum
-    // scan), whose exact asymmetric scores pick the sp.k best (sums / found: nq x sp.k, best first).
+    // rows per query (a batch: int8 weights in the int8 GEMM; a single query, or the probed lists of a partitioned
+    // index: int16 weights in the integer-sum scan), whose exact asymmetric scores pick the sp.k best (sums /
+    // found: nq x sp.k, best first). queries: as search got them (normalized under cosine), for probing.
     static constexpr std::size_t kB1PoolExtra = 16;
     void b1_candidates(const KernelTable& kt, const RowsView<std::uint8_t>& all, const std::vector<std::size_t>* slots,
-                       const float* weights, std::size_t nq, const SearchParams& sp, float* sums,
-                       std::int64_t* found) const;
+                       const float* queries, const float* weights, std::size_t nq, const SearchParams& sp,
+                       float* sums, std::int64_t* found) const;
     bool has_codes() const noexcept { return dtype_ != Dtype::float32; }
     const std::int8_t* tier_unlocked() const noexcept { return base_ ? base_tier_ : tier_.data(); }
     // keep_int8_: the exact score of query q against the decoded int8 row at slot (the rescore of that tier).
