@@ -248,8 +248,6 @@ def test_hostile_binary_files_raise_format_error(rng):
 def test_bad_input_is_refused(rng):
     with pytest.raises(ValueError, match="l2"):
         simdex.Index(8, metric="l2", dtype="binary")
-    with pytest.raises(ValueError, match="partitions"):
-        simdex.Index(8, dtype="binary", partitions=4)
     with pytest.raises(ValueError, match="dtype"):
         simdex.Index(8, dtype="bits")
     x = clustered(rng, 100, 8)
