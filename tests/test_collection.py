@@ -277,3 +277,29 @@ def test_searches_keep_working_during_reembed(col):
         stop.set()
         t.join()
     assert errors == [] and 12 in {col.index.dim} and seen_dims <= {8, 12}
+
+
+@pytest.mark.filterwarnings("ignore:this first add calibrates")
+@pytest.mark.parametrize("keep", [True, "int8"])
+def test_binary_collection_keeps_its_rescoring_tier(tmp_path, keep):
+    """A binary collection keeps the tier it was made with (float rows or int8 codes) across reopening and a
+    rebuild from stored vectors, and search(rescore=R) ranks by it: the results equal a float32 collection's."""
+    docs = [{"id": f"d{i}", "text": f"entry {i} on topic {i % 7} with words {i * 13 % 29}"} for i in range(60)]
+    exact = Collection(None, HashEncoder())
+    exact.upsert(docs)
+    col = Collection(tmp_path / "b", HashEncoder(), dtype="binary", keep_originals=keep)
+    col.upsert(docs)
+    want = [h.doc_id for h in exact.search("topic 3 words", 5, mode="dense")]
+    assert [h.doc_id for h in col.search("topic 3 words", 5, mode="dense", rescore=60)] == want
+    col.close()
+    for rebuild in (False, True):
+        if rebuild:  # the snapshot is gone: the index is rebuilt from the stored vectors
+            (tmp_path / "b" / "vectors.simdex").unlink()
+        c = Collection(tmp_path / "b", HashEncoder())
+        assert c.index.dtype == "binary" and c.index.keep_originals == (keep if keep == "int8" else True)
+        got = [h.doc_id for h in c.search("topic 3 words", 5, mode="dense", rescore=60)]
+        if keep is True:  # float rows rescore exactly; int8 codes rank within their rounding
+            assert got == want
+        else:
+            assert len(set(got) & set(want)) >= 4
+        c.close()

@@ -485,7 +485,7 @@ class Index(_partitions.PartitionedMixin, TransformedMixin):
         """Embeds a query and returns the k best documents (or chunks) with their texts.
 
         The same as ``simdex.text.search_text(index, query, k, ...)``, whose keyword options (encoder, chunks,
-        filter, min_score, keywords, keyword_limit, mode, rrf_k, where, unsafe_sql, where_timeout) it takes: see
+        filter, min_score, keywords, keyword_limit, mode, rrf_k, where, unsafe_sql, where_timeout, rescore) it takes: see
         there. Returns a `simdex.TextSearchResult`. For documents to update, delete and filter: `simdex.Collection`.
         """
         from .text.texts import search_text

@@ -92,8 +92,8 @@ class Collection:
     """
 
     def __init__(self, path: "str | os.PathLike[str] | None" = None, encoder: Any = None, *,
-                 metric: Optional[str] = None, dtype: Optional[str] = None, keep_originals: Optional[bool] = None,
-                 transform: Any = None, partitions: Optional[int] = None, chunk_tokens: Optional[int] = None,
+                 metric: Optional[str] = None, dtype: Optional[str] = None,
+                 keep_originals: "bool | str | None" = None, transform: Any = None, partitions: Optional[int] = None, chunk_tokens: Optional[int] = None,
                  overlap: int = 0) -> None:
         self.path = None if path is None else os.fspath(path)
         self._closed = False
@@ -107,7 +107,7 @@ class Collection:
             self._store.close()
             raise
 
-    def _open(self, encoder: Any, metric: Optional[str], dtype: Optional[str], keep_originals: Optional[bool],
+    def _open(self, encoder: Any, metric: Optional[str], dtype: Optional[str], keep_originals: "bool | str | None",
               transform: Any, partitions: Optional[int], chunk_tokens: Optional[int], overlap: int) -> None:
         self._db.execute(_VECTORS_SCHEMA.format(table="vectors"))
         self._db.execute(transforms.SCHEMA)
@@ -119,7 +119,7 @@ class Collection:
         if conf is None:
             enc = self._encoder_now()
             conf = {"dim": int(enc.dim), "metric": metric or "cosine", "dtype": dtype or "float32",
-                    "keep_originals": bool(keep_originals), "chunk_tokens": chunk_tokens, "overlap": overlap or None,
+                    "keep_originals": keep_originals or False, "chunk_tokens": chunk_tokens, "overlap": overlap or None,
                     "fingerprint": enc.fingerprint, "next_id": 0, "partitions": partitions,
                     "transform": transform is not None}
             extra = {"partitions": partitions} if partitions else {}
@@ -285,7 +285,7 @@ class Collection:
     def search(self, query: str, k: int = 10, *, where: Optional[dict] = None, keywords: Optional[str] = None,
                mode: str = DEFAULT_MODE, chunks: bool = False, min_score: Optional[float] = None,
                rrf_k: Optional[float] = None, keyword_limit: int = 200, unsafe_sql: Optional[str] = None,
-               where_timeout: Optional[float] = None) -> TextSearchResult:
+               where_timeout: Optional[float] = None, rescore: Optional[int] = None) -> TextSearchResult:
         """The k best documents (or chunks) for a query, with their texts.
 
         Args:
@@ -297,7 +297,8 @@ class Collection:
             mode: "rrf" (default: reciprocal rank fusion of the vector and BM25 rankings; scores then only order
                 the results), "dense" (the vector search alone; scores are similarities) or "prefilter" (the
                 vector search ranks only the ``keyword_limit`` best BM25 matches).
-            chunks, min_score, rrf_k, keyword_limit, where_timeout: as for `simdex.text.search_text`.
+            chunks, min_score, rrf_k, keyword_limit, where_timeout, rescore: as for `simdex.text.search_text`
+                (rescore: a collection made with dtype "int8" or "binary" and keep_originals).
             unsafe_sql: a raw SQL condition on ``source``, ``doc`` and ``metadata`` (JSON): never from user input.
 
         Raises:
@@ -320,7 +321,7 @@ class Collection:
             encoder = self._encoder_now()
             return search_text(self._index, query, k, encoder=encoder, chunks=chunks, min_score=min_score,
                                keywords=keywords, keyword_limit=keyword_limit, where=where, unsafe_sql=unsafe_sql,
-                               where_timeout=where_timeout, mode=mode, rrf_k=rrf_k)
+                               where_timeout=where_timeout, mode=mode, rrf_k=rrf_k, rescore=rescore)
 
     def index_field(self, field: str) -> None:
         """Creates an index on a metadata field's value (an SQLite expression index), so filters on it read only

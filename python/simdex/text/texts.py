@@ -260,7 +260,7 @@ def search_text(index: Index, query: str, k: int = 10, *, encoder: Any = None, c
                 filter: Any = None, min_score: Optional[float] = None, keywords: Optional[str] = None,
                 keyword_limit: int = 200, where: Any = None, unsafe_sql: Optional[str] = None,
                 where_timeout: Optional[float] = None, mode: str = "prefilter",
-                rrf_k: Optional[float] = None) -> TextSearchResult:
+                rrf_k: Optional[float] = None, rescore: Optional[int] = None) -> TextSearchResult:
     """Embeds a query and returns the k best documents (or chunks) of the index with their texts.
 
     Args:
@@ -297,6 +297,8 @@ def search_text(index: Index, query: str, k: int = 10, *, encoder: Any = None, c
             0.854 / 0.624. The default stays "prefilter" because "rrf" changes what ``keywords`` and the
             scores mean.
         rrf_k: the constant of ``mode="rrf"``, a finite number >= 0; default 60. Only with mode="rrf".
+        rescore: int8 / binary indexes that keep a rescoring tier: as in `Index.search` (the k * R best by the
+            codes, rescored exactly); the vector ranking of every mode uses it.
 
     Returns:
         TextSearchResult(ids int64 (<= k,), scores float32 (<= k,), documents): ids are vector (chunk) ids;
@@ -350,7 +352,7 @@ def search_text(index: Index, query: str, k: int = 10, *, encoder: Any = None, c
     n = len(index)
     fetch = k if chunks else max(1, min(n, max(4 * k, k + 16)))
     while True:
-        res = index.search(q, fetch, filter=filter, min_score=min_score)
+        res = index.search(q, fetch, filter=filter, min_score=min_score, rescore=rescore)
         ids, scores = res.ids[0], res.scores[0]
         valid = ids >= 0
         ids, scores = ids[valid], scores[valid]
@@ -390,7 +392,7 @@ def _search_rrf(index: Index, enc: Any, query: str, k: int, chunks: bool, filter
     q = enc.embed_query(query)
     words = query if keywords is None else keywords
     while True:
-        dense = index.search(q, depth, filter=allow).ids[0]
+        dense = index.search(q, depth, filter=allow, rescore=rescore).ids[0]
         dense = dense[dense >= 0]
         bm25 = kw.bm25(words, depth, allow=allow)[0]
         full = len(dense) == depth or len(bm25) == depth  # a deeper look could find more
