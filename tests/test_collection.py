@@ -303,3 +303,15 @@ def test_binary_collection_keeps_its_rescoring_tier(tmp_path, keep):
         else:
             assert len(set(got) & set(want)) >= 4
         c.close()
+
+
+@pytest.mark.filterwarnings("ignore:this first add calibrates")
+def test_rrf_mode_takes_rescore():
+    docs = [{"id": f"d{i}", "text": f"note {i} on subject {i % 5}"} for i in range(40)]
+    col = Collection(None, HashEncoder(), dtype="int8", keep_originals=True)
+    col.upsert(docs)
+    exact = Collection(None, HashEncoder())
+    exact.upsert(docs)
+    got = col.search("note on subject 2", 5, mode="rrf", rescore=40)
+    want = exact.search("note on subject 2", 5, mode="rrf")
+    assert [h.doc_id for h in got] == [h.doc_id for h in want]

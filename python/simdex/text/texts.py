@@ -345,7 +345,7 @@ def search_text(index: Index, query: str, k: int = 10, *, encoder: Any = None, c
             "index.metadata = {**index.metadata, 'fingerprint': encoder.fingerprint}")
     if mode == "rrf":
         return _search_rrf(index, enc, query, k, chunks, filter, keywords, max(k, keyword_limit), where,
-                           where_timeout, rrf_k, unsafe_sql)
+                           where_timeout, rrf_k, unsafe_sql, rescore)
     filter = keyword_filter(index, filter, keywords, keyword_limit, where, where_timeout, unsafe_sql)
     store = texts_of(index).store
     q = enc.embed_query(query)
@@ -382,7 +382,7 @@ def _as_limit(limit: Any) -> int:
 
 def _search_rrf(index: Index, enc: Any, query: str, k: int, chunks: bool, filter: Any, keywords: Optional[str],
                 depth: int, where: Any, where_timeout: Optional[float], rrf_k: float,
-                unsafe_sql: Optional[str] = None) -> TextSearchResult:
+                unsafe_sql: Optional[str] = None, rescore: Optional[int] = None) -> TextSearchResult:
     """`search_text` with mode="rrf": the vector ranking and the BM25 ranking, `depth` chunks each, fused."""
     kw = keyword_index(index, "mode='rrf'")
     # filter, where and unsafe_sql, no keywords
