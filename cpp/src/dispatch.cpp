@@ -1,6 +1,7 @@
 #include "simdex/dispatch.hpp"
 
 #include <atomic>
+#include <cstdio>
 #include <cstdlib>
 #include <stdexcept>
 
@@ -36,6 +37,14 @@ constexpr bool complete(const KernelTable& t) {
            t.pack_nr_f32 && t.i8_name && t.dot_i8 && t.dot_rows_i8 && t.gemm_i8 && t.gemm_i8_mr && t.gemm_i8_nr &&
            t.b1_name && t.hamming_b1 && t.hamming_rows_b1 && t.dot_b1 && t.sums_rows_b1;
 }
+// Under AddressSanitizer GCC does not treat a function's address as a constant, so there the check runs when the
+// library loads (a table left incomplete aborts at once rather than crashing at its first call).
+#if defined(__SANITIZE_ADDRESS__)
+#define SIMDEX_CHECK_COMPLETE(t) \
+    [[maybe_unused]] const bool t##_complete = complete(t) || (std::fputs(#t " is incomplete\n", stderr), std::abort(), false)
+#else
+#define SIMDEX_CHECK_COMPLETE(t) static_assert(complete(t))
+#endif
 
 constexpr KernelTable kScalarTable = [] {
     KernelTable t{};
@@ -62,7 +71,7 @@ constexpr KernelTable kScalarTable = [] {
     t.sums_rows_b1 = sums_rows_b1_scalar;
     return t;
 }();
-static_assert(complete(kScalarTable));
+SIMDEX_CHECK_COMPLETE(kScalarTable);
 #ifdef SIMDEX_COMPILED_AVX2
 constexpr KernelTable kAvx2Table = [] {
     KernelTable t{};
@@ -89,7 +98,7 @@ constexpr KernelTable kAvx2Table = [] {
     t.sums_rows_b1 = sums_rows_b1_avx2;
     return t;
 }();
-static_assert(complete(kAvx2Table));
+SIMDEX_CHECK_COMPLETE(kAvx2Table);
 #endif
 #ifdef SIMDEX_COMPILED_AVX_VNNI
 constexpr KernelTable kAvxVnniTable = [] {
@@ -105,7 +114,7 @@ constexpr KernelTable kAvxVnniTable = [] {
     t.gemm_i8_flip = true;
     return t;
 }();
-static_assert(complete(kAvxVnniTable));
+SIMDEX_CHECK_COMPLETE(kAvxVnniTable);
 #endif
 #ifdef SIMDEX_COMPILED_AVX512
 #ifndef SIMDEX_COMPILED_AVX2
@@ -128,7 +137,7 @@ constexpr KernelTable kAvx512Table = [] {
     t.sums_rows_b1 = sums_rows_b1_avx512;
     return t;
 }();
-static_assert(complete(kAvx512Table));
+SIMDEX_CHECK_COMPLETE(kAvx512Table);
 #endif
 #ifdef SIMDEX_COMPILED_AVX512_VNNI
 constexpr KernelTable kAvx512VnniTable = [] {
@@ -144,7 +153,7 @@ constexpr KernelTable kAvx512VnniTable = [] {
     t.gemm_i8_flip = true;
     return t;
 }();
-static_assert(complete(kAvx512VnniTable));
+SIMDEX_CHECK_COMPLETE(kAvx512VnniTable);
 #endif
 #ifdef SIMDEX_COMPILED_AVX512_VPOPCNTDQ
 // The avx512 levels on CPUs with AVX512_VPOPCNTDQ (Ice Lake, Zen 4 and later): the same tables with the VPOPCNTDQ
@@ -156,10 +165,10 @@ constexpr KernelTable with_vpopcntdq(KernelTable t) {
     return t;
 }
 constexpr KernelTable kAvx512PopcntTable = with_vpopcntdq(kAvx512Table);
-static_assert(complete(kAvx512PopcntTable));
+SIMDEX_CHECK_COMPLETE(kAvx512PopcntTable);
 #ifdef SIMDEX_COMPILED_AVX512_VNNI
 constexpr KernelTable kAvx512VnniPopcntTable = with_vpopcntdq(kAvx512VnniTable);
-static_assert(complete(kAvx512VnniPopcntTable));
+SIMDEX_CHECK_COMPLETE(kAvx512VnniPopcntTable);
 #endif
 #endif
 #ifdef SIMDEX_COMPILED_NEON
@@ -188,7 +197,7 @@ constexpr KernelTable kNeonTable = [] {
     t.sums_rows_b1 = sums_rows_b1_neon;
     return t;
 }();
-static_assert(complete(kNeonTable));
+SIMDEX_CHECK_COMPLETE(kNeonTable);
 #endif
 #ifdef SIMDEX_COMPILED_NEON_DOTPROD
 constexpr KernelTable kNeonDotprodTable = [] {
@@ -204,7 +213,7 @@ constexpr KernelTable kNeonDotprodTable = [] {
     t.gemm_i8_flip = false;
     return t;
 }();
-static_assert(complete(kNeonDotprodTable));
+SIMDEX_CHECK_COMPLETE(kNeonDotprodTable);
 #endif
 
 // From the lowest level to the best one; supported_isas() keeps this order.
