@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import sys
 
-import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
 import bench_ivf  # noqa: E402

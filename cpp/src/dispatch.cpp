@@ -40,8 +40,9 @@ constexpr bool complete(const KernelTable& t) {
 // Under AddressSanitizer GCC does not treat a function's address as a constant, so there the check runs when the
 // library loads (a table left incomplete aborts at once rather than crashing at its first call).
 #if defined(__SANITIZE_ADDRESS__)
-#define SIMDEX_CHECK_COMPLETE(t) \
-    [[maybe_unused]] const bool t##_complete = complete(t) || (std::fputs(#t " is incomplete\n", stderr), std::abort(), false)
+#define SIMDEX_CHECK_COMPLETE(t)                              \
+    [[maybe_unused]] const bool t##_complete =                \
+        complete(t) || (std::fputs(#t " is incomplete\n", stderr), std::abort(), false)
 #else
 #define SIMDEX_CHECK_COMPLETE(t) static_assert(complete(t))
 #endif

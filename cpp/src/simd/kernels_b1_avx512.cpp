@@ -1,8 +1,9 @@
 // Binary asymmetric-score kernels for AVX-512F (x86-64). Flags: -mavx512f -mavx512bw -mavx512vl -mavx512dq -mfma,
 // this file only (the Hamming kernels of the avx512 levels are kernels_b1_avx512_vpopcntdq.cpp, or AVX2's).
 // The loops of kernels_b1-inl.hpp: per 16 dimensions the two code bytes are the k mask of one vaddps zmm{k}
-// (acc += q on the set bits), so no bit is expanded; the scan's integer sums likewise with vpaddw. Tail: the remaining bits, cut to the live lanes, mask a
-// masked query load (no scalar loop). Tolerance vs the scalar oracle: |error| <= ~2 n eps sum |q_d|.
+// (acc += q on the set bits), so no bit is expanded; the scan's integer sums likewise, 32 int16 weights per
+// vpaddw zmm{k}. Tail: the remaining bits, cut to the live lanes, mask a masked query load (no scalar loop).
+// Tolerance vs the scalar oracle: |error| <= ~2 n eps sum |q_d|; the integer sums are exact.
 #include <immintrin.h>
 
 #include <cstring>
