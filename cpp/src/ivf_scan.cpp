@@ -12,6 +12,7 @@
 namespace simdex {
 namespace {
 
+using detail::B1Scorer;
 using detail::Buffer;
 using detail::F32Scorer;
 using detail::I8Scorer;
@@ -27,16 +28,7 @@ struct Item {
     std::uint32_t q0, q1;  // into the partition's query list
 };
 
-// Binary rows (1-bit codes) against int16 query weights (the integer sums of kernels.hpp): one sums_rows_b1 pass
-// per query and list tile, no packed GEMM.
-struct B1Scorer {
-    using Elem = std::uint8_t;
-    const KernelTable& kt;
-    void rows(const std::int16_t* w, const std::uint8_t* x, std::size_t n, std::size_t dim, float* out) const {
-        kt.sums_rows_b1(w, x, n, dim, out);
-    }
-};
-constexpr std::size_t kB1TileBytes = 64 * 1024;
+constexpr std::size_t kB1TileBytes = 64 * 1024;  // binary: rows of a list scored per pass
 
 // A scorer's query element (binary: int16 weights), bytes between rows, and whether it has a blocked micro-kernel.
 template <class S>

@@ -17,19 +17,13 @@ constexpr std::size_t kRowsPerTask = 4096;      // single-query scan: rows per t
 constexpr std::size_t kQueriesPerPass = 4096;   // batch: queries whose top-k lists are kept at once
 constexpr std::size_t kQueryPanelsPerTile = 8;  // batch: query panels scored against one database tile
 
+using detail::B1Scorer;
 using detail::Buffer;
 using detail::F32Scorer;
 using detail::I8Scorer;
 
-// Binary rows (1-bit codes) against int16 query weights: the integer sums one query at a time. No packed GEMM: a
-// batch scores each database tile (in L2) with every query in turn (scan_many_rows).
-struct B1Scorer {
-    using Elem = std::uint8_t;
-    const KernelTable& kt;
-    void rows(const std::int16_t* w, const std::uint8_t* x, std::size_t n, std::size_t dim, float* out) const {
-        kt.sums_rows_b1(w, x, n, dim, out);
-    }
-};
+// Binary rows (B1Scorer): no packed GEMM of their own, so a batch past the int8 GEMM's depth scores each database
+// tile (in L2) with every query in turn (scan_many_rows).
 constexpr std::size_t kB1TileBytes = 64 * 1024;  // binary batch: one database tile, scored by every query
 
 // Binary rows in the int8 GEMM: each database tile's bits are expanded to +-1 codes and packed like int8 rows,

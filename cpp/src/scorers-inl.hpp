@@ -1,5 +1,6 @@
 // The element types the scans run on (scan.cpp's exact scan, ivf_scan.cpp's partition scan): what each needs
-// from the kernel table to score rows one query at a time or in packed GEMM blocks.
+// from the kernel table to score rows one query at a time or in packed GEMM blocks (float32, int8; binary rows
+// one query at a time only).
 #pragma once
 #include <algorithm>
 #include <cstddef>
@@ -85,6 +86,16 @@ struct I8Scorer {
         const std::size_t d = depth(dim);
         const std::int32_t* bias = pq.bias.data() + (k0 / kKc) * pq.rows + ip * mr();
         kt.gemm_i8(kc, pq.panels.data() + ip * mr() * d + k0 * mr(), b, bias, c, ldc, k0 > 0);
+    }
+};
+
+// Binary rows (1-bit codes, kernels::b1_bytes(dim) bytes apart) against int16 query weights: the integer sums one
+// query at a time (kernels::SumsRowsB1Fn). No packed GEMM of its own.
+struct B1Scorer {
+    using Elem = std::uint8_t;
+    const KernelTable& kt;
+    void rows(const std::int16_t* w, const std::uint8_t* x, std::size_t n, std::size_t dim, float* out) const {
+        kt.sums_rows_b1(w, x, n, dim, out);
     }
 };
 
