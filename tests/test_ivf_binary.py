@@ -143,10 +143,3 @@ def test_tune_and_sharded(data):
     ids, scores = brute(x, q, 10, "cosine")
     np.testing.assert_allclose(res.scores, scores, rtol=1e-4, atol=1e-4)
     assert (res.ids == ids).mean() > 0.99
-
-
-def test_partitioned_binary_dim_limit():
-    """Its lists are scored in the int8 GEMM, whose exact depth ends at 133,144 dimensions."""
-    with pytest.raises(ValueError, match="133144"):
-        simdex.Index(133_152, dtype="binary", partitions=4)
-    assert simdex.Index(133_144, dtype="binary", partitions=4).partitions == 4

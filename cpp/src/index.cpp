@@ -93,9 +93,6 @@ FlatIndex::FlatIndex(std::size_t dim, Metric metric, Dtype dtype, bool keep_orig
                                         : "keep the float originals or the int8 codes for rescoring, not both");
     if (keep_int8 && dim > kernels::kMaxI8Depth)
         throw std::invalid_argument("keep_originals='int8' takes dim up to " + std::to_string(kernels::kMaxI8Depth));
-    if (dtype == Dtype::binary && partitions && dim > kernels::kMaxI8Depth)
-        throw std::invalid_argument("a partitioned binary index takes dim up to " +
-                                    std::to_string(kernels::kMaxI8Depth) + " (its lists are scored in the int8 GEMM)");
     if (dtype == Dtype::int8 && dim > kernels::kMaxI8Depth)
         throw std::invalid_argument("int8 indexes take dim up to " + std::to_string(kernels::kMaxI8Depth) +
                                     " (int32 sums of 127 * 127 products stay exact), got " + std::to_string(dim));

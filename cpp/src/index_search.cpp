@@ -253,19 +253,11 @@ void FlatIndex::b1_candidates(const KernelTable& kt, const ScanViewB1& all, cons
     gp.k = std::min(ids_.size(), 2 * sp.k + kB1PoolExtra);
     std::vector<float> dots(nq * gp.k);
     std::vector<std::int64_t> pool(nq * gp.k);
-    if (ivf_) {  // the probed lists, int8 weights (a selective filter's gathered rows: the exact scan below)
-        std::size_t nprobe = 0;
-        const std::vector<std::uint32_t> probes = probe_unlocked(kt, queries, nq, sp, &nprobe);
-        const auto w8 = round_weights<std::int8_t>(weights, nq, dim_, 127.0f);
-        const auto w16 = round_weights<std::int16_t>(weights, nq, dim_, float(kernels::kB1WeightMax));
-        with_filter(all, slots, [&](const ScanViewB1& v) {
-            if (v.data == all.data)
-                run_search_ivf_b1(kt, v, Probes{*ivf_, probes.data(), nprobe}, w8.data(), nq, gp, dots.data(),
-                                  pool.data());
-            else
-                run_search_b1(kt, v, w16.data(), nq, gp, dots.data(), pool.data());
-        });
-    } else if (nq > 1 && dim_ <= kernels::kMaxI8Depth) {
+    // A partitioned index scans the probed lists with the integer sums (no GEMM path for lists yet).
+    std::size_t nprobe = 0;
+    const std::vector<std::uint32_t> probes = ivf_ ? probe_unlocked(kt, queries, nq, sp, &nprobe)
+                                                   : std::vector<std::uint32_t>();
+    if (!ivf_ && nq > 1 && dim_ <= kernels::kMaxI8Depth) {
         const auto w8 = round_weights<std::int8_t>(weights, nq, dim_, 127.0f);
         with_filter(all, slots, [&](const ScanViewB1& v) {
             run_search_b1_gemm(kt, v, w8.data(), nq, gp, dots.data(), pool.data());
@@ -273,7 +265,11 @@ void FlatIndex::b1_candidates(const KernelTable& kt, const ScanViewB1& all, cons
     } else {
         const auto w16 = round_weights<std::int16_t>(weights, nq, dim_, float(kernels::kB1WeightMax));
         with_filter(all, slots, [&](const ScanViewB1& v) {
-            run_search_b1(kt, v, w16.data(), nq, gp, dots.data(), pool.data());
+            if (ivf_ && v.data == all.data)  // as in search_f32
+                run_search_ivf_b1(kt, v, Probes{*ivf_, probes.data(), nprobe}, w16.data(), nq, gp, dots.data(),
+                                  pool.data());
+            else
+                run_search_b1(kt, v, w16.data(), nq, gp, dots.data(), pool.data());
         });
     }
     const std::uint8_t* codes = reinterpret_cast<const std::uint8_t*>(codes_unlocked());

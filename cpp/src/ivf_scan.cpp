@@ -12,7 +12,7 @@
 namespace simdex {
 namespace {
 
-using detail::B1GemmScorer;
+using detail::B1Scorer;
 using detail::Buffer;
 using detail::F32Scorer;
 using detail::I8Scorer;
@@ -28,15 +28,19 @@ struct Item {
     std::uint32_t q0, q1;  // into the partition's query list
 };
 
-// A scorer's query element (binary: int8 weights) and the bytes between rows (binary: b1_bytes(dim)).
+constexpr std::size_t kB1TileBytes = 64 * 1024;  // binary: rows of a list scored per pass
+
+// A scorer's query element (binary: int16 weights), bytes between rows, and whether it has a blocked micro-kernel.
 template <class S>
 struct Traits {
     using Query = typename S::Elem;
+    static constexpr bool kBlocked = true;
     static std::size_t stride(std::size_t dim) { return dim; }
 };
 template <>
-struct Traits<B1GemmScorer> {
-    using Query = std::int8_t;
+struct Traits<B1Scorer> {
+    using Query = std::int16_t;
+    static constexpr bool kBlocked = false;
     static std::size_t stride(std::size_t dim) { return kernels::b1_bytes(dim); }
 };
 template <class S>
@@ -47,11 +51,21 @@ void grow(Buffer<T>& b, std::size_t n) {
     if (b.size() < n) b.resize(n);
 }
 
+struct NoPackedQueries {};
+template <class S>
+struct PackedQueries {
+    using type = typename S::Queries;
+};
+template <>
+struct PackedQueries<B1Scorer> {
+    using type = NoPackedQueries;
+};
+
 template <class S>
 struct Scratch {
     using E = typename S::Elem;
     std::unique_ptr<TopKSet> top;
-    typename S::Queries packed_q;
+    typename PackedQueries<S>::type packed_q;
     Buffer<E> rows, packed_db;  // gathered rows, their panels
     Buffer<QueryT<S>> queries;  // gathered queries
     Buffer<float> c;            // query chunk x row tile scores
@@ -62,10 +76,16 @@ template <class S>
 void scan_ivf(const S& sc, const RowsView<typename S::Elem>& v, const Probes& pr, const QueryT<S>* q,
               std::size_t nq, const SearchParams& p, std::size_t k, float* scores, std::int64_t* ids) {
     using E = typename S::Elem;
+    constexpr bool kBlocked = Traits<S>::kBlocked;
     const Partitions& parts = pr.parts;
     const std::size_t P = parts.count(), dim = v.dim, stride = Traits<S>::stride(dim);
-    const std::size_t d = S::depth(dim), mr = sc.mr(), nr = sc.nr();
-    const std::size_t tile_rows = std::max(nr, S::kTileBytes / (d * sizeof(E)) / nr * nr);
+    std::size_t d = dim, mr = 1, nr = 1, tile_rows = std::max<std::size_t>(64, kB1TileBytes / stride);
+    if constexpr (kBlocked) {
+        d = S::depth(dim);
+        mr = sc.mr();
+        nr = sc.nr();
+        tile_rows = std::max(nr, S::kTileBytes / (d * sizeof(E)) / nr * nr);
+    }
 
     // Invert the probes: for each partition, the queries that probe it (ascending).
     std::vector<std::size_t> start(P + 1, 0);
@@ -119,14 +139,17 @@ void scan_ivf(const S& sc, const RowsView<typename S::Elem>& v, const Probes& pr
                 const std::size_t n = parts.list_size(item.part);
                 const std::uint32_t* qs = by_part.data() + start[item.part] + item.q0;
                 const std::size_t m = item.q1 - item.q0;
-                const bool blocked = m > kFewQueries;
+                const bool blocked = kBlocked && m > kFewQueries;
                 grow(s.c, (blocked ? chunk : m) * tile_rows);
-                if (blocked) {
-                    grow(s.queries, chunk * dim);
-                    grow(s.packed_db, tile_rows * d);
-                    for (std::size_t i = 0; i < m; ++i)
-                        std::memcpy(s.queries.data() + i * dim, q + std::size_t(qs[i]) * dim, dim * sizeof(QueryT<S>));
-                    sc.pack_queries(s.queries.data(), m, dim, s.packed_q);
+                if constexpr (kBlocked) {
+                    if (blocked) {
+                        grow(s.queries, chunk * dim);
+                        grow(s.packed_db, tile_rows * d);
+                        for (std::size_t i = 0; i < m; ++i)
+                            std::memcpy(s.queries.data() + i * dim, q + std::size_t(qs[i]) * dim,
+                                        dim * sizeof(QueryT<S>));
+                        sc.pack_queries(s.queries.data(), m, dim, s.packed_q);
+                    }
                 }
                 for (std::size_t r0 = 0; r0 < n; r0 += tile_rows) {
                     const std::size_t rows = std::min(tile_rows, n - r0);
@@ -146,21 +169,24 @@ void scan_ivf(const S& sc, const RowsView<typename S::Elem>& v, const Probes& pr
                         base = s.rows.data();
                     }
                     const std::size_t ldc = blocked ? (rows + nr - 1) / nr * nr : rows;
-                    if (blocked) {
-                        sc.pack_db(base, rows, dim, s.packed_db.data());
-                        const std::size_t q_panels = (m + mr - 1) / mr, db_panels = (rows + nr - 1) / nr;
-                        for (std::size_t k0 = 0; k0 < d; k0 += S::kKc) {
-                            const std::size_t kc = std::min(S::kKc, d - k0);
-                            for (std::size_t jp = 0; jp < db_panels; ++jp) {
-                                const E* b = s.packed_db.data() + jp * nr * d + k0 * nr;
-                                for (std::size_t ip = 0; ip < q_panels; ++ip)
-                                    sc.micro(s.packed_q, dim, ip, k0, kc, b, s.c.data() + ip * mr * ldc + jp * nr, ldc);
+                    if constexpr (kBlocked) {
+                        if (blocked) {
+                            sc.pack_db(base, rows, dim, s.packed_db.data());
+                            const std::size_t q_panels = (m + mr - 1) / mr, db_panels = (rows + nr - 1) / nr;
+                            for (std::size_t k0 = 0; k0 < d; k0 += S::kKc) {
+                                const std::size_t kc = std::min(S::kKc, d - k0);
+                                for (std::size_t jp = 0; jp < db_panels; ++jp) {
+                                    const E* b = s.packed_db.data() + jp * nr * d + k0 * nr;
+                                    for (std::size_t ip = 0; ip < q_panels; ++ip)
+                                        sc.micro(s.packed_q, dim, ip, k0, kc, b, s.c.data() + ip * mr * ldc + jp * nr,
+                                                 ldc);
+                                }
                             }
                         }
-                    } else {
+                    }
+                    if (!blocked)
                         for (std::size_t i = 0; i < m; ++i)
                             sc.rows(q + std::size_t(qs[i]) * dim, base, rows, dim, s.c.data() + i * ldc);
-                    }
                     for (std::size_t i = 0; i < m; ++i) {
                         const std::size_t qi = qs[i];
                         float* row = s.c.data() + i * ldc;
@@ -231,9 +257,9 @@ void run_search_ivf_i8(const KernelTable& kt, const ScanViewI8& v, const Probes&
     run_ivf(I8Scorer{kt}, v, probes, queries, nq, p, scores, ids);
 }
 
-void run_search_ivf_b1(const KernelTable& kt, const ScanViewB1& v, const Probes& probes, const std::int8_t* weights,
+void run_search_ivf_b1(const KernelTable& kt, const ScanViewB1& v, const Probes& probes, const std::int16_t* weights,
                        std::size_t nq, const SearchParams& p, float* scores, std::int64_t* ids) {
-    run_ivf(B1GemmScorer{{kt}}, v, probes, weights, nq, p, scores, ids);
+    run_ivf(B1Scorer{kt}, v, probes, weights, nq, p, scores, ids);
 }
 
 }  // namespace simdex

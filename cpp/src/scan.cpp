@@ -17,7 +17,6 @@ constexpr std::size_t kRowsPerTask = 4096;      // single-query scan: rows per t
 constexpr std::size_t kQueriesPerPass = 4096;   // batch: queries whose top-k lists are kept at once
 constexpr std::size_t kQueryPanelsPerTile = 8;  // batch: query panels scored against one database tile
 
-using detail::B1GemmScorer;
 using detail::B1Scorer;
 using detail::Buffer;
 using detail::F32Scorer;
@@ -26,6 +25,38 @@ using detail::I8Scorer;
 // Binary rows (B1Scorer): no packed GEMM of their own, so a batch past the int8 GEMM's depth scores each database
 // tile (in L2) with every query in turn (scan_many_rows).
 constexpr std::size_t kB1TileBytes = 64 * 1024;  // binary batch: one database tile, scored by every query
+
+// Binary rows in the int8 GEMM: each database tile's bits are expanded to +-1 codes and packed like int8 rows,
+// then the int8 micro-kernel scores it against int8 query weights (a batch's fast path, run_search_b1_gemm).
+struct B1GemmScorer : I8Scorer {
+    using Elem = std::uint8_t;
+    void pack_db(const std::uint8_t* x, std::size_t n, std::size_t dim, std::uint8_t* out) const {
+        static const SignTable table;
+        thread_local Buffer<std::int8_t> scratch;
+        Buffer<std::int8_t>& signs = scratch;
+        signs.resize(n * dim);
+        const std::size_t nb = kernels::b1_bytes(dim), full = dim / 8;
+        for (std::size_t r = 0; r < n; ++r) {
+            const std::uint8_t* bits = x + r * nb;
+            std::int8_t* row = signs.data() + r * dim;
+            for (std::size_t j = 0; j < full; ++j) std::memcpy(row + 8 * j, table.bytes[bits[j]], 8);
+            if (dim % 8) std::memcpy(row + 8 * full, table.bytes[bits[full]], dim % 8);
+        }
+        kernels::pack_panels_i8(signs.data(), n, dim, nr(), kt.gemm_i8_flip, reinterpret_cast<std::int8_t*>(out));
+    }
+    // Each code byte as its 8 signs (bit i -> byte i: +1 when set, else -1).
+    struct SignTable {
+        std::int8_t bytes[256][8];
+        SignTable() {
+            for (int v = 0; v < 256; ++v)
+                for (int i = 0; i < 8; ++i) bytes[v][i] = static_cast<std::int8_t>((v >> i) & 1 ? 1 : -1);
+        }
+    };
+    void micro(const Queries& pq, std::size_t dim, std::size_t ip, std::size_t k0, std::size_t kc,
+               const std::uint8_t* b, float* c, std::size_t ldc) const {
+        I8Scorer::micro(pq, dim, ip, k0, kc, reinterpret_cast<const std::int8_t*>(b), c, ldc);
+    }
+};
 
 // The query type of a scorer (binary: float weights) and the bytes between rows (binary: b1_bytes(dim)).
 template <class S>

@@ -1,11 +1,10 @@
 // The element types the scans run on (scan.cpp's exact scan, ivf_scan.cpp's partition scan): what each needs
-// from the kernel table to score rows one query at a time or in packed GEMM blocks (float32, int8, binary bits
-// against int16 weights one query at a time, or binary bits expanded into the int8 GEMM).
+// from the kernel table to score rows one query at a time or in packed GEMM blocks (float32, int8; binary rows
+// one query at a time only).
 #pragma once
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
-#include <cstring>
 #include <vector>
 
 #include "simdex/dispatch.hpp"
@@ -97,47 +96,6 @@ struct B1Scorer {
     const KernelTable& kt;
     void rows(const std::int16_t* w, const std::uint8_t* x, std::size_t n, std::size_t dim, float* out) const {
         kt.sums_rows_b1(w, x, n, dim, out);
-    }
-};
-
-// Binary rows in the int8 GEMM: each database tile's bits are expanded to +-1 codes and packed like int8 rows,
-// then the int8 micro-kernel scores it against int8 query weights u: <u, +-1>. A few queries (rows) get the same
-// integers from the integer-sum kernel, 2 * (sum of u over the set bits) - sum(u), without expanding anything.
-struct B1GemmScorer : I8Scorer {
-    using Elem = std::uint8_t;
-    void rows(const std::int8_t* u, const std::uint8_t* x, std::size_t n, std::size_t dim, float* out) const {
-        thread_local std::vector<std::int16_t> wide;
-        wide.assign(u, u + dim);
-        std::int64_t total = 0;
-        for (std::size_t d = 0; d < dim; ++d) total += u[d];
-        kt.sums_rows_b1(wide.data(), x, n, dim, out);
-        for (std::size_t r = 0; r < n; ++r) out[r] = static_cast<float>(2 * std::int64_t(out[r]) - total);
-    }
-    void pack_db(const std::uint8_t* x, std::size_t n, std::size_t dim, std::uint8_t* out) const {
-        static const SignTable table;
-        thread_local Buffer<std::int8_t> scratch;
-        Buffer<std::int8_t>& signs = scratch;
-        signs.resize(n * dim);
-        const std::size_t nb = kernels::b1_bytes(dim), full = dim / 8;
-        for (std::size_t r = 0; r < n; ++r) {
-            const std::uint8_t* bits = x + r * nb;
-            std::int8_t* row = signs.data() + r * dim;
-            for (std::size_t j = 0; j < full; ++j) std::memcpy(row + 8 * j, table.bytes[bits[j]], 8);
-            if (dim % 8) std::memcpy(row + 8 * full, table.bytes[bits[full]], dim % 8);
-        }
-        kernels::pack_panels_i8(signs.data(), n, dim, nr(), kt.gemm_i8_flip, reinterpret_cast<std::int8_t*>(out));
-    }
-    // Each code byte as its 8 signs (bit i -> byte i: +1 when set, else -1).
-    struct SignTable {
-        std::int8_t bytes[256][8];
-        SignTable() {
-            for (int v = 0; v < 256; ++v)
-                for (int i = 0; i < 8; ++i) bytes[v][i] = static_cast<std::int8_t>((v >> i) & 1 ? 1 : -1);
-        }
-    };
-    void micro(const Queries& pq, std::size_t dim, std::size_t ip, std::size_t k0, std::size_t kc,
-               const std::uint8_t* b, float* c, std::size_t ldc) const {
-        I8Scorer::micro(pq, dim, ip, k0, kc, reinterpret_cast<const std::int8_t*>(b), c, ldc);
     }
 };
 

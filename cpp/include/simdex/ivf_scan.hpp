@@ -26,9 +26,8 @@ void run_search_ivf(const KernelTable& kt, const ScanView& v, const Probes& prob
                     std::size_t nq, const SearchParams& p, float* scores, std::int64_t* ids);
 void run_search_ivf_i8(const KernelTable& kt, const ScanViewI8& v, const Probes& probes, const std::int8_t* queries,
                        std::size_t nq, const SearchParams& p, float* scores, std::int64_t* ids);
-// Binary rows: as run_search_b1_gemm (int8 weights u; scores: the integer sums <u, +-1>), a list probed by many
-// queries scored with the int8 GEMM on its bits expanded, by few with the integer-sum kernel.
-void run_search_ivf_b1(const KernelTable& kt, const ScanViewB1& v, const Probes& probes, const std::int8_t* weights,
+// Binary rows: as run_search_b1 (int16 weights, the integer sums), one query at a time per list tile.
+void run_search_ivf_b1(const KernelTable& kt, const ScanViewB1& v, const Probes& probes, const std::int16_t* weights,
                        std::size_t nq, const SearchParams& p, float* scores, std::int64_t* ids);
 
 }  // namespace simdex
