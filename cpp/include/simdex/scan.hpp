@@ -12,6 +12,11 @@
 
 namespace simdex {
 
+// A single query whose scan reads fewer bytes than this runs on the calling thread: waking the pool costs more than
+// the second core saves. Measured on the 2-vCPU Intel Xeon (bench/README_ivf.md, "Single queries on one thread"):
+// one thread was faster up to about 5 MB read (7.7 MB: even), two from about 20 MB.
+inline constexpr std::size_t kSerialScanBytes = std::size_t(6) << 20;
+
 // The rows a search scans: the whole index, or a gathered subset when a filter is very selective.
 template <class T>
 struct RowsView {
