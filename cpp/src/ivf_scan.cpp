@@ -135,9 +135,10 @@ void scan_ivf(const S& sc, const RowsView<typename S::Elem>& v, const Probes& pr
             }
             for (std::size_t it = task_start[t]; it < task_start[t + 1]; ++it) {
                 const Item& item = items[it];
-                // The next list's first tile is requested now: a list is usually one run of rows, but one the
-                // hardware prefetcher has not seen, and a single query scores it in a few microseconds.
-                if (it + 1 < task_start[t + 1]) {
+                // Few queries on this list (a single query's lists): the next list's first 8 KB are requested
+                // now. A list is usually one run of rows, but one the hardware prefetcher has not seen, and a few
+                // queries score it in microseconds. (Blocked items keep their cache for the packed panels.)
+                if (item.q1 - item.q0 <= kFewQueries && it + 1 < task_start[t + 1]) {
                     const Item& next = items[it + 1];
                     const std::size_t bytes =
                         std::min<std::size_t>(8192, std::min(tile_rows, parts.list_size(next.part)) * stride * sizeof(E));
