@@ -135,16 +135,6 @@ void scan_ivf(const S& sc, const RowsView<typename S::Elem>& v, const Probes& pr
             }
             for (std::size_t it = task_start[t]; it < task_start[t + 1]; ++it) {
                 const Item& item = items[it];
-                // Few queries on this list (a single query's lists): the next list's first 8 KB are requested
-                // now. A list is usually one run of rows, but one the hardware prefetcher has not seen, and a few
-                // queries score it in microseconds. (Blocked items keep their cache for the packed panels.)
-                if (item.q1 - item.q0 <= kFewQueries && it + 1 < task_start[t + 1]) {
-                    const Item& next = items[it + 1];
-                    const std::size_t bytes =
-                        std::min<std::size_t>(8192, std::min(tile_rows, parts.list_size(next.part)) * stride * sizeof(E));
-                    const char* from = reinterpret_cast<const char*>(v.data + parts.list(next.part)[0] * stride);
-                    for (std::size_t b = 0; b < bytes; b += 64) __builtin_prefetch(from + b);
-                }
                 const std::uint32_t* slots = parts.list(item.part);
                 const std::size_t n = parts.list_size(item.part);
                 const std::uint32_t* qs = by_part.data() + start[item.part] + item.q0;
