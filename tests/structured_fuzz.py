@@ -40,7 +40,8 @@ BOUNDARY = [0, 1, 2, 3, 63, 64, 65, 127, 128, 255, 4096, 2**31 - 1, 2**31, 2**32
 def seed_files() -> list[bytes]:
     """Valid files of every kind the loader knows: cosine, ip with id holes and metadata, int8 with and without
     the originals, a PCA pre-transform, an empty index, ids at the top of int64, partitioned float32 and int8,
-    l2 float32 and int8 (with their stored norms)."""
+    l2 float32 and int8 (with their stored norms), binary (bits only, with the float rows, with the int8 tier;
+    flat and partitioned)."""
     rng = np.random.default_rng(7)
     out = []
 
@@ -74,6 +75,12 @@ def seed_files() -> list[bytes]:
         f.add((rng.standard_normal((12, 5)) + 1.0).astype(np.float32))
         f.remove([3])
         add(f)
+    for keep, parts in ((False, None), (True, None), ("int8", None), (True, 3), ("int8", 3)):
+        g = simdex.Index(11, dtype="binary", keep_originals=keep, partitions=parts)
+        g.train(rng.standard_normal((64, 11)).astype(np.float32))
+        g.add(rng.standard_normal((25, 11)).astype(np.float32))
+        g.remove([6])
+        add(g)
     return out
 
 
