@@ -37,15 +37,20 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         }
         if (index.dtype() == simdex::Dtype::float32 && !all.empty()) {
             // The best score equals a double brute force over the stored rows (the query is constant, so its
-            // cosine normalization is a plain scale).
+            // cosine normalization is a plain scale): the largest product, or under l2 the smallest squared
+            // distance.
             std::vector<float> rows(all.size() * index.dim());
             index.reconstruct(all.data(), all.size(), rows.data());
+            const bool l2 = index.metric() == simdex::Metric::l2;
             const double qv = index.metric() == simdex::Metric::cosine ? 1.0 / std::sqrt(double(index.dim())) : 0.25;
-            double best = -HUGE_VAL;
+            double best = l2 ? HUGE_VAL : -HUGE_VAL;
             for (std::size_t r = 0; r < all.size(); ++r) {
                 double s = 0;
-                for (std::size_t c = 0; c < index.dim(); ++c) s += qv * rows[r * index.dim() + c];
-                best = std::max(best, s);
+                for (std::size_t c = 0; c < index.dim(); ++c) {
+                    const double x = rows[r * index.dim() + c];
+                    s += l2 ? (qv - x) * (qv - x) : qv * x;
+                }
+                best = l2 ? std::min(best, s) : std::max(best, s);
             }
             if (std::fabs(best - scores[0]) > 1e-3 * (1.0 + std::fabs(best))) std::abort();
         }

@@ -332,11 +332,11 @@ void FlatIndex::finish_l2(const KernelTable& kt, const float* queries, std::size
                 cand.clear();
                 for (std::size_t j = 0; j < cand_k && f[j] >= 0; ++j) {
                     const std::size_t slot = slot_of(f[j]);
-                    const float* x = rows + slot * dim_;
-                    if (!originals) {
+                    const float* x = decoded;  // the decoded int8 row, unless the originals are kept (rows may be null)
+                    if (originals)
+                        x = rows + slot * dim_;
+                    else
                         quant_.decode(codes + slot * dim_, 1, decoded);
-                        x = decoded;
-                    }
                     for (std::size_t d = 0; d < dim_; ++d) diff[d] = q[d] - x[d];
                     cand.emplace_back(kt.dot_f32(diff, diff, dim_), f[j]);
                 }
