@@ -1,4 +1,5 @@
-"""Writes seed index files for the loader fuzz target into the folder given (default fuzz/corpus)."""
+"""Writes seed index files for the loader fuzz target into the folder given (default fuzz/corpus): a few of its
+own, and every seed of tests/structured_fuzz.py (each kind of file the loader knows)."""
 
 import os
 import sys
@@ -22,6 +23,12 @@ def main(folder: str = "fuzz/corpus") -> None:
     ivf.remove([3, 9])
     for name, index in [("empty", empty), ("small", small), ("holes", holes), ("ivf", ivf)]:
         index.save(os.path.join(folder, name + ".sdx"))
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
+    import structured_fuzz
+
+    for i, data in enumerate(structured_fuzz.seed_files()):
+        with open(os.path.join(folder, f"structured_{i}.sdx"), "wb") as f:
+            f.write(data)
 
 
 if __name__ == "__main__":
