@@ -103,7 +103,7 @@ void scan_ivf(const S& sc, const RowsView<typename S::Elem>& v, const Probes& pr
     const std::size_t chunk = mr * kQueryPanelsPerChunk;
     std::size_t total = 0;  // rows read, once per query that probes them
     for (std::size_t l = 0; l < P; ++l) total += parts.list_size(l) * (start[l + 1] - start[l]);
-    const std::size_t workers = total * stride * sizeof(E) < kSerialScanBytes ? 1 : num_threads();
+    const std::size_t workers = serial_scan(total, dim, total * stride * sizeof(E)) ? 1 : num_threads();
     const std::size_t min_work = std::max<std::size_t>(1, std::min(kMinTaskWork, total / (4 * workers)));
     std::vector<Item> items;
     std::vector<std::size_t> task_start{0};

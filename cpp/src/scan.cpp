@@ -117,7 +117,7 @@ template <class S>
 void scan_one(const S& sc, const RowsView<typename S::Elem>& v, const QueryT<S>* q, const SearchParams& p,
               std::size_t k, float* scores, std::int64_t* ids) {
     const std::size_t bytes = v.n * row_stride<S>(v.dim) * sizeof(typename S::Elem);
-    const std::size_t workers = bytes < kSerialScanBytes ? 1 : num_threads();
+    const std::size_t workers = serial_scan(v.n, v.dim, bytes) ? 1 : num_threads();
     std::vector<std::unique_ptr<TopKSet>> parts(workers);
     std::vector<std::vector<float>> buf(workers);
     std::vector<std::vector<std::uint32_t>> idx(workers);

@@ -12,10 +12,16 @@
 
 namespace simdex {
 
-// A single query whose scan reads fewer bytes than this runs on the calling thread: waking the pool costs more than
-// the second core saves. Measured on the 2-vCPU Intel Xeon (bench/README_ivf.md, "Single queries on one thread"):
-// one thread was faster up to about 5 MB read (7.7 MB: even), two from about 20 MB.
+// A single query's scan runs on the calling thread when it is small both in bytes read and in work (rows x dims):
+// waking the pool then costs more than the second core saves. Measured on the 2-vCPU Intel Xeon
+// (bench/README_ivf.md, "Single queries on one thread"): float32 and int8 scans, bound by memory, were faster on
+// one thread up to about 5 MB read and on two from about 20 MB; binary scans, bound by the adds (about 6 ns a
+// 384-d row), were faster on two threads already at 100K rows (4.8 MB).
 inline constexpr std::size_t kSerialScanBytes = std::size_t(6) << 20;
+inline constexpr std::size_t kSerialScanWork = std::size_t(16) << 20;  // rows x dims
+inline bool serial_scan(std::size_t rows, std::size_t dim, std::size_t bytes) noexcept {
+    return bytes < kSerialScanBytes && rows * dim < kSerialScanWork;
+}
 
 // The rows a search scans: the whole index, or a gathered subset when a filter is very selective.
 template <class T>
