@@ -30,55 +30,29 @@ struct Item {
 
 constexpr std::size_t kB1TileBytes = 64 * 1024;  // binary: rows of a list scored per pass
 
-// A scorer's query element (binary: int16 weights), bytes between rows, and whether it has a blocked micro-kernel.
-template <class S>
-struct Traits {
-    using Query = typename S::Elem;
-    static constexpr bool kBlocked = true;
-    static std::size_t stride(std::size_t dim) { return dim; }
-};
-template <>
-struct Traits<B1Scorer> {
-    using Query = std::int16_t;
-    static constexpr bool kBlocked = false;
-    static std::size_t stride(std::size_t dim) { return kernels::b1_bytes(dim); }
-};
-template <class S>
-using QueryT = typename Traits<S>::Query;
-
 template <class T>
 void grow(Buffer<T>& b, std::size_t n) {
     if (b.size() < n) b.resize(n);
 }
 
-struct NoPackedQueries {};
-template <class S>
-struct PackedQueries {
-    using type = typename S::Queries;
-};
-template <>
-struct PackedQueries<B1Scorer> {
-    using type = NoPackedQueries;
-};
-
 template <class S>
 struct Scratch {
     using E = typename S::Elem;
     std::unique_ptr<TopKSet> top;
-    typename PackedQueries<S>::type packed_q;
+    typename S::Queries packed_q;
     Buffer<E> rows, packed_db;  // gathered rows, their panels
-    Buffer<QueryT<S>> queries;  // gathered queries
+    Buffer<typename S::Query> queries;  // gathered queries
     Buffer<float> c;            // query chunk x row tile scores
     std::vector<std::uint32_t> idx;
 };
 
 template <class S>
-void scan_ivf(const S& sc, const RowsView<typename S::Elem>& v, const Probes& pr, const QueryT<S>* q,
+void scan_ivf(const S& sc, const RowsView<typename S::Elem>& v, const Probes& pr, const typename S::Query* q,
               std::size_t nq, const SearchParams& p, std::size_t k, float* scores, std::int64_t* ids) {
     using E = typename S::Elem;
-    constexpr bool kBlocked = Traits<S>::kBlocked;
+    constexpr bool kBlocked = S::kBlocked;
     const Partitions& parts = pr.parts;
-    const std::size_t P = parts.count(), dim = v.dim, stride = Traits<S>::stride(dim);
+    const std::size_t P = parts.count(), dim = v.dim, stride = S::stride(dim);
     std::size_t d = dim, mr = 1, nr = 1, tile_rows = std::max<std::size_t>(64, kB1TileBytes / stride);
     if constexpr (kBlocked) {
         d = S::depth(dim);
@@ -147,7 +121,7 @@ void scan_ivf(const S& sc, const RowsView<typename S::Elem>& v, const Probes& pr
                         grow(s.packed_db, tile_rows * d);
                         for (std::size_t i = 0; i < m; ++i)
                             std::memcpy(s.queries.data() + i * dim, q + std::size_t(qs[i]) * dim,
-                                        dim * sizeof(QueryT<S>));
+                                        dim * sizeof(typename S::Query));
                         sc.pack_queries(s.queries.data(), m, dim, s.packed_q);
                     }
                 }
@@ -225,7 +199,7 @@ void scan_ivf(const S& sc, const RowsView<typename S::Elem>& v, const Probes& pr
 }
 
 template <class S>
-void run_ivf(const S& sc, const RowsView<typename S::Elem>& v, const Probes& pr, const QueryT<S>* q,
+void run_ivf(const S& sc, const RowsView<typename S::Elem>& v, const Probes& pr, const typename S::Query* q,
              std::size_t nq, const SearchParams& p, float* scores, std::int64_t* ids) {
     const std::size_t k = std::min(p.k, v.n);
     if (v.n == 0 || k == 0 || nq == 0) {

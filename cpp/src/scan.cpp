@@ -4,7 +4,6 @@
 #include <cstring>
 #include <limits>
 #include <memory>
-#include <type_traits>
 
 #include "scorers-inl.hpp"
 #include "simdex/thread_pool.hpp"
@@ -30,6 +29,7 @@ constexpr std::size_t kB1TileBytes = 64 * 1024;  // binary batch: one database t
 // then the int8 micro-kernel scores it against int8 query weights (a batch's fast path, run_search_b1_gemm).
 struct B1GemmScorer : I8Scorer {
     using Elem = std::uint8_t;
+    static std::size_t stride(std::size_t dim) { return kernels::b1_bytes(dim); }
     void pack_db(const std::uint8_t* x, std::size_t n, std::size_t dim, std::uint8_t* out) const {
         static const SignTable table;
         thread_local Buffer<std::int8_t> scratch;
@@ -57,27 +57,6 @@ struct B1GemmScorer : I8Scorer {
         I8Scorer::micro(pq, dim, ip, k0, kc, reinterpret_cast<const std::int8_t*>(b), c, ldc);
     }
 };
-
-// The query type of a scorer (binary: float weights) and the bytes between rows (binary: b1_bytes(dim)).
-template <class S>
-struct QueryOf {
-    using type = typename S::Elem;
-};
-template <>
-struct QueryOf<B1Scorer> {
-    using type = std::int16_t;
-};
-template <>
-struct QueryOf<B1GemmScorer> {
-    using type = std::int8_t;
-};
-template <class S>
-using QueryT = typename QueryOf<S>::type;
-template <class S>
-std::size_t row_stride(std::size_t dim) {
-    if constexpr (std::is_same_v<typename S::Elem, std::uint8_t>) return kernels::b1_bytes(dim);
-    return dim;
-}
 
 template <class T>
 bool allowed(const RowsView<T>& v, std::size_t row) {
@@ -114,9 +93,9 @@ void finish(std::vector<std::unique_ptr<TopKSet>>& parts, std::size_t nq, std::s
 }
 
 template <class S>
-void scan_one(const S& sc, const RowsView<typename S::Elem>& v, const QueryT<S>* q, const SearchParams& p,
+void scan_one(const S& sc, const RowsView<typename S::Elem>& v, const typename S::Query* q, const SearchParams& p,
               std::size_t k, float* scores, std::int64_t* ids) {
-    const std::size_t bytes = v.n * row_stride<S>(v.dim) * sizeof(typename S::Elem);
+    const std::size_t bytes = v.n * S::stride(v.dim) * sizeof(typename S::Elem);
     const std::size_t workers = serial_scan(v.n, v.dim, bytes) ? 1 : num_threads();
     std::vector<std::unique_ptr<TopKSet>> parts(workers);
     std::vector<std::vector<float>> buf(workers);
@@ -131,7 +110,7 @@ void scan_one(const S& sc, const RowsView<typename S::Elem>& v, const QueryT<S>*
                 idx[w].resize(kRowsPerTask);
             }
             const std::size_t r0 = t * kRowsPerTask, rows = std::min(kRowsPerTask, v.n - r0);
-            sc.rows(q, v.data + r0 * row_stride<S>(v.dim), rows, v.dim, buf[w].data());
+            sc.rows(q, v.data + r0 * S::stride(v.dim), rows, v.dim, buf[w].data());
             subtract_norms(v, 0, r0, buf[w].data(), rows);
             const std::size_t count =
                 sc.kt.select_ge_f32(buf[w].data(), rows, parts[w]->threshold(0), idx[w].data());
@@ -152,7 +131,7 @@ struct GemmScratch {
 };
 
 template <class S>
-void scan_many(const S& sc, const RowsView<typename S::Elem>& v, const QueryT<S>* q, std::size_t nq,
+void scan_many(const S& sc, const RowsView<typename S::Elem>& v, const typename S::Query* q, std::size_t nq,
                const SearchParams& p, std::size_t k, float* scores, std::int64_t* ids) {
     using E = typename S::Elem;
     const std::size_t mr = sc.mr(), nr = sc.nr(), dim = v.dim, d = S::depth(dim);
@@ -178,7 +157,7 @@ void scan_many(const S& sc, const RowsView<typename S::Elem>& v, const QueryT<S>
             }
             const std::size_t r0 = t * tile_rows, rows = std::min(tile_rows, v.n - r0);
             const std::size_t db_panels = (rows + nr - 1) / nr, ldc = db_panels * nr;
-            sc.pack_db(v.data + r0 * row_stride<S>(dim), rows, dim, s.packed_db.data());
+            sc.pack_db(v.data + r0 * S::stride(dim), rows, dim, s.packed_db.data());
             for (std::size_t qp0 = 0; qp0 < q_panels; qp0 += kQueryPanelsPerTile) {
                 const std::size_t qp1 = std::min(q_panels, qp0 + kQueryPanelsPerTile);
                 for (std::size_t k0 = 0; k0 < d; k0 += S::kKc) {
@@ -207,9 +186,9 @@ void scan_many(const S& sc, const RowsView<typename S::Elem>& v, const QueryT<S>
 
 // A batch through the single-query kernel: each task scores one database tile with every query in turn.
 template <class S>
-void scan_many_rows(const S& sc, const RowsView<typename S::Elem>& v, const QueryT<S>* q, std::size_t nq,
+void scan_many_rows(const S& sc, const RowsView<typename S::Elem>& v, const typename S::Query* q, std::size_t nq,
                     const SearchParams& p, std::size_t k, float* scores, std::int64_t* ids) {
-    const std::size_t stride = row_stride<S>(v.dim);
+    const std::size_t stride = S::stride(v.dim);
     const std::size_t tile_rows = std::max<std::size_t>(64, kB1TileBytes / stride);
     const std::size_t tasks = (v.n + tile_rows - 1) / tile_rows, workers = num_threads();
     std::vector<std::unique_ptr<TopKSet>> parts(workers);
@@ -237,7 +216,7 @@ void scan_many_rows(const S& sc, const RowsView<typename S::Elem>& v, const Quer
 }
 
 template <class S>
-void run(const S& sc, const RowsView<typename S::Elem>& v, const QueryT<S>* q, std::size_t nq,
+void run(const S& sc, const RowsView<typename S::Elem>& v, const typename S::Query* q, std::size_t nq,
          const SearchParams& p, float* scores, std::int64_t* ids) {
     const std::size_t k = std::min(p.k, v.n);
     if (v.n == 0 || k == 0) {
@@ -248,7 +227,7 @@ void run(const S& sc, const RowsView<typename S::Elem>& v, const QueryT<S>* q, s
         return;
     }
     if (nq == 1) return scan_one(sc, v, q, p, k, scores, ids);
-    if constexpr (std::is_same_v<S, B1Scorer>) {
+    if constexpr (!S::kBlocked) {
         for (std::size_t q0 = 0; q0 < nq; q0 += kQueriesPerPass) {
             const std::size_t m = std::min(kQueriesPerPass, nq - q0);
             scan_many_rows(sc, v, q + q0 * v.dim, m, p, k, scores + q0 * p.k, ids + q0 * p.k);

@@ -17,10 +17,14 @@ namespace detail {
 template <class T>
 using Buffer = std::vector<T, AlignedAllocator<T>>;
 
-// What the driver needs from an element type. Packed panels are [depth][width] (float) or [depth / 4][width][4]
+// What the driver needs from an element type: the row and query element types, the elements between rows, and
+// with kBlocked a packed micro-kernel. Packed panels are [depth][width] (float) or [depth / 4][width][4]
 // (int8); the depth of a panel is depth(dim). A micro-kernel call covers depth [k0, k0 + kc).
 struct F32Scorer {
     using Elem = float;
+    using Query = float;
+    static constexpr bool kBlocked = true;  // has a packed micro-kernel
+    static std::size_t stride(std::size_t dim) { return dim; }  // elements between rows
     static constexpr std::size_t kTileBytes = 128 * 1024;  // packed database tile, stays in L2
     static constexpr std::size_t kKc = 192;                // depth of one call (B micro-panel in L1)
     const KernelTable& kt;
@@ -48,6 +52,9 @@ struct F32Scorer {
 
 struct I8Scorer {
     using Elem = std::int8_t;
+    using Query = std::int8_t;
+    static constexpr bool kBlocked = true;
+    static std::size_t stride(std::size_t dim) { return dim; }
     static constexpr std::size_t kTileBytes = 128 * 1024;
     static constexpr std::size_t kKc = 1024;  // 32 database rows x 1 KiB stay in L1; 384-d is one call
     const KernelTable& kt;
@@ -93,6 +100,10 @@ struct I8Scorer {
 // query at a time (kernels::SumsRowsB1Fn). No packed GEMM of its own.
 struct B1Scorer {
     using Elem = std::uint8_t;
+    using Query = std::int16_t;
+    static constexpr bool kBlocked = false;
+    static std::size_t stride(std::size_t dim) { return kernels::b1_bytes(dim); }
+    struct Queries {};  // nothing to pack
     const KernelTable& kt;
     void rows(const std::int16_t* w, const std::uint8_t* x, std::size_t n, std::size_t dim, float* out) const {
         kt.sums_rows_b1(w, x, n, dim, out);
