@@ -88,7 +88,7 @@ def test_transform_all_partitions_matches_flat(data):
     assert (a.ids == b.ids).mean() > 0.99
 
 
-@pytest.mark.parametrize("dtype", ["float32", "int8"])
+@pytest.mark.parametrize("dtype", ["float32", "int8", "binary"])
 def test_recall_monotone_in_nprobe(data, dtype):
     x, q = data
     ix = simdex.Index(DIM, dtype=dtype, partitions=P)

@@ -1,6 +1,7 @@
 """Partitioned binary indexes, `Index(dtype="binary", partitions=N)`: at nprobe=partitions the same results as the
-exact binary index with the same centre (and, with rescoring, as NumPy float64), recall monotone in nprobe, filter /
-remove / min_score / rescore with either tier, files, rebalance without float rows."""
+exact binary index with the same centre (and, with rescoring, as NumPy float64), filter / remove / min_score /
+rescore with either tier, files, rebalance without float rows. Recall monotone in nprobe: test_ivf.py, for every
+dtype."""
 
 import numpy as np
 import pytest
@@ -55,20 +56,6 @@ def test_rescored_against_float64(data, metric):
     ids, scores = brute(x, q, 10, metric)
     np.testing.assert_allclose(res.scores, scores, rtol=1e-4, atol=1e-4)
     assert (res.ids == ids).mean() > 0.99
-
-
-def test_recall_monotone_in_nprobe(data):
-    x, q = data
-    ix = simdex.Index(DIM, dtype="binary", partitions=P)
-    ix.add(x)
-    truth = ix.search(q, 10, nprobe=P).ids
-    prev = np.zeros(len(q))
-    for nprobe in range(1, P + 1):
-        found = ix.search(q, 10, nprobe=nprobe).ids
-        rec = np.array([len(np.intersect1d(a, b)) for a, b in zip(found, truth)])
-        assert (rec >= prev).all(), nprobe
-        prev = rec
-    assert prev.min() == 10
 
 
 @pytest.mark.parametrize("keep", TIERS)
