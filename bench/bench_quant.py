@@ -33,11 +33,24 @@ import bench_ivf  # noqa: E402
 import simdex  # noqa: E402
 
 
-def int8_part() -> dict:
+def real_minilm_exact():
+    """real-minilm (vectors, queries) and its exact float32 index."""
     x, q = bench_ivf.real_minilm()
-    k = 10
     f32 = simdex.Index(384)
     f32.add(x)
+    return x, q, f32
+
+
+def timed(fn, q: np.ndarray, singles: int, batches: int) -> dict:
+    """fn(queries) timed one query per call (p50 of `singles`) and all queries in one call (median of `batches`)."""
+    single = _common.timings(lambda i: fn(q[i % len(q)][None, :]), singles, warmup=10)
+    batch = _common.timings(lambda i: fn(q), batches)
+    return {"single_ms_p50": 1e3 * float(np.median(single)), "batch_ms": 1e3 * _common.median(batch)}
+
+
+def int8_part() -> dict:
+    x, q, f32 = real_minilm_exact()
+    k = 10
     i8 = simdex.Index(384, dtype="int8", keep_originals=True)
     i8.add(x)
     ref = f32.search(q, k)
@@ -51,9 +64,7 @@ def int8_part() -> dict:
     variants = {"float32": lambda qq: f32.search(qq, k), "int8": lambda qq: i8.search(qq, k),
                 "int8 exact": lambda qq: i8.search(qq, k, exact=True)}
     for name, fn in variants.items():
-        single = _common.timings(lambda i: fn(q[i % len(q)][None, :]), 300, warmup=10)
-        batch = _common.timings(lambda i: fn(q), 5)
-        out[name] = {"single_ms_p50": 1e3 * float(np.median(single)), "batch_ms": 1e3 * _common.median(batch)}
+        out[name] = timed(fn, q, 300, 5)
     for name in ("int8", "int8 exact"):
         out[name]["single_vs_float32"] = out[name]["single_ms_p50"] / out["float32"]["single_ms_p50"]
         out[name]["batch_vs_float32"] = out[name]["batch_ms"] / out["float32"]["batch_ms"]
@@ -124,9 +135,7 @@ def st_binary(x: np.ndarray, threads: int):
 
 def binary_part(speed_n: int) -> dict:
     k = 10
-    x, q = bench_ivf.real_minilm()
-    f32 = simdex.Index(384)
-    f32.add(x)
+    x, q, f32 = real_minilm_exact()
     truth = f32.search(q, k).ids
     b = simdex.Index(384, dtype="binary", keep_originals=True)
     b.add(x)
@@ -172,9 +181,7 @@ def binary_part(speed_n: int) -> dict:
         variants["sentence-transformers ubinary rescore4"] = lambda qq: st(qq, k, 4)
         variants["sentence-transformers ubinary rescore10"] = lambda qq: st(qq, k, 10)
     for name, fn in variants.items():
-        single = _common.timings(lambda i: fn(q[i % len(q)][None, :]), 200, warmup=10)
-        batch = _common.timings(lambda i: fn(q), 3)
-        out[name] = {"single_ms_p50": 1e3 * float(np.median(single)), "batch_ms": 1e3 * _common.median(batch)}
+        out[name] = timed(fn, q, 200, 3)
     for name in list(variants)[1:]:
         out[name]["float32_over_this_single"] = out["float32"]["single_ms_p50"] / out[name]["single_ms_p50"]
         out[name]["float32_over_this_batch"] = out["float32"]["batch_ms"] / out[name]["batch_ms"]
@@ -185,9 +192,7 @@ def binary_ivf_part() -> dict:
     """Binary codes in partitions (real-minilm, 1,024 partitions, float rows kept): recall@10 against exact float32
     and 1,000-query batch time per nprobe and rescore depth, next to the exact binary index (same run)."""
     k, parts = 10, 1024
-    x, q = bench_ivf.real_minilm()
-    f32 = simdex.Index(384)
-    f32.add(x)
+    x, q, f32 = real_minilm_exact()
     truth = f32.search(q, k).ids
     flat = simdex.Index(384, dtype="binary", keep_originals=True)
     flat.add(x)
@@ -195,17 +200,12 @@ def binary_ivf_part() -> dict:
     ivf.add(x)
     out = {"cpu": bench_ivf._cpu(), "partitions": parts, "rows": []}
     for nprobe in (None, 8, 16, 32, 64, 128):
+        index, probe = (flat, {}) if nprobe is None else (ivf, {"nprobe": nprobe})
         for r in (4, 10):
-            fn = (lambda: flat.search(q, k, rescore=r)) if nprobe is None else \
-                (lambda: ivf.search(q, k, rescore=r, nprobe=nprobe))
-            found = fn().ids
-            batch = _common.timings(lambda i: fn(), 3)
-            single = _common.timings(lambda i: (flat.search(q[i % len(q)], k, rescore=r) if nprobe is None else
-                                                ivf.search(q[i % len(q)], k, rescore=r, nprobe=nprobe)), 200,
-                                     warmup=10)
-            out["rows"].append({"nprobe": nprobe or "exact binary", "rescore": r, "recall": recall_at(found, truth),
-                                "batch_ms": 1e3 * _common.median(batch),
-                                "single_ms_p50": 1e3 * float(np.median(single))})
+            def fn(qq, index=index, probe=probe, r=r):
+                return index.search(qq, k, rescore=r, **probe)
+            row = {"nprobe": nprobe or "exact binary", "rescore": r, "recall": recall_at(fn(q).ids, truth)}
+            out["rows"].append({**row, **timed(fn, q, 200, 3)})
     return out
 
 
