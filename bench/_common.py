@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Callable, List
+from typing import Callable, Dict, List
 
 import numpy as np
 
@@ -28,6 +28,21 @@ def timings(fn: Callable[[int], object], runs: int, warmup: int = 1) -> List[flo
         t0 = time.perf_counter()
         fn(i)
         out.append(time.perf_counter() - t0)
+    return out
+
+
+def interleaved_timings(fns: Dict[str, Callable[[int], object]], runs: int, warmup: int = 1) -> Dict[str, List[float]]:
+    """Seconds per call of each fn(i), the variants taking turns call by call: on a shared machine whose speed
+    drifts, every variant then sees the same conditions (timing one variant after another does not)."""
+    for i in range(warmup):
+        for fn in fns.values():
+            fn(i)
+    out: Dict[str, List[float]] = {name: [] for name in fns}
+    for i in range(runs):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn(i)
+            out[name].append(time.perf_counter() - t0)
     return out
 
 

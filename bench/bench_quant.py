@@ -7,7 +7,8 @@
 
 int8: whether every query's ids equal the float32 index's (ties within float32 rounding aside, see docs/int8.md),
 the largest score difference, rows rescored per query (median / p99 / max), and time per query (single: one query
-per call, p50; batch: all queries in one call, median of 5) for float32, int8 and int8 exact.
+per call, p50; batch: all queries in one call, median of 5; the variants take turns call by call) for float32,
+int8 and int8 exact.
 binary: recall@10 against exact float32 on real-minilm for the binary index at R = none, 1, 4, 10, 20 (rescored
 with the kept originals), the same for plain sign bits without a centre (NumPy, same asymmetric scoring, to show
 what centring changes), then on clustered synthetic N x 384 (--speed-n) bytes per vector and single / 1,000-query
@@ -41,11 +42,14 @@ def real_minilm_exact():
     return x, q, f32
 
 
-def timed(fn, q: np.ndarray, singles: int, batches: int) -> dict:
-    """fn(queries) timed one query per call (p50 of `singles`) and all queries in one call (median of `batches`)."""
-    single = _common.timings(lambda i: fn(q[i % len(q)][None, :]), singles, warmup=10)
-    batch = _common.timings(lambda i: fn(q), batches)
-    return {"single_ms_p50": 1e3 * float(np.median(single)), "batch_ms": 1e3 * _common.median(batch)}
+def timed(variants: dict, q: np.ndarray, singles: int, batches: int) -> dict:
+    """Each fn(queries) of variants timed one query per call (p50 of `singles`) and all queries in one call (median
+    of `batches`), the variants taking turns (_common.interleaved_timings)."""
+    single = _common.interleaved_timings({name: (lambda i, fn=fn: fn(q[i % len(q)][None, :]))
+                                          for name, fn in variants.items()}, singles, warmup=10)
+    batch = _common.interleaved_timings({name: (lambda i, fn=fn: fn(q)) for name, fn in variants.items()}, batches)
+    return {name: {"single_ms_p50": 1e3 * float(np.median(single[name])), "batch_ms": 1e3 * _common.median(batch[name])}
+            for name in variants}
 
 
 def int8_part() -> dict:
@@ -63,8 +67,7 @@ def int8_part() -> dict:
            "rescored_max": int(rescored.max())}
     variants = {"float32": lambda qq: f32.search(qq, k), "int8": lambda qq: i8.search(qq, k),
                 "int8 exact": lambda qq: i8.search(qq, k, exact=True)}
-    for name, fn in variants.items():
-        out[name] = timed(fn, q, 300, 5)
+    out.update(timed(variants, q, 300, 5))
     for name in ("int8", "int8 exact"):
         out[name]["single_vs_float32"] = out[name]["single_ms_p50"] / out["float32"]["single_ms_p50"]
         out[name]["batch_vs_float32"] = out[name]["batch_ms"] / out["float32"]["batch_ms"]
@@ -180,8 +183,7 @@ def binary_part(speed_n: int) -> dict:
     if st is not None:
         variants["sentence-transformers ubinary rescore4"] = lambda qq: st(qq, k, 4)
         variants["sentence-transformers ubinary rescore10"] = lambda qq: st(qq, k, 10)
-    for name, fn in variants.items():
-        out[name] = timed(fn, q, 200, 3)
+    out.update(timed(variants, q, 200, 3))
     for name in list(variants)[1:]:
         out[name]["float32_over_this_single"] = out["float32"]["single_ms_p50"] / out[name]["single_ms_p50"]
         out[name]["float32_over_this_batch"] = out["float32"]["batch_ms"] / out[name]["batch_ms"]
@@ -205,7 +207,7 @@ def binary_ivf_part() -> dict:
             def fn(qq, index=index, probe=probe, r=r):
                 return index.search(qq, k, rescore=r, **probe)
             row = {"nprobe": nprobe or "exact binary", "rescore": r, "recall": recall_at(fn(q).ids, truth)}
-            out["rows"].append({**row, **timed(fn, q, 200, 3)})
+            out["rows"].append({**row, **timed({"this": fn}, q, 200, 3)["this"]})
     return out
 
 

@@ -89,14 +89,34 @@ def test_exact_with_filter_remove_min_score():
     check_same(f, e, q, 10)
 
 
-def test_widens_until_certified():
-    """Many rows within the bound of the 10th score: the first candidate pool cannot certify, so it grows."""
+@pytest.mark.parametrize("ties", [500, 2000])
+def test_near_ties(ties):
+    """`ties` rows within the bound of one another, next to 1,000 others: every tie is kept and rescored (500),
+    or, past the cap of rows a query keeps (1,024 beyond its k), the query is answered by the float32 scan of all
+    the originals (2,000)."""
     rng = np.random.default_rng(1)
-    x = (np.ones((2000, DIM)) + 1e-3 * rng.standard_normal((2000, DIM))).astype(np.float32)
+    x = np.concatenate([np.ones((ties, DIM)) + 1e-3 * rng.standard_normal((ties, DIM)), -clustered(1000) ** 2])
+    x = x.astype(np.float32)
     f, e = pair(x, "cosine")
     q = x[:5] + 1e-4
     check_same(f, e, q, 10)
-    assert e.last_exact_rescored.max() > 64
+    check_same(f, e, q[:1], 10)
+    if ties <= 1024:
+        assert (e.last_exact_rescored >= 64).all() and (e.last_exact_rescored <= ties).all()
+    else:
+        assert (e.last_exact_rescored == len(x)).all()
+        allow = np.setdiff1d(np.arange(len(x)), np.arange(0, len(x), 10))  # still past the cap
+        check_same(f, e, q, 10, filter=allow)
+        assert (e.last_exact_rescored == len(allow)).all()
+
+
+def test_more_queries_than_one_pass():
+    """Past 4,096 queries the scan runs in passes; each query keeps its own margin."""
+    x = clustered(1500)
+    f, e = pair(x, "ip")
+    q = clustered(4100, seed=4)
+    q[4096:] *= 50.0  # the last pass's queries have far larger scores, so margins cannot be mixed up silently
+    check_same(f, e, q, 5)
 
 
 @pytest.mark.filterwarnings("ignore:this first add calibrates")

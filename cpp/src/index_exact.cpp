@@ -1,12 +1,13 @@
 // search(..., exact=true) on an int8 index with kept originals: the float32 top-k, read mostly from int8 codes.
 //
 // For a query q with int8 weights u, step t and constant <q, o> (quantize.hpp), the int8 score of row x with codes
-// c is s^ = <q, o> + t <u, c>. Its distance from the true score <q, x> is at most
-//     |<q, x - x^>| + |sum_d (q_d s_d - t u_d) c_d|  <=  ||q|| E + delta_q L1      (Cauchy-Schwarz, then Hoelder)
-// where x^ is the decoded row, E the largest ||x - x^|| over the index, L1 the largest sum_d |c_d| and delta_q the
-// largest rounding |q_d s_d - t u_d| of this query. The search takes the K best rows by int8 score and rescores
-// them exactly with the originals; a row it did not take scores at most s^_K + bound, so when that is below the
-// exact k-th score no other row can enter the top k, and the result is exact. Otherwise K grows fourfold.
+// c is s^ = <q, o> + t <u, c>. With r_d = q_d s_d - t u_d the query weights' rounding, its distance from the true
+// score <q, x> is at most
+//     |<q, x - x^>| + |<r, c>|  <=  ||q|| E + min(max|r| L1, ||r|| L2)      (Cauchy-Schwarz, Hoelder)
+// where x^ is the decoded row, E the largest ||x - x^|| over the index and L1 / L2 the largest norms of a code
+// row. One int8 scan keeps every row whose s^ is within 2 * bound of the k-th best s^ (only those can reach the
+// exact k-th score); they are rescored exactly with the originals, best s^ first, until the next one's s^ + bound
+// falls below the exact k-th score found so far.
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -20,6 +21,11 @@
 #include "simdex/topk.hpp"
 
 namespace simdex {
+namespace {
+// Rows a query may keep within its margin beyond its k best; past that (near-duplicate rows the int8 codes cannot
+// tell apart) the query is answered by a float32 scan instead, which bounds the scan's memory.
+constexpr std::size_t kNearCap = 1024;
+}  // namespace
 
 FlatIndex::ErrorBounds FlatIndex::error_bounds_unlocked() const {
     std::lock_guard<std::mutex> lock(bounds_mu_);
@@ -31,15 +37,17 @@ FlatIndex::ErrorBounds FlatIndex::error_bounds_unlocked() const {
     std::vector<float> decoded(dim_);
     for (std::size_t r = 0; r < n; ++r) {
         quant_.decode(codes + r * dim_, 1, decoded.data());
-        double err = 0, l1 = 0, norm = 0;
+        double err = 0, l1 = 0, l2 = 0, norm = 0;
         for (std::size_t d = 0; d < dim_; ++d) {
-            const double x = rows[r * dim_ + d], diff = x - decoded[d];
+            const double x = rows[r * dim_ + d], diff = x - decoded[d], c = codes[r * dim_ + d];
             err += diff * diff;
             norm += x * x;
-            l1 += std::abs(static_cast<int>(codes[r * dim_ + d]));
+            l1 += std::abs(c);
+            l2 += c * c;
         }
         b.error = std::max(b.error, std::sqrt(err));
         b.code_l1 = std::max(b.code_l1, l1);
+        b.code_l2 = std::max(b.code_l2, std::sqrt(l2));
         b.norm = std::max(b.norm, std::sqrt(norm));
     }
     bounds_ = b;
@@ -71,14 +79,17 @@ void FlatIndex::search_i8_exact(const KernelTable& kt, const float* queries, std
     for (std::size_t i = 0; i < nq; ++i) {
         const float* q = queries + i * dim_;
         quant_.encode_query(q, qcodes.data() + i * dim_, &step[i], &offset[i]);
-        double qn = 0, delta = 0;
+        double qn = 0, delta = 0, r2 = 0;
         for (std::size_t d = 0; d < dim_; ++d) {
             qn += double(q[d]) * q[d];
-            const double w = double(q[d]) * quant_.scale()[d];
-            delta = std::max(delta, std::abs(w - double(step[i]) * qcodes[i * dim_ + d]));
+            const double r = double(q[d]) * quant_.scale()[d] - double(step[i]) * qcodes[i * dim_ + d];
+            delta = std::max(delta, std::abs(r));
+            r2 += r * r;
         }
         qn = std::sqrt(qn);
-        bound[i] = qn * eb.error + delta * eb.code_l1;
+        // The weights' rounding r against the codes: |<r, c>| <= max|r| ||c||_1 (Hoelder) and <= ||r|| ||c||_2
+        // (Cauchy-Schwarz); the second is about a third smaller on real embeddings (codes are far from uniform).
+        bound[i] = qn * eb.error + std::min(delta * eb.code_l1, std::sqrt(r2) * eb.code_l2);
         // float32 rounding in the exact scores and in the int8 score's constant, with room to spare.
         slack[i] = 1e-5 * (qn * eb.norm + bound[i]) + 1e-30;
     }
@@ -86,61 +97,73 @@ void FlatIndex::search_i8_exact(const KernelTable& kt, const float* queries, std
     std::vector<bool> allow(slots ? n : 0, false);  // a filter: its rows, checked inside the scan
     if (slots)
         for (std::size_t r : *slots) allow[r] = true;
-    const float* originals = rows_unlocked();
-    std::vector<std::size_t> pending(nq);
-    for (std::size_t i = 0; i < nq; ++i) pending[i] = i;
-    // The first pool: larger ones certify more queries at once but slow the int8 scan's top-k lists (K = 64 cost
-    // 1.6x the plain int8 batch, K = 24 1.2x on real-minilm); the few queries left run again with 4K.
-    std::size_t cand = std::min(n, std::max<std::size_t>(2 * p.k, 24));
-    std::vector<std::pair<float, std::int64_t>> exact;
-    while (!pending.empty()) {
-        const std::size_t m = pending.size();
-        std::vector<std::int8_t> sub(m * dim_);
-        for (std::size_t j = 0; j < m; ++j)
-            std::copy(qcodes.begin() + pending[j] * dim_, qcodes.begin() + (pending[j] + 1) * dim_,
-                      sub.begin() + j * dim_);
-        SearchParams sp = p;
-        sp.k = cand;
-        sp.min_score = kNone;
-        sp.exact = false;
-        sp.rescored = nullptr;
-        std::vector<float> dots(m * cand);
-        std::vector<std::int64_t> found(m * cand);
-        run_search_i8(kt, ScanViewI8{codes_unlocked(), ids_.data(), n, dim_, slots ? &allow : nullptr}, sub.data(), m,
-                      sp, dots.data(), found.data());
+    const ScanViewI8 view{codes_unlocked(), ids_.data(), n, dim_, slots ? &allow : nullptr};
 
-        std::vector<std::size_t> again;
-        for (std::size_t j = 0; j < m; ++j) {
-            const std::size_t i = pending[j];
-            const float* q = queries + i * dim_;
-            const std::int64_t* f = found.data() + j * cand;
-            exact.clear();
-            for (std::size_t c = 0; c < cand && f[c] >= 0; ++c)
-                exact.emplace_back(kt.dot_f32(q, originals + slot_of(f[c]) * dim_, dim_), f[c]);
-            const std::size_t got = exact.size();
-            if (p.rescored) p.rescored[i] = got;
-            const std::size_t keep = std::min(p.k, got);
-            std::partial_sort(exact.begin(), exact.begin() + keep, exact.end(), [](const auto& a, const auto& b) {
-                return ranks_before(a.first, a.second, b.first, b.second);
-            });
-            // Certified when every row that qualifies was taken, or when no row left out can reach the k-th score.
-            bool done = got < cand || cand == n;
-            if (!done && keep == p.k) {
-                const double left_out = step[i] * double(dots[j * cand + cand - 1]) + offset[i];
-                done = left_out + bound[i] + slack[i] < double(exact[keep - 1].first);
-            }
-            if (!done) {
-                again.push_back(i);
-                continue;
-            }
-            std::size_t out = 0;
-            for (std::size_t c = 0; c < keep && exact[c].first >= p.min_score; ++c, ++out) {
-                scores[i * p.k + out] = exact[c].first;
-                ids[i * p.k + out] = exact[c].second;
+    // One scan keeps, besides each query's K = k best int8 scores, every row within 2 * bound of the k-th: the k
+    // best rows score exactly at least s^_k - bound, so a row worth rescoring (s^ + bound reaching the exact k-th
+    // score) has s^ >= s^_k - 2 bound. In integer dot units that margin is 2 (bound + slack) / step, and one more
+    // absorbs the float subtraction that applies it.
+    std::vector<float> margin(nq);
+    for (std::size_t i = 0; i < nq; ++i)
+        margin[i] = step[i] > 0 ? static_cast<float>(2 * (bound[i] + slack[i]) / step[i]) + 1.0f
+                                : std::numeric_limits<float>::infinity();
+    SearchParams sp = p;
+    sp.min_score = kNone;
+    sp.exact = false;
+    sp.rescored = nullptr;
+    NearLists near;
+    run_search_i8_near(kt, view, qcodes.data(), nq, sp, margin.data(), kNearCap, &near);
+
+    const float* originals = rows_unlocked();
+    std::vector<std::size_t> too_many;  // queries whose near rows passed the cap: scanned in float32 below
+    std::vector<std::pair<float, std::int64_t>> best;  // a heap under `better`: best[0] ranks last
+    const auto better = [](const auto& a, const auto& b) { return ranks_before(a.first, a.second, b.first, b.second); };
+    for (std::size_t i = 0; i < nq; ++i) {
+        if (!near[i].complete) {
+            too_many.push_back(i);
+            continue;
+        }
+        // Rescore best-first by int8 score until no row left can reach the exact k-th score.
+        const float* q = queries + i * dim_;
+        best.clear();
+        std::size_t rescored = 0;
+        for (const auto& [dot, id] : near[i].entries) {
+            if (best.size() == p.k && step[i] * double(dot) + offset[i] + bound[i] + slack[i] < double(best[0].first))
+                break;
+            const float s = kt.dot_f32(q, originals + slot_of(id) * dim_, dim_);
+            ++rescored;
+            if (best.size() < p.k) {
+                best.emplace_back(s, id);
+                std::push_heap(best.begin(), best.end(), better);
+            } else if (ranks_before(s, id, best[0].first, best[0].second)) {
+                std::pop_heap(best.begin(), best.end(), better);
+                best.back() = {s, id};
+                std::push_heap(best.begin(), best.end(), better);
             }
         }
-        pending.swap(again);
-        cand = std::min(n, cand * 4);
+        if (p.rescored) p.rescored[i] = rescored;
+        std::sort_heap(best.begin(), best.end(), better);
+        std::size_t out = 0;
+        for (std::size_t c = 0; c < best.size() && best[c].first >= p.min_score; ++c, ++out) {
+            scores[i * p.k + out] = best[c].first;
+            ids[i * p.k + out] = best[c].second;
+        }
+    }
+    if (too_many.empty()) return;
+    // Rows too close to tell apart by int8 codes (near-duplicates, a query with no int8 step): the float32 scan.
+    std::vector<float> sub(too_many.size() * dim_);
+    for (std::size_t j = 0; j < too_many.size(); ++j)
+        std::copy(queries + too_many[j] * dim_, queries + (too_many[j] + 1) * dim_, sub.begin() + j * dim_);
+    std::vector<float> fs(too_many.size() * p.k);
+    std::vector<std::int64_t> fi(too_many.size() * p.k);
+    sp.min_score = p.min_score;
+    run_search(kt, ScanView{originals, ids_.data(), n, dim_, slots ? &allow : nullptr}, sub.data(), too_many.size(),
+               sp, fs.data(), fi.data());
+    for (std::size_t j = 0; j < too_many.size(); ++j) {
+        const std::size_t i = too_many[j];
+        std::copy(fs.begin() + j * p.k, fs.begin() + (j + 1) * p.k, scores + i * p.k);
+        std::copy(fi.begin() + j * p.k, fi.begin() + (j + 1) * p.k, ids + i * p.k);
+        if (p.rescored) p.rescored[i] = slots ? slots->size() : n;
     }
 }
 

@@ -82,19 +82,29 @@ void offer(TopKSet& top, std::size_t q, const RowsView<T>& v, std::size_t row0, 
     }
 }
 
-// Merges the workers' lists into out (nq x k_out).
-void finish(std::vector<std::unique_ptr<TopKSet>>& parts, std::size_t nq, std::size_t k_out, float* scores,
-            std::int64_t* ids) {
-    TopKSet& first = *parts[0];
+// How each worker's lists are made: k best over floor, and with margins the near entries too (TopKSet).
+struct Lists {
+    std::size_t k;
+    float floor;
+    const float* margins = nullptr;  // one per query of the pass
+    std::size_t near_cap = 0;
+    std::unique_ptr<TopKSet> make(std::size_t nq) const {
+        return margins ? std::make_unique<TopKSet>(nq, k, floor, margins, near_cap)
+                       : std::make_unique<TopKSet>(nq, k, floor);
+    }
+};
+
+// Merges the workers' lists into the first.
+std::unique_ptr<TopKSet> merged(std::vector<std::unique_ptr<TopKSet>>& parts, std::size_t nq) {
+    parts.erase(std::remove(parts.begin(), parts.end(), nullptr), parts.end());
     for (std::size_t w = 1; w < parts.size(); ++w)
-        if (parts[w])
-            for (std::size_t q = 0; q < nq; ++q) first.merge(q, *parts[w], q);
-    for (std::size_t q = 0; q < nq; ++q) first.write_sorted(q, scores + q * k_out, ids + q * k_out, k_out);
+        for (std::size_t q = 0; q < nq; ++q) parts[0]->merge(q, *parts[w], q);
+    return std::move(parts[0]);
 }
 
 template <class S>
-void scan_one(const S& sc, const RowsView<typename S::Elem>& v, const typename S::Query* q, const SearchParams& p,
-              std::size_t k, float* scores, std::int64_t* ids) {
+std::unique_ptr<TopKSet> scan_one(const S& sc, const RowsView<typename S::Elem>& v, const typename S::Query* q,
+                                  const SearchParams& p, const Lists& lists) {
     const std::size_t bytes = v.n * S::stride(v.dim) * sizeof(typename S::Elem);
     const std::size_t workers = serial_scan(v.n, v.dim, bytes) ? 1 : num_threads();
     std::vector<std::unique_ptr<TopKSet>> parts(workers);
@@ -105,7 +115,7 @@ void scan_one(const S& sc, const RowsView<typename S::Elem>& v, const typename S
         tasks, workers,
         [&](std::size_t t, std::size_t w) {
             if (!parts[w]) {
-                parts[w] = std::make_unique<TopKSet>(1, k, p.min_score);
+                parts[w] = lists.make(1);
                 buf[w].resize(kRowsPerTask);
                 idx[w].resize(kRowsPerTask);
             }
@@ -117,8 +127,7 @@ void scan_one(const S& sc, const RowsView<typename S::Elem>& v, const typename S
             offer(*parts[w], 0, v, r0, buf[w].data(), idx[w].data(), count);
         },
         p.interrupt);
-    parts.erase(std::remove(parts.begin(), parts.end(), nullptr), parts.end());
-    finish(parts, 1, p.k, scores, ids);
+    return merged(parts, 1);
 }
 
 // Per-worker buffers of the blocked scan.
@@ -131,8 +140,8 @@ struct GemmScratch {
 };
 
 template <class S>
-void scan_many(const S& sc, const RowsView<typename S::Elem>& v, const typename S::Query* q, std::size_t nq,
-               const SearchParams& p, std::size_t k, float* scores, std::int64_t* ids) {
+std::unique_ptr<TopKSet> scan_many(const S& sc, const RowsView<typename S::Elem>& v, const typename S::Query* q,
+                                   std::size_t nq, const SearchParams& p, const Lists& lists) {
     using E = typename S::Elem;
     const std::size_t mr = sc.mr(), nr = sc.nr(), dim = v.dim, d = S::depth(dim);
     const std::size_t q_panels = (nq + mr - 1) / mr;
@@ -150,7 +159,7 @@ void scan_many(const S& sc, const RowsView<typename S::Elem>& v, const typename 
         [&](std::size_t t, std::size_t w) {
             GemmScratch<E>& s = scratch[w];
             if (!s.top) {
-                s.top = std::make_unique<TopKSet>(nq, k, p.min_score);
+                s.top = lists.make(nq);
                 s.packed_db.resize(tile_rows * d);
                 s.c.resize(mc * tile_rows);
                 s.idx.resize(tile_rows);
@@ -179,15 +188,15 @@ void scan_many(const S& sc, const RowsView<typename S::Elem>& v, const typename 
         },
         p.interrupt);
     std::vector<std::unique_ptr<TopKSet>> parts;
-    for (auto& s : scratch)
-        if (s.top) parts.push_back(std::move(s.top));
-    finish(parts, nq, p.k, scores, ids);
+    for (auto& s : scratch) parts.push_back(std::move(s.top));
+    return merged(parts, nq);
 }
 
 // A batch through the single-query kernel: each task scores one database tile with every query in turn.
 template <class S>
-void scan_many_rows(const S& sc, const RowsView<typename S::Elem>& v, const typename S::Query* q, std::size_t nq,
-                    const SearchParams& p, std::size_t k, float* scores, std::int64_t* ids) {
+std::unique_ptr<TopKSet> scan_many_rows(const S& sc, const RowsView<typename S::Elem>& v,
+                                        const typename S::Query* q, std::size_t nq, const SearchParams& p,
+                                        const Lists& lists) {
     const std::size_t stride = S::stride(v.dim);
     const std::size_t tile_rows = std::max<std::size_t>(64, kB1TileBytes / stride);
     const std::size_t tasks = (v.n + tile_rows - 1) / tile_rows, workers = num_threads();
@@ -198,7 +207,7 @@ void scan_many_rows(const S& sc, const RowsView<typename S::Elem>& v, const type
         tasks, workers,
         [&](std::size_t t, std::size_t w) {
             if (!parts[w]) {
-                parts[w] = std::make_unique<TopKSet>(nq, k, p.min_score);
+                parts[w] = lists.make(nq);
                 buf[w].resize(tile_rows);
                 idx[w].resize(tile_rows);
             }
@@ -211,35 +220,46 @@ void scan_many_rows(const S& sc, const RowsView<typename S::Elem>& v, const type
             }
         },
         p.interrupt);
-    parts.erase(std::remove(parts.begin(), parts.end(), nullptr), parts.end());
-    finish(parts, nq, p.k, scores, ids);
+    return merged(parts, nq);
 }
 
-template <class S>
+// Scans in passes of kQueriesPerPass queries (bounding the workers' lists) and hands each pass's merged lists to
+// emit(first query, lists). One query alone goes through the row kernel unless the scorer has none (kRowsForOne).
+template <bool kRowsForOne, class S, class Emit>
+void scan_passes(const S& sc, const RowsView<typename S::Elem>& v, const typename S::Query* q, std::size_t nq,
+                 const SearchParams& p, const Lists& lists, Emit&& emit) {
+    for (std::size_t q0 = 0; q0 < nq; q0 += kQueriesPerPass) {
+        const std::size_t m = std::min(kQueriesPerPass, nq - q0);
+        RowsView<typename S::Elem> part = v;
+        if (part.norm_scale) part.norm_scale += q0;
+        Lists pass = lists;
+        if (pass.margins) pass.margins += q0;
+        const typename S::Query* pq = q + q0 * v.dim;
+        std::unique_ptr<TopKSet> top;
+        if constexpr (!S::kBlocked)
+            top = m == 1 ? scan_one(sc, part, pq, p, pass) : scan_many_rows(sc, part, pq, m, p, pass);
+        else if constexpr (kRowsForOne)
+            top = m == 1 ? scan_one(sc, part, pq, p, pass) : scan_many(sc, part, pq, m, p, pass);
+        else
+            top = scan_many(sc, part, pq, m, p, pass);
+        emit(q0, *top);
+    }
+}
+
+// The k best of each query into scores / ids (nq x p.k, padded with (-inf, -1)).
+template <bool kRowsForOne = true, class S>
 void run(const S& sc, const RowsView<typename S::Elem>& v, const typename S::Query* q, std::size_t nq,
          const SearchParams& p, float* scores, std::int64_t* ids) {
     const std::size_t k = std::min(p.k, v.n);
     if (v.n == 0 || k == 0) {
-        for (std::size_t i = 0; i < nq * p.k; ++i) {
-            scores[i] = -std::numeric_limits<float>::infinity();
-            ids[i] = -1;
-        }
+        std::fill(scores, scores + nq * p.k, -std::numeric_limits<float>::infinity());
+        std::fill(ids, ids + nq * p.k, std::int64_t(-1));
         return;
     }
-    if (nq == 1) return scan_one(sc, v, q, p, k, scores, ids);
-    if constexpr (!S::kBlocked) {
-        for (std::size_t q0 = 0; q0 < nq; q0 += kQueriesPerPass) {
-            const std::size_t m = std::min(kQueriesPerPass, nq - q0);
-            scan_many_rows(sc, v, q + q0 * v.dim, m, p, k, scores + q0 * p.k, ids + q0 * p.k);
-        }
-    } else {
-        for (std::size_t q0 = 0; q0 < nq; q0 += kQueriesPerPass) {
-            const std::size_t m = std::min(kQueriesPerPass, nq - q0);
-            RowsView<typename S::Elem> part = v;
-            if (part.norm_scale) part.norm_scale += q0;
-            scan_many(sc, part, q + q0 * v.dim, m, p, k, scores + q0 * p.k, ids + q0 * p.k);
-        }
-    }
+    scan_passes<kRowsForOne>(sc, v, q, nq, p, Lists{k, p.min_score}, [&](std::size_t q0, const TopKSet& top) {
+        for (std::size_t i = 0; q0 + i < nq && i < kQueriesPerPass; ++i)
+            top.write_sorted(i, scores + (q0 + i) * p.k, ids + (q0 + i) * p.k, p.k);
+    });
 }
 
 }  // namespace
@@ -254,6 +274,18 @@ void run_search_i8(const KernelTable& kt, const ScanViewI8& v, const std::int8_t
     run(I8Scorer{kt}, v, q, nq, p, scores, ids);
 }
 
+void run_search_i8_near(const KernelTable& kt, const ScanViewI8& v, const std::int8_t* q, std::size_t nq,
+                        const SearchParams& p, const float* margins, std::size_t near_cap, NearLists* out) {
+    out->assign(nq, {});
+    const std::size_t k = std::min(p.k, v.n);
+    if (v.n == 0 || k == 0) return;
+    scan_passes<true>(I8Scorer{kt}, v, q, nq, p, Lists{k, p.min_score, margins, near_cap},
+                [&](std::size_t q0, const TopKSet& top) {
+                    for (std::size_t i = 0; q0 + i < nq && i < kQueriesPerPass; ++i)
+                        (*out)[q0 + i].complete = top.near_sorted(i, &(*out)[q0 + i].entries);
+                });
+}
+
 void run_search_b1(const KernelTable& kt, const ScanViewB1& v, const std::int16_t* weights, std::size_t nq,
                    const SearchParams& p, float* scores, std::int64_t* ids) {
     run(B1Scorer{kt}, v, weights, nq, p, scores, ids);
@@ -261,17 +293,7 @@ void run_search_b1(const KernelTable& kt, const ScanViewB1& v, const std::int16_
 
 void run_search_b1_gemm(const KernelTable& kt, const ScanViewB1& v, const std::int8_t* queries, std::size_t nq,
                         const SearchParams& p, float* scores, std::int64_t* ids) {
-    const B1GemmScorer sc{{kt}};
-    const std::size_t k = std::min(p.k, v.n);
-    if (k == 0) {
-        std::fill(scores, scores + nq * p.k, -std::numeric_limits<float>::infinity());
-        std::fill(ids, ids + nq * p.k, std::int64_t(-1));
-        return;
-    }
-    for (std::size_t q0 = 0; q0 < nq; q0 += kQueriesPerPass) {
-        const std::size_t m = std::min(kQueriesPerPass, nq - q0);
-        scan_many(sc, v, queries + q0 * v.dim, m, p, k, scores + q0 * p.k, ids + q0 * p.k);
-    }
+    run</*kRowsForOne=*/false>(B1GemmScorer{{kt}}, v, queries, nq, p, scores, ids);
 }
 
 }  // namespace simdex

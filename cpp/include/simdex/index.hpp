@@ -217,10 +217,10 @@ class FlatIndex {
     // exact=True (index_exact.cpp): int8 candidates, rescored exactly, widened until the bound certifies them.
     void search_i8_exact(const KernelTable& kt, const float* queries, std::size_t nq, const SearchParams& p,
                          const std::vector<std::size_t>* slots, float* scores, std::int64_t* ids) const;
-    // The largest quantization error ||x - decoded x||, code L1 norm and row norm over the stored rows, computed
-    // on first use after a change (error_bounds_stale_).
+    // The largest quantization error ||x - decoded x||, code L1 and L2 norms and row norm over the stored rows,
+    // computed on first use after a change (error_bounds_stale_).
     struct ErrorBounds {
-        double error = 0, code_l1 = 0, norm = 0;
+        double error = 0, code_l1 = 0, code_l2 = 0, norm = 0;
     };
     ErrorBounds error_bounds_unlocked() const;
     std::vector<std::uint32_t> probe_unlocked(const KernelTable& kt, const float* queries, std::size_t nq,

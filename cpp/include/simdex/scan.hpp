@@ -5,6 +5,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "simdex/dispatch.hpp"
@@ -48,6 +49,17 @@ void run_search(const KernelTable& kt, const ScanView& v, const float* queries, 
 // (as float, exact while |sum| < 2^24), best first, ties to the lower id; p.min_score applies to them.
 void run_search_i8(const KernelTable& kt, const ScanViewI8& v, const std::int8_t* queries, std::size_t nq,
                    const SearchParams& p, float* scores, std::int64_t* ids);
+
+// One query's rows within a margin of its k-th best score (run_search_i8_near).
+struct NearList {
+    std::vector<std::pair<float, std::int64_t>> entries;  // (integer dot, id), best first
+    bool complete = false;                                 // false: more than near_cap rows qualified; entries empty
+};
+using NearLists = std::vector<NearList>;
+// As run_search_i8, but out[q] receives every row whose dot product is at least the k-th best minus margins[q]
+// (the k best included), up to k + near_cap rows: certified-exact int8 search rescores them (index_exact.cpp).
+void run_search_i8_near(const KernelTable& kt, const ScanViewI8& v, const std::int8_t* queries, std::size_t nq,
+                        const SearchParams& p, const float* margins, std::size_t near_cap, NearLists* out);
 
 }  // namespace simdex
 
