@@ -1,5 +1,6 @@
 #include "simdex/id_map.hpp"
 
+#include <algorithm>
 #include <utility>
 
 namespace simdex {
@@ -24,29 +25,73 @@ std::uint64_t mul_high(std::uint64_t a, std::uint64_t b) noexcept {
 
 }  // namespace
 
-// A hash scaled onto any table size (multiply-shift): the table grows by half, not to powers of two.
-std::size_t IdMap::home(std::int64_t id) const noexcept {
-    return static_cast<std::size_t>(mul_high(mix(static_cast<std::uint64_t>(id)), table_.size()));
+// A hash scaled onto any table size (multiply-shift): the table grows by half, not to powers of two. The tag
+// is the hash's low bits above the entry's slot bits.
+std::size_t IdMap::home(std::uint64_t h) const noexcept {
+    return static_cast<std::size_t>(mul_high(h, table_.size()));
+}
+
+std::uint64_t IdMap::hash(std::int64_t id) noexcept { return mix(static_cast<std::uint64_t>(id)); }
+
+// The smallest slot width whose largest value stays above 2 n + 2 (room to grow before a re-tag).
+unsigned IdMap::slot_bits_for(std::size_t n) noexcept {
+    unsigned bits = 8;
+    while (bits < 32 && (std::uint64_t(1) << bits) - 1 < 2 * std::uint64_t(n) + 2) ++bits;
+    return bits;
 }
 
 std::size_t IdMap::position(std::int64_t id, const std::int64_t* ids) const noexcept {
     const std::size_t n = table_.size();
     if (n == 0) return npos;
     const std::uint32_t* t = table_.data();
-    for (std::size_t i = home(id);; i = i + 1 == n ? 0 : i + 1) {
-        if (t[i] == 0) return npos;
-        if (ids[t[i] - 1] == id) return i;
+    const std::uint64_t h = hash(id);
+    const std::uint32_t tag = static_cast<std::uint32_t>(h) & ~slot_mask();
+    for (std::size_t i = home(h);; i = i + 1 == n ? 0 : i + 1) {
+        const std::uint32_t e = t[i];
+        if (e == 0) return npos;
+        if (e != kGone && (e & ~slot_mask()) == tag && ids[slot_in(e)] == id) return i;
     }
 }
 
-std::size_t IdMap::find(std::int64_t id, const std::int64_t* ids) const noexcept {
-    if (dense_) {
-        if (id < first_) return npos;  // negative ids too: first_ >= 0
-        const std::uint64_t offset = static_cast<std::uint64_t>(id) - static_cast<std::uint64_t>(first_);
-        return offset < size_ ? static_cast<std::size_t>(offset) : npos;
+namespace {
+inline void prefetch_line(const void* p) noexcept {
+#if defined(__GNUC__) || defined(__clang__)
+    __builtin_prefetch(p);
+#else
+    (void)p;
+#endif
+}
+}  // namespace
+
+void IdMap::prefetch_entry(std::int64_t id, const std::int64_t* ids) const noexcept {
+    if (positional_ && id >= first_) {
+        const std::uint64_t off = static_cast<std::uint64_t>(id) - static_cast<std::uint64_t>(first_);
+        if (listed_ != 0 && off < size_) prefetch_line(ids + off);
     }
+    if (listed_ != 0 && table_.size() != 0) prefetch_line(table_.data() + home(hash(id)));
+}
+
+void IdMap::prefetch_key(std::int64_t id, const std::int64_t* ids) const noexcept {
+    if (listed_ == 0 || table_.size() == 0) return;
+    const std::uint64_t h = hash(id);
+    const std::uint32_t e = table_.data()[home(h)];
+    if (e != 0 && e != kGone && (e & ~slot_mask()) == (static_cast<std::uint32_t>(h) & ~slot_mask()))
+        prefetch_line(ids + slot_in(e));
+}
+
+void IdMap::find_many(const std::int64_t* keys, std::size_t n, const std::int64_t* ids,
+                      std::size_t* slots) const noexcept {
+    constexpr std::size_t kAhead = 16;  // lookups in flight per stage
+    for (std::size_t i = 0; i < n + 2 * kAhead; ++i) {
+        if (i < n) prefetch_entry(keys[i], ids);
+        if (i >= kAhead && i - kAhead < n) prefetch_key(keys[i - kAhead], ids);
+        if (i >= 2 * kAhead && i - 2 * kAhead < n) slots[i - 2 * kAhead] = find(keys[i - 2 * kAhead], ids);
+    }
+}
+
+std::size_t IdMap::find_listed(std::int64_t id, const std::int64_t* ids) const noexcept {
     const std::size_t i = position(id, ids);
-    return i == npos ? npos : table_.data()[i] - 1;
+    return i == npos ? npos : slot_in(table_.data()[i]);
 }
 
 std::size_t IdMap::buckets_for(std::size_t n) const noexcept {
@@ -56,88 +101,122 @@ std::size_t IdMap::buckets_for(std::size_t n) const noexcept {
 }
 
 void IdMap::reserve(std::size_t n, const std::int64_t* ids) {
-    if (dense_) return;
-    const std::size_t buckets = buckets_for(n);
-    if (buckets != table_.size()) rehash(buckets, ids);
+    if (n <= size_ || (positional_ && listed_ == 0)) return;  // rows in order need no entries
+    const std::size_t want = listed_ + (n - size_);           // at worst, every new id listed
+    if (want + gone_ > table_.size() / 4 * 3 || n + 1 >= slot_mask()) rehash(buckets_for(want), ids, n);
 }
 
-void IdMap::rehash(std::size_t buckets, const std::int64_t* ids) {
+void IdMap::reserve_removals(std::size_t n, const std::int64_t* ids) {
+    if (!positional_) return;  // removals only unlist
+    const std::size_t want = listed_ + std::min(n, size_);
+    if (want > std::max<std::size_t>(64, size_ / 4)) return;  // list() will drop positions instead
+    if (want + gone_ > table_.size() / 4 * 3) rehash(buckets_for(want), ids, size_);
+}
+
+// A new table of `buckets` entries with slot widths for `rows` rows; gone entries are dropped.
+void IdMap::rehash(std::size_t buckets, const std::int64_t* ids, std::size_t rows) {
     RowStore<std::uint32_t> old;
+    const std::uint32_t old_mask = slot_mask();
     {
         RowStore<std::uint32_t> grown;
         grown.resize(buckets);  // may throw: nothing has changed yet
         old = std::move(table_);
         table_ = std::move(grown);
     }
-    if (dense_) {
-        for (std::size_t s = 0; s < size_; ++s) place(static_cast<std::uint32_t>(s + 1), ids);
-        dense_ = false;
-        return;
+    slot_bits_ = slot_bits_for(std::max(rows, size_));
+    gone_ = 0;
+    for (std::size_t j = 0; j < old.size(); ++j) {
+        const std::uint32_t e = old.data()[j];
+        if (e != 0 && e != kGone) place((e & old_mask) - 1, ids);
     }
-    for (std::size_t j = 0; j < old.size(); ++j)
-        if (old.data()[j] != 0) place(old.data()[j], ids);
 }
 
-void IdMap::place(std::uint32_t entry, const std::int64_t* ids) noexcept {
+void IdMap::drop_positions(const std::int64_t* ids) {
+    RowStore<std::uint32_t> all;
+    all.resize(buckets_for(size_));
+    table_ = std::move(all);
+    slot_bits_ = slot_bits_for(size_);
+    gone_ = 0;
+    positional_ = false;
+    for (std::size_t s = 0; s < size_; ++s) place(s, ids);
+    listed_ = size_;
+}
+
+void IdMap::place(std::size_t slot, const std::int64_t* ids) noexcept {
     const std::size_t n = table_.size();
     std::uint32_t* t = table_.data();
-    std::size_t i = home(ids[entry - 1]);
-    while (t[i] != 0) i = i + 1 == n ? 0 : i + 1;
-    t[i] = entry;
+    const std::uint64_t h = hash(ids[slot]);
+    std::size_t i = home(h);
+    while (t[i] != 0 && t[i] != kGone) i = i + 1 == n ? 0 : i + 1;
+    if (t[i] == kGone) --gone_;
+    t[i] = entry(h, slot);
+}
+
+void IdMap::list(std::size_t slot, const std::int64_t* ids) {
+    if (positional_ && listed_ + 1 > std::max<std::size_t>(64, size_ / 4)) return drop_positions(ids);
+    if (listed_ + 1 + gone_ > table_.size() / 4 * 3 || slot + 2 > slot_mask())
+        rehash(buckets_for(listed_ + 1), ids, size_);
+    place(slot, ids);
+    ++listed_;
+}
+
+// Marks entry i gone; when the entry after it is empty, no probe run passes through i, so it and the gone
+// entries just before it become empty instead.
+void IdMap::unlist(std::size_t i) noexcept {
+    const std::size_t n = table_.size();
+    std::uint32_t* t = table_.data();
+    --listed_;
+    if (t[i + 1 == n ? 0 : i + 1] != 0) {
+        t[i] = kGone;
+        ++gone_;
+        return;
+    }
+    t[i] = 0;
+    for (std::size_t j = i == 0 ? n - 1 : i - 1; t[j] == kGone; j = j == 0 ? n - 1 : j - 1) {
+        t[j] = 0;
+        --gone_;
+    }
 }
 
 bool IdMap::insert(std::int64_t id, std::size_t slot, const std::int64_t* ids) {
-    if (dense_) {
-        const bool next = size_ == 0 || (id > first_ && static_cast<std::uint64_t>(id) -
-                                                               static_cast<std::uint64_t>(first_) == size_);
-        if (slot == size_ && next) {
-            if (size_ == 0) first_ = id;
-            ++size_;
-            return true;
-        }
-        if (find(id, ids) != npos) return false;
-        rehash(buckets_for(size_ + 1), ids);  // out of order: the table, built once
-    } else {
-        if (position(id, ids) != npos) return false;
-        reserve(size_ + 1, ids);
+    if (size_ == 0) {  // empty (again): start a new run at this id
+        *this = IdMap();
+        first_ = id;
+    } else if (find(id, ids) != npos) {
+        return false;
     }
-    place(static_cast<std::uint32_t>(slot + 1), ids);
-    ++size_;
+    ++size_;  // list reads size_ (to drop positions, or to size slots); the id array already holds this id
+    if (at_home(id, slot)) return true;
+    try {
+        list(slot, ids);
+    } catch (...) {
+        --size_;
+        throw;
+    }
     return true;
 }
 
 bool IdMap::erase(std::int64_t id, const std::int64_t* ids) {
-    if (dense_) {
-        const std::size_t slot = find(id, ids);
-        if (slot == npos) return false;
-        if (slot + 1 == size_) {  // the last row: still dense
-            --size_;
-            return true;
-        }
-        rehash(buckets_for(size_), ids);
+    if (at_position(id, ids) == npos) {
+        const std::size_t i = listed_ ? position(id, ids) : npos;
+        if (i == npos) return false;
+        unlist(i);
     }
-    std::size_t hole = position(id, ids);
-    if (hole == npos) return false;
-    // Backward-shift deletion: pull later entries of the probe run into the hole when their home allows it, so
-    // lookups never need tombstones.
-    const std::size_t n = table_.size();
-    std::uint32_t* t = table_.data();
-    for (std::size_t j = hole + 1 == n ? 0 : hole + 1; t[j] != 0; j = j + 1 == n ? 0 : j + 1) {
-        const std::size_t h = home(ids[t[j] - 1]);
-        // The entry at j may move to hole only if its home is not cyclically inside (hole, j].
-        const bool stays = hole < j ? (h > hole && h <= j) : (h > hole || h <= j);
-        if (!stays) {
-            t[hole] = t[j];
-            hole = j;
-        }
-    }
-    t[hole] = 0;
     --size_;
     return true;
 }
 
 void IdMap::assign(std::int64_t id, std::size_t slot, const std::int64_t* ids) {
-    table_.data()[position(id, ids)] = static_cast<std::uint32_t>(slot + 1);
+    const std::size_t i = listed_ ? position(id, ids) : npos;
+    if (i != npos) {
+        if (at_home(id, slot))
+            unlist(i);
+        else
+            table_.data()[i] = entry(hash(id), slot);  // a lower slot than before: it fits the slot width
+        return;
+    }
+    // It sat at its own position and now does not: list it (ids[slot] already holds it).
+    list(slot, ids);
 }
 
 }  // namespace simdex

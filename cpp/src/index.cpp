@@ -334,7 +334,15 @@ std::size_t FlatIndex::remove(const std::int64_t* ids, std::size_t n) {
     std::unique_lock<RwLock> lock(mu_);
     make_writable_unlocked(0, "remove vectors");
     std::size_t removed = 0;
+    // The id map's reads fetched ahead: the entries of the id removed kAhead removals on and of the last row's id
+    // then (the row that moves into its slot, unless rows at the end go first), and the key for the id removed
+    // kAhead / 2 on, whose entry has arrived by then.
+    constexpr std::size_t kAhead = 8;
+    slot_of_.reserve_removals(n, ids_.data());
     for (std::size_t i = 0; i < n; ++i) {
+        if (i + kAhead < n) slot_of_.prefetch_entry(ids[i + kAhead], ids_.data());
+        if (ids_.size() > kAhead) slot_of_.prefetch_entry(ids_.data()[ids_.size() - 1 - kAhead], ids_.data());
+        if (i + kAhead / 2 < n) slot_of_.prefetch_key(ids[i + kAhead / 2], ids_.data());
         const std::size_t slot = slot_of(ids[i]), last = ids_.size() - 1;
         if (slot == IdMap::npos) continue;
         slot_of_.erase(ids[i], ids_.data());

@@ -19,6 +19,21 @@
 namespace simdex {
 namespace {
 
+// The index of the lowest set bit of b != 0.
+inline std::size_t lowest_bit(std::uint64_t b) noexcept {
+#if defined(__GNUC__) || defined(__clang__)
+    return static_cast<std::size_t>(__builtin_ctzll(b));
+#else
+    std::size_t i = 0;
+    for (; !(b & 1); b >>= 1) ++i;
+    return i;
+#endif
+}
+
+}  // namespace
+
+namespace {
+
 using detail::all_finite;
 constexpr float kInf = std::numeric_limits<float>::infinity();
 
@@ -66,13 +81,19 @@ void FlatIndex::search(const float* queries, std::size_t nq, const SearchParams&
     // Filter: an allow-list of ids becomes the sorted slots that qualify.
     std::vector<std::size_t> slots;
     if (p.has_filter) {
-        slots.reserve(std::min(p.filter_size, ids_.size()));
-        for (std::size_t i = 0; i < p.filter_size; ++i) {
-            const std::size_t slot = slot_of(p.filter[i]);
-            if (slot != IdMap::npos) slots.push_back(slot);
+        slots.resize(p.filter_size);
+        slot_of_.find_many(p.filter, p.filter_size, ids_.data(), slots.data());
+        slots.erase(std::remove(slots.begin(), slots.end(), IdMap::npos), slots.end());
+        if (slots.size() >= ids_.size() / 64) {  // many: a bit per row, read back in order, beats sorting
+            std::vector<std::uint64_t> marked((ids_.size() + 63) / 64, 0);
+            for (std::size_t s : slots) marked[s / 64] |= std::uint64_t(1) << (s % 64);
+            slots.clear();
+            for (std::size_t w = 0; w < marked.size(); ++w)
+                for (std::uint64_t b = marked[w]; b; b &= b - 1) slots.push_back(w * 64 + lowest_bit(b));
+        } else {
+            std::sort(slots.begin(), slots.end());
+            slots.erase(std::unique(slots.begin(), slots.end()), slots.end());
         }
-        std::sort(slots.begin(), slots.end());
-        slots.erase(std::unique(slots.begin(), slots.end()), slots.end());
     }
     if (dtype_ == Dtype::int8) {
         search_i8(kt, queries, nq, p, p.has_filter ? &slots : nullptr, scores, ids);
