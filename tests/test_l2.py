@@ -239,13 +239,6 @@ def test_files_without_l2_load_as_before_and_unknown_metrics_are_refused(rng):
         simdex.load_bytes(build(f.sections + [norms]))
 
 
-def test_sharded_index_refuses_l2_shards(rng):
-    shards = [simdex.Index(4, metric="l2") for _ in range(2)]
-    shards[0].add(rng.standard_normal((3, 4)).astype(np.float32))
-    with pytest.raises(ValueError, match="metric 'l2'"):
-        simdex.ShardedIndex(shards)
-
-
 @pytest.mark.filterwarnings("ignore:int8 calibration from|this first add calibrates")
 def test_int8_calibration_keeps_distances_finite(rng):
     # Rows within the 2**62 norm limit, but a calibration that decodes past it: refused at train and at load.

@@ -44,7 +44,7 @@ def _assert_same(a, b):
     np.testing.assert_array_equal(a.scores, b.scores)
 
 
-@pytest.mark.parametrize("metric", ["cosine", "ip"])
+@pytest.mark.parametrize("metric", ["cosine", "ip", "l2"])
 @pytest.mark.parametrize("nq", [1, 5, 100])
 @pytest.mark.parametrize("k", [1, 10, 50])
 def test_equals_single_index(data, rng, metric, nq, k):
@@ -91,12 +91,39 @@ def test_padding_filter_and_min_score(data, rng):
         assert (res.ids[:, 6:] == -1).all() and sorted(res.ids[0, :6]) == sorted(ids[:6])
 
 
+def test_l2_shards_merge_nearest_first(data, rng):
+    """l2 shards: squared distances merged nearest first, ties to the lower id, padded with (+inf, -1); the cut
+    is max_distance (min_score is refused up front, as by Index.search); checked against NumPy float64 too."""
+    x, ids = data
+    one = _single(x, ids, "l2")
+    with simdex.ShardedIndex(_split(x, ids, 4, "l2")) as sharded:
+        q = rng.standard_normal((6, DIM)).astype(np.float32)
+        got = sharded.search(q, 10)
+        _assert_same(got, one.search(q, 10))
+        d = ((q.astype(np.float64)[:, None, :] - x.astype(np.float64)[None]) ** 2).sum(-1)
+        np.testing.assert_allclose(got.scores, np.sort(d, axis=1)[:, :10], rtol=1e-4)
+        cut = float(np.median(got.scores[:, 4]))
+        near = sharded.search(q, 10, max_distance=cut)
+        _assert_same(near, one.search(q, 10, max_distance=cut))
+        assert ((near.scores <= cut) | (near.ids == -1)).all() and (near.ids == -1).any()
+        assert np.isposinf(near.scores[near.ids == -1]).all()
+        allow = rng.choice(ids, 5, replace=False)
+        _assert_same(sharded.search(q, 8, filter=allow), one.search(q, 8, filter=allow))
+        with pytest.raises(ValueError, match="min_score does not apply"):
+            sharded.search(q, 5, min_score=0.5)
+    with simdex.ShardedIndex(_split(x, ids, 3)) as cosine, pytest.raises(ValueError, match="max_distance applies"):
+        cosine.search(q, 5, max_distance=1.0)
+
+
 def test_merge_topk_orders_by_score_then_id():
     a = (np.array([[0.9, 0.5, -np.inf]], np.float32), np.array([[7, 3, -1]]))
     b = (np.array([[0.9, 0.5, 0.1]], np.float32), np.array([[2, 8, 1]]))
     got = merge_topk([a, b], 5)
     assert got.ids.tolist() == [[2, 7, 3, 8, 1]]
     assert got.scores.tolist()[0][:2] == [pytest.approx(0.9)] * 2
+    near = (np.array([[0.1, 0.5, np.inf]], np.float32), np.array([[7, 3, -1]]))
+    far = (np.array([[0.1, 0.4, 0.9]], np.float32), np.array([[2, 8, 1]]))
+    assert merge_topk([near, far], 5, smallest_first=True).ids.tolist() == [[2, 7, 8, 3, 1]]
 
 
 def _splitmix64(z):

@@ -28,7 +28,7 @@ import numpy as np
 
 from .._core import FormatError
 from .._index import Index, SearchResult
-from .._validate import as_ids, as_k, as_matrix, as_min_score
+from .._validate import as_ids, as_k, as_matrix, as_thresholds
 from . import transaction
 from .backends import BACKENDS, RayBackend, ThreadBackend, ray_result, reraise_open_error
 from .manifest import PathLike, read_manifest, write_manifest
@@ -156,9 +156,6 @@ class ShardedIndex:
                 if manifest.get("dim") not in (None, info["dim"]):
                     raise FormatError(f"shard {i} ({self._name(i)}) has dim {info['dim']}, "
                                       f"the manifest says {manifest['dim']}")
-        if first["metric"] == "l2":  # merge_topk ranks highest score first; distances rank the other way
-            raise ValueError(f"shard 0 ({self._name(0)}) has metric 'l2', which ShardedIndex does not merge yet "
-                             "(it ranks by highest score); use 'cosine' or 'ip' shards")
         self._dim = int(first["dim"])
         self._metric = first["metric"]
         self._fingerprint = first["fingerprint"]
@@ -260,21 +257,24 @@ class ShardedIndex:
 
     # -- search ---------------------------------------------------------------------------------------------
     def search(self, queries: Any, k: int = 10, *, filter: Any = None, min_score: float | None = None,
-               rescore: int | None = None, nprobe: int | None = None) -> SearchResult:
+               max_distance: float | None = None, rescore: int | None = None,
+               nprobe: int | None = None) -> SearchResult:
         """Finds the k best-scoring vectors across all shards; the same contract as `simdex.Index.search`.
 
         Args:
             queries: float array of shape (nq, dim) or (dim,).
             k: results per query; padded with (score -inf, id -1) when fewer qualify.
             filter: optional allow-list of ids (sent to every shard; each applies it inside its scan).
-            min_score: optional floor on the score.
+            min_score: optional floor on the score (cosine and ip shards).
+            max_distance: optional largest squared distance kept (l2 shards), as in `Index.search`.
             rescore: int8 shards only, as in `Index.search`: each shard rescores its own k * rescore best
                 candidates with the kept float vectors.
             nprobe: partitioned shards only (``Index(partitions=N)``): partitions each shard probes (default: each
                 shard's own ``nprobe``, e.g. the one its ``tune`` stored).
 
         Returns:
-            SearchResult(scores float32 (nq, k), ids int64 (nq, k)), best first, ties to the lower id. For float32
+            SearchResult(scores float32 (nq, k), ids int64 (nq, k)), best first, ties to the lower id (l2 shards:
+            squared distances, nearest first, padded with (+inf, -1)). For float32
             shards: the same ids and scores as one index holding every shard's vectors. int8 shards score on
             their own calibration, so they merge exactly only when they share one (trained on the same sample
             with `Index.train`); with ``rescore`` the returned scores are exact float scores either way.
@@ -284,7 +284,7 @@ class ShardedIndex:
         """
         q = as_matrix(queries, self._dim, "queries")
         k = as_k(k)
-        floor = as_min_score(min_score)
+        as_thresholds(self._metric, min_score, max_distance)  # refused here, before any shard is asked
         allow = None if filter is None else as_ids(filter, "filter")
         if self._backend.name == "ray":
             # Broadcast once: every actor reads the same object-store copy.
@@ -294,8 +294,8 @@ class ShardedIndex:
         else:
             q_arg, allow_arg = q, allow
         parts = self._call(range(self.num_shards), "search",
-                           lambda i: (q_arg, k, floor, allow_arg, rescore, nprobe))
-        return merge_topk(parts, k)
+                           lambda i: (q_arg, k, min_score, allow_arg, rescore, nprobe, max_distance))
+        return merge_topk(parts, k, smallest_first=self._metric == "l2")
 
     def search_text(self, query: str, k: int = 10, *, encoder: Any = None, filter: Any = None,
                     min_score: float | None = None) -> TextSearchResult:

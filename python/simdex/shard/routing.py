@@ -45,16 +45,17 @@ def shard_of(ids: Any, num_shards: int) -> np.ndarray:
     return (z % np.uint64(num_shards)).astype(np.int64)
 
 
-def merge_topk(parts: Sequence[tuple[np.ndarray, np.ndarray]], k: int) -> SearchResult:
+def merge_topk(parts: Sequence[tuple[np.ndarray, np.ndarray]], k: int, *, smallest_first: bool = False) -> SearchResult:
     """Merges per-shard results (each best first, padded with (-inf, -1)) into the global top-k.
 
-    Orders by score descending, then id ascending (the core's tie rule); padding sorts last.
+    Orders by score descending, then id ascending (the core's tie rule); padding sorts last. smallest_first: the
+    scores are l2 distances (nearest first, padded with (+inf, -1)), ordered ascending instead.
     """
     if len(parts) == 1:
         return SearchResult(parts[0][0], parts[0][1])
     scores = np.concatenate([p[0] for p in parts], axis=1)
     ids = np.concatenate([p[1] for p in parts], axis=1)
-    # lexsort's last key is the primary one: -score ascending (best first), then id ascending.
-    order = np.lexsort((ids, -scores), axis=1)[:, :k]
+    # lexsort's last key is the primary one: the score (best first), then id ascending.
+    order = np.lexsort((ids, scores if smallest_first else -scores), axis=1)[:, :k]
     return SearchResult(np.ascontiguousarray(np.take_along_axis(scores, order, axis=1)),
                         np.ascontiguousarray(np.take_along_axis(ids, order, axis=1)))

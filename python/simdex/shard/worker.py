@@ -106,14 +106,12 @@ class ShardWorker:
         self._ready()
         return self.epoch
 
-    def search(self, queries: np.ndarray, k: int, min_score: float, allow: np.ndarray | None, rescore: Any = None,
-               nprobe: Any = None):
+    def search(self, queries: np.ndarray, k: int, min_score: Any, allow: np.ndarray | None, rescore: Any = None,
+               nprobe: Any = None, max_distance: Any = None):
         index = self._ready()
         # The public method: its checks cost nothing on arrays the coordinator already validated (no copies).
-        extra = {} if rescore is None else {"rescore": rescore}
-        if nprobe is not None:
-            extra["nprobe"] = nprobe
-        scores, ids = index.search(queries, k, filter=allow, min_score=min_score, **extra)
+        scores, ids = index.search(queries, k, filter=allow, min_score=min_score, max_distance=max_distance,
+                                   rescore=rescore, nprobe=nprobe)
         return self.epoch, scores, ids
 
     def add(self, vectors: np.ndarray, ids: np.ndarray):
