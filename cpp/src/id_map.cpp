@@ -1,5 +1,7 @@
 #include "simdex/id_map.hpp"
 
+#include "simdex/prefetch.hpp"
+
 #include <algorithm>
 #include <utility>
 
@@ -52,16 +54,6 @@ std::size_t IdMap::position(std::int64_t id, const std::int64_t* ids) const noex
         if (e != kGone && (e & ~slot_mask()) == tag && ids[slot_in(e)] == id) return i;
     }
 }
-
-namespace {
-inline void prefetch_line(const void* p) noexcept {
-#if defined(__GNUC__) || defined(__clang__)
-    __builtin_prefetch(p);
-#else
-    (void)p;
-#endif
-}
-}  // namespace
 
 void IdMap::prefetch_entry(std::int64_t id, const std::int64_t* ids) const noexcept {
     if (positional_ && id >= first_) {
