@@ -60,7 +60,16 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     } catch (const simdex::FormatError&) {
         return 0;
     }
-    // What was accepted must save and load back.
-    if (simdex::FlatIndex::load_bytes(again.data(), again.size()).size() != rows) std::abort();
+    // What was accepted must save and load back; then every other id (in the file's order, whatever it is)
+    // removes, and each id is found exactly when it was kept (the id map through removals that move rows).
+    simdex::FlatIndex back = simdex::FlatIndex::load_bytes(again.data(), again.size());
+    if (back.size() != rows) std::abort();
+    const std::vector<std::int64_t> all = back.ids();
+    std::vector<std::int64_t> gone;
+    for (std::size_t i = 0; i < all.size(); i += 2) gone.push_back(all[i]);
+    if (back.remove(gone.data(), gone.size()) != gone.size()) std::abort();
+    for (std::size_t i = 0; i < all.size(); ++i)
+        if (back.contains(all[i]) != (i % 2 == 1)) std::abort();
+    if (back.size() != all.size() - gone.size()) std::abort();
     return 0;
 }
