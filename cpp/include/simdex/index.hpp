@@ -214,7 +214,8 @@ class FlatIndex {
     // Partitioned indexes (index_ivf.cpp). The nearest partition of n rows about to be added (normalized under
     // cosine), computed before anything changes; the probes of nq (normalized) queries, nq x *nprobe.
     std::vector<std::uint32_t> assign_unlocked(const float* x, std::size_t n) const;
-    // exact=True (index_exact.cpp): int8 candidates, rescored exactly, widened until the bound certifies them.
+    // exact=True (index_exact.cpp): one int8 scan keeps the rows within twice the error bound of each k-th score,
+    // rescored exactly until no row left can reach it.
     void search_i8_exact(const KernelTable& kt, const float* queries, std::size_t nq, const SearchParams& p,
                          const std::vector<std::size_t>* slots, float* scores, std::int64_t* ids) const;
     // The largest quantization error ||x - decoded x||, code L1 and L2 norms and row norm over the stored rows,
