@@ -116,8 +116,7 @@ void FlatIndex::search_i8_exact(const KernelTable& kt, const float* queries, std
 
     const float* originals = rows_unlocked();
     std::vector<std::size_t> too_many;  // queries whose near rows passed the cap: scanned in float32 below
-    std::vector<std::pair<float, std::int64_t>> best;  // a heap under `better`: best[0] ranks last
-    const auto better = [](const auto& a, const auto& b) { return ranks_before(a.first, a.second, b.first, b.second); };
+    TopKSet best(nq, p.k, kNone);        // the exact scores; min_score applies to what it returns
     for (std::size_t i = 0; i < nq; ++i) {
         if (!near[i].complete) {
             too_many.push_back(i);
@@ -125,29 +124,20 @@ void FlatIndex::search_i8_exact(const KernelTable& kt, const float* queries, std
         }
         // Rescore best-first by int8 score until no row left can reach the exact k-th score.
         const float* q = queries + i * dim_;
-        best.clear();
         std::size_t rescored = 0;
         for (const auto& [dot, id] : near[i].entries) {
-            if (best.size() == p.k && step[i] * double(dot) + offset[i] + bound[i] + slack[i] < double(best[0].first))
-                break;
+            if (step[i] * double(dot) + offset[i] + bound[i] + slack[i] < double(best.threshold(i))) break;
             const float s = kt.dot_f32(q, originals + slot_of(id) * dim_, dim_);
             ++rescored;
-            if (best.size() < p.k) {
-                best.emplace_back(s, id);
-                std::push_heap(best.begin(), best.end(), better);
-            } else if (ranks_before(s, id, best[0].first, best[0].second)) {
-                std::pop_heap(best.begin(), best.end(), better);
-                best.back() = {s, id};
-                std::push_heap(best.begin(), best.end(), better);
-            }
+            if (s >= best.threshold(i)) best.push(i, s, id);
         }
         if (p.rescored) p.rescored[i] = rescored;
-        std::sort_heap(best.begin(), best.end(), better);
-        std::size_t out = 0;
-        for (std::size_t c = 0; c < best.size() && best[c].first >= p.min_score; ++c, ++out) {
-            scores[i * p.k + out] = best[c].first;
-            ids[i * p.k + out] = best[c].second;
-        }
+        best.write_sorted(i, scores + i * p.k, ids + i * p.k, p.k);
+        for (std::size_t c = 0; c < p.k; ++c)
+            if (scores[i * p.k + c] < p.min_score) {
+                scores[i * p.k + c] = kNone;
+                ids[i * p.k + c] = -1;
+            }
     }
     if (too_many.empty()) return;
     // Rows too close to tell apart by int8 codes (near-duplicates, a query with no int8 step): the float32 scan.
