@@ -224,7 +224,7 @@ std::unique_ptr<TopKSet> scan_many_rows(const S& sc, const RowsView<typename S::
 }
 
 // Scans in passes of kQueriesPerPass queries (bounding the workers' lists) and hands each pass's merged lists to
-// emit(first query, lists). One query alone goes through the row kernel unless the scorer has none (kRowsForOne).
+// emit(first query, queries in the pass, lists). One query alone goes through the row kernel unless the scorer has none (kRowsForOne).
 template <bool kRowsForOne, class S, class Emit>
 void scan_passes(const S& sc, const RowsView<typename S::Elem>& v, const typename S::Query* q, std::size_t nq,
                  const SearchParams& p, const Lists& lists, Emit&& emit) {
@@ -242,7 +242,7 @@ void scan_passes(const S& sc, const RowsView<typename S::Elem>& v, const typenam
             top = m == 1 ? scan_one(sc, part, pq, p, pass) : scan_many(sc, part, pq, m, p, pass);
         else
             top = scan_many(sc, part, pq, m, p, pass);
-        emit(q0, *top);
+        emit(q0, m, *top);
     }
 }
 
@@ -256,10 +256,11 @@ void run(const S& sc, const RowsView<typename S::Elem>& v, const typename S::Que
         std::fill(ids, ids + nq * p.k, std::int64_t(-1));
         return;
     }
-    scan_passes<kRowsForOne>(sc, v, q, nq, p, Lists{k, p.min_score}, [&](std::size_t q0, const TopKSet& top) {
-        for (std::size_t i = 0; q0 + i < nq && i < kQueriesPerPass; ++i)
-            top.write_sorted(i, scores + (q0 + i) * p.k, ids + (q0 + i) * p.k, p.k);
-    });
+    scan_passes<kRowsForOne>(sc, v, q, nq, p, Lists{k, p.min_score},
+                             [&](std::size_t q0, std::size_t m, const TopKSet& top) {
+                                 for (std::size_t i = 0; i < m; ++i)
+                                     top.write_sorted(i, scores + (q0 + i) * p.k, ids + (q0 + i) * p.k, p.k);
+                             });
 }
 
 }  // namespace
@@ -280,10 +281,10 @@ void run_search_i8_near(const KernelTable& kt, const ScanViewI8& v, const std::i
     const std::size_t k = std::min(p.k, v.n);
     if (v.n == 0 || k == 0) return;
     scan_passes<true>(I8Scorer{kt}, v, q, nq, p, Lists{k, p.min_score, margins, near_cap},
-                [&](std::size_t q0, const TopKSet& top) {
-                    for (std::size_t i = 0; q0 + i < nq && i < kQueriesPerPass; ++i)
-                        (*out)[q0 + i].complete = top.near_sorted(i, &(*out)[q0 + i].entries);
-                });
+                      [&](std::size_t q0, std::size_t m, const TopKSet& top) {
+                          for (std::size_t i = 0; i < m; ++i)
+                              (*out)[q0 + i].complete = top.near_sorted(i, &(*out)[q0 + i].entries);
+                      });
 }
 
 void run_search_b1(const KernelTable& kt, const ScanViewB1& v, const std::int16_t* weights, std::size_t nq,

@@ -25,12 +25,13 @@ void TopKSet::add_near(std::size_t q, float s, std::int64_t id) {
     if (near.size() <= near_limit_[q]) return;
     const float t = threshold(q);
     near.erase(std::remove_if(near.begin(), near.end(), [t](const auto& e) { return e.first < t; }), near.end());
-    if (near.size() > near_cap_) {
-        margin_[q] = -kInfinity;  // the threshold becomes +inf: the list takes nothing more
-        std::vector<std::pair<float, std::int64_t>>().swap(near);
-        return;
-    }
+    if (near.size() > near_cap_) return give_up(q);
     near_limit_[q] = std::min(near_cap_, std::max(near_limit_[q], 2 * near.size()));
+}
+
+void TopKSet::give_up(std::size_t q) {
+    margin_[q] = -kInfinity;  // the threshold becomes +inf: the list takes nothing more
+    std::vector<std::pair<float, std::int64_t>>().swap(near_[q]);
 }
 
 // Min-heap on rank: the root is the entry that ranks last.
@@ -79,11 +80,7 @@ void TopKSet::push(std::size_t q, float s, std::int64_t id) {
 }
 
 void TopKSet::merge(std::size_t q, const TopKSet& other, std::size_t other_q) {
-    if (other.overflowed(other_q)) {
-        margin_[q] = -kInfinity;
-        std::vector<std::pair<float, std::int64_t>>().swap(near_[q]);
-        return;
-    }
+    if (other.overflowed(other_q)) return give_up(q);
     const float* s = other.scores_.data() + other_q * other.k_;
     const std::int64_t* id = other.ids_.data() + other_q * other.k_;
     for (std::size_t i = 0; i < other.size_[other_q]; ++i)

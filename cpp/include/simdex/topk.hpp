@@ -42,6 +42,7 @@ class TopKSet {
   private:
     void sift_down(float* s, std::int64_t* id, std::size_t n, std::size_t i) const noexcept;
     void add_near(std::size_t q, float s, std::int64_t id);
+    void give_up(std::size_t q);  // list q overflowed: its threshold becomes +inf (margin -inf), near entries go
     bool overflowed(std::size_t q) const noexcept { return !margin_.empty() && margin_[q] == -kInfinity; }
     static constexpr float kInfinity = std::numeric_limits<float>::infinity();
     std::size_t k_;
