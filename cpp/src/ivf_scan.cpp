@@ -28,7 +28,6 @@ struct Item {
     std::uint32_t q0, q1;  // into the partition's query list
 };
 
-constexpr std::size_t kB1TileBytes = 64 * 1024;  // binary: rows of a list scored per pass
 
 template <class T>
 void grow(Buffer<T>& b, std::size_t n) {
@@ -53,12 +52,14 @@ void scan_ivf(const S& sc, const RowsView<typename S::Elem>& v, const Probes& pr
     constexpr bool kBlocked = S::kBlocked;
     const Partitions& parts = pr.parts;
     const std::size_t P = parts.count(), dim = v.dim, stride = S::stride(dim);
-    std::size_t d = dim, mr = 1, nr = 1, tile_rows = std::max<std::size_t>(64, kB1TileBytes / stride);
+    std::size_t d = dim, mr = 1, nr = 1, tile_rows = 0;
     if constexpr (kBlocked) {
         d = S::depth(dim);
         mr = sc.mr();
         nr = sc.nr();
         tile_rows = std::max(nr, S::kTileBytes / (d * sizeof(E)) / nr * nr);
+    } else {
+        tile_rows = S::tile_rows(dim);
     }
 
     // Invert the probes: for each partition, the queries that probe it (ascending).

@@ -21,10 +21,6 @@ using detail::Buffer;
 using detail::F32Scorer;
 using detail::I8Scorer;
 
-// Binary rows (B1Scorer): no packed GEMM of their own, so a batch past the int8 GEMM's depth scores each database
-// tile (in L2) with every query in turn (scan_many_rows).
-constexpr std::size_t kB1TileBytes = 64 * 1024;  // binary batch: one database tile, scored by every query
-
 // Binary rows in the int8 GEMM: each database tile's bits are expanded to +-1 codes and packed like int8 rows,
 // then the int8 micro-kernel scores it against int8 query weights (a batch's fast path, run_search_b1_gemm).
 struct B1GemmScorer : I8Scorer {
@@ -198,7 +194,7 @@ std::unique_ptr<TopKSet> scan_many_rows(const S& sc, const RowsView<typename S::
                                         const typename S::Query* q, std::size_t nq, const SearchParams& p,
                                         const Lists& lists) {
     const std::size_t stride = S::stride(v.dim);
-    const std::size_t tile_rows = std::max<std::size_t>(64, kB1TileBytes / stride);
+    const std::size_t tile_rows = S::tile_rows(v.dim);
     const std::size_t tasks = (v.n + tile_rows - 1) / tile_rows, workers = num_threads();
     std::vector<std::unique_ptr<TopKSet>> parts(workers);
     std::vector<std::vector<float>> buf(workers);

@@ -103,6 +103,9 @@ struct B1Scorer {
     using Query = std::int16_t;
     static constexpr bool kBlocked = false;
     static std::size_t stride(std::size_t dim) { return kernels::b1_bytes(dim); }
+    // Rows scored per pass, every query in turn against them while they stay in L2 (at least 64).
+    static constexpr std::size_t kTileBytes = 64 * 1024;
+    static std::size_t tile_rows(std::size_t dim) { return std::max<std::size_t>(64, kTileBytes / stride(dim)); }
     struct Queries {};  // nothing to pack
     const KernelTable& kt;
     void rows(const std::int16_t* w, const std::uint8_t* x, std::size_t n, std::size_t dim, float* out) const {
