@@ -47,28 +47,24 @@ std::size_t IdMap::position(std::int64_t id, const std::int64_t* ids) const noex
     if (n == 0) return npos;
     const std::uint32_t* t = table_.data();
     const std::uint64_t h = hash(id);
-    const std::uint32_t tag = static_cast<std::uint32_t>(h) & ~slot_mask();
     for (std::size_t i = home(h);; i = i + 1 == n ? 0 : i + 1) {
-        const std::uint32_t e = t[i];
-        if (e == 0) return npos;
-        if (e != kGone && (e & ~slot_mask()) == tag && ids[slot_in(e)] == id) return i;
+        if (t[i] == 0) return npos;
+        if (tagged(t[i], h) && ids[slot_in(t[i])] == id) return i;
     }
 }
 
 void IdMap::prefetch_entry(std::int64_t id, const std::int64_t* ids) const noexcept {
-    if (positional_ && id >= first_) {
-        const std::uint64_t off = static_cast<std::uint64_t>(id) - static_cast<std::uint64_t>(first_);
-        if (listed_ != 0 && off < size_) prefetch_line(ids + off);
-    }
-    if (listed_ != 0 && table_.size() != 0) prefetch_line(table_.data() + home(hash(id)));
+    if (listed_ == 0) return;  // no table, and a position is then trusted without reading its key
+    const std::size_t off = position_of(id);
+    if (off < size_) prefetch_line(ids + off);
+    if (table_.size() != 0) prefetch_line(table_.data() + home(hash(id)));
 }
 
 void IdMap::prefetch_key(std::int64_t id, const std::int64_t* ids) const noexcept {
     if (listed_ == 0 || table_.size() == 0) return;
     const std::uint64_t h = hash(id);
     const std::uint32_t e = table_.data()[home(h)];
-    if (e != 0 && e != kGone && (e & ~slot_mask()) == (static_cast<std::uint32_t>(h) & ~slot_mask()))
-        prefetch_line(ids + slot_in(e));
+    if (tagged(e, h)) prefetch_line(ids + slot_in(e));
 }
 
 void IdMap::find_many(const std::int64_t* keys, std::size_t n, const std::int64_t* ids,

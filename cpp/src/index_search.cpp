@@ -30,10 +30,6 @@ inline std::size_t lowest_bit(std::uint64_t b) noexcept {
 #endif
 }
 
-}  // namespace
-
-namespace {
-
 using detail::all_finite;
 constexpr float kInf = std::numeric_limits<float>::infinity();
 

@@ -74,22 +74,28 @@ class IdMap {
         return slot_bits_ >= 32 ? 0xFFFFFFFFu : (std::uint32_t(1) << slot_bits_) - 1;
     }
     std::size_t slot_in(std::uint32_t e) const noexcept { return (e & slot_mask()) - 1; }
+    std::uint32_t tag(std::uint64_t h) const noexcept { return static_cast<std::uint32_t>(h) & ~slot_mask(); }
+    // Entry e is a live one whose tag is that of hash h (its key may still differ: the caller compares it).
+    bool tagged(std::uint32_t e, std::uint64_t h) const noexcept {
+        return e != 0 && e != kGone && (e & ~slot_mask()) == tag(h);
+    }
     std::uint32_t entry(std::uint64_t h, std::size_t slot) const noexcept {
-        return (static_cast<std::uint32_t>(h) & ~slot_mask()) | static_cast<std::uint32_t>(slot + 1);
+        return tag(h) | static_cast<std::uint32_t>(slot + 1);
     }
     static std::uint64_t hash(std::int64_t id) noexcept;
     static unsigned slot_bits_for(std::size_t rows) noexcept;
     // The slot of id when it is at its position (slot id - first), else npos. Every id away from its position is
     // listed, so with none listed the arithmetic alone is the answer.
     std::size_t at_position(std::int64_t id, const std::int64_t* ids) const noexcept {
+        const std::size_t off = position_of(id);
+        return off < size_ && (listed_ == 0 || ids[off] == id) ? off : npos;
+    }
+    // The slot id belongs at while positional (id - first), else npos.
+    std::size_t position_of(std::int64_t id) const noexcept {
         if (!positional_ || id < first_) return npos;  // ids are >= 0 and so is first_: no wrap below
-        const std::uint64_t off = static_cast<std::uint64_t>(id) - static_cast<std::uint64_t>(first_);
-        return off < size_ && (listed_ == 0 || ids[off] == id) ? static_cast<std::size_t>(off) : npos;
+        return static_cast<std::size_t>(static_cast<std::uint64_t>(id) - static_cast<std::uint64_t>(first_));
     }
-    bool at_home(std::int64_t id, std::size_t slot) const noexcept {
-        return positional_ && id >= first_ &&
-               static_cast<std::uint64_t>(id) - static_cast<std::uint64_t>(first_) == slot;
-    }
+    bool at_home(std::int64_t id, std::size_t slot) const noexcept { return position_of(id) == slot; }
     std::size_t find_listed(std::int64_t id, const std::int64_t* ids) const noexcept;
     std::size_t home(std::uint64_t h) const noexcept;  // h: hash(id)
     std::size_t position(std::int64_t id, const std::int64_t* ids) const noexcept;  // its entry, or npos
