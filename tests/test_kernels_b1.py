@@ -159,3 +159,21 @@ def test_every_level_matches_numpy_for_any_shape(dim, rows, seed):
         assert all(abs(_core.dot_b1(q, code, isa=isa) - r) <= 3 * bound(q) for code, r in zip(codes, ref))
         assert np.array_equal(_core.sums_rows_b1(w, codes, isa=isa), sums)
         assert np.array_equal(_core.hamming_rows_b1(codes[0], codes, isa=isa), ham)
+
+
+@pytest.mark.parametrize("isa", ["scalar"] + LEVELS)
+@pytest.mark.parametrize("dim", [1, 7, 8, 9, 63, 64, 65, 127, 128, 129, 255, 256, 257, 383, 384, 385, 448, 512, 513])
+def test_hamming_select_matches_numpy(isa, dim, rng):
+    """The batch prefilter's panel kernel (the VPOPCNTDQ one where the CPU has it, else the scalar reference): for
+    query counts around its 4-query block and row counts around its 8-row panel, each query gets exactly the rows
+    within the threshold, in row order, with their distances."""
+    for nq, rows, thr in [(1, 1, 0), (3, 7, dim), (4, 8, dim // 2), (5, 9, dim // 2), (9, 61, dim // 3 + 1)]:
+        q, x = random_codes(rng, nq, dim), random_codes(rng, rows, dim)
+        x[rows // 2] = q[0]  # a distance 0
+        ref = (signs(q, dim)[:, None, :] != signs(x, dim)[None, :, :]).sum(axis=2)
+        got = _core.hamming_select_b1(q, x, dim, thr, isa=isa)
+        assert len(got) == nq
+        for j, (found, dist) in enumerate(got):
+            want = np.flatnonzero(ref[j] <= thr)
+            np.testing.assert_array_equal(found, want)
+            np.testing.assert_array_equal(dist, ref[j][want])

@@ -399,6 +399,54 @@ PYBIND11_MODULE(_core, m) {
         },
         py::arg("q"), py::arg("x"), py::arg("isa") = "");
     m.def(
+        "hamming_select_b1",
+        [b1_rows](U8Array q, U8Array x, std::size_t dim, std::uint32_t thr, const std::string& isa) {
+            // Every query against every row through pack_panels_b1 and the panel kernel, queries in blocks of
+            // kernels::kHammingSelectQueries: per query, (rows, distances) of the rows within thr, in row order.
+            const std::size_t nb = kernels::b1_bytes(dim), words = kernels::b1_words(dim);
+            if (q.ndim() != 2 || static_cast<std::size_t>(q.shape(1)) != nb)
+                throw std::invalid_argument("hamming_select_b1: q must be (nq, ceil(dim / 8)) uint8");
+            const std::size_t nq = static_cast<std::size_t>(q.shape(0)), n = b1_rows(x, nb, "x");
+            const KernelTable& kt = table_arg(isa);
+            const std::size_t panels = (n + 7) / 8;
+            std::vector<std::uint64_t> packed(panels * words * 8), qwords(nq * words * 8);
+            kernels::pack_panels_b1(x.data(), n, dim, packed.data());
+            kernels::pack_panels_b1(q.data(), nq, dim, qwords.data());  // row i, word w at [(i/8)*words + w][i%8]
+            std::vector<std::uint64_t> qs(nq * words);
+            for (std::size_t i = 0; i < nq; ++i)
+                for (std::size_t w = 0; w < words; ++w) qs[i * words + w] = qwords[((i / 8) * words + w) * 8 + i % 8];
+            constexpr std::size_t kQ = kernels::kHammingSelectQueries;
+            std::vector<std::uint32_t> idx(kQ * panels * 8);
+            std::vector<std::uint16_t> dist(kQ * panels * 8);
+            py::list out;
+            for (std::size_t q0 = 0; q0 < nq; q0 += kQ) {
+                const std::size_t m = std::min(kQ, nq - q0);
+                std::uint32_t* ip[kQ];
+                std::uint16_t* dp[kQ];
+                std::uint32_t th[kQ];
+                std::size_t counts[kQ];
+                for (std::size_t j = 0; j < kQ; ++j) {
+                    ip[j] = idx.data() + j * panels * 8;
+                    dp[j] = dist.data() + j * panels * 8;
+                    th[j] = thr;
+                }
+                kt.hamming_select_b1(qs.data() + q0 * words, m, words, packed.data(), panels, th, ip, dp, counts);
+                for (std::size_t j = 0; j < m; ++j) {  // padding rows of the last panel are dropped, as the scan does
+                    std::vector<std::uint32_t> r;
+                    std::vector<std::uint16_t> d;
+                    for (std::size_t c = 0; c < counts[j]; ++c)
+                        if (ip[j][c] < n) {
+                            r.push_back(ip[j][c]);
+                            d.push_back(dp[j][c]);
+                        }
+                    out.append(py::make_tuple(py::array_t<std::uint32_t>(r.size(), r.data()),
+                                              py::array_t<std::uint16_t>(d.size(), d.data())));
+                }
+            }
+            return out;
+        },
+        py::arg("q"), py::arg("x"), py::arg("dim"), py::arg("thr"), py::arg("isa") = "");
+    m.def(
         "dot_b1",
         [](F32Array q, U8Array code, const std::string& isa) {
             if (q.ndim() != 1 || code.ndim() != 1 ||

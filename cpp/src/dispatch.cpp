@@ -35,7 +35,7 @@ using namespace kernels;
 constexpr bool complete(const KernelTable& t) {
     return t.name && t.dot_f32 && t.dot_rows_f32 && t.gemm_f32 && t.gemm_mr && t.gemm_nr && t.select_ge_f32 &&
            t.pack_nr_f32 && t.i8_name && t.dot_i8 && t.dot_rows_i8 && t.gemm_i8 && t.gemm_i8_mr && t.gemm_i8_nr &&
-           t.b1_name && t.hamming_b1 && t.hamming_rows_b1 && t.dot_b1 && t.sums_rows_b1;
+           t.b1_name && t.hamming_b1 && t.hamming_rows_b1 && t.dot_b1 && t.sums_rows_b1 && t.hamming_select_b1;
 }
 // Under AddressSanitizer GCC does not treat a function's address as a constant, so there the check runs when the
 // library loads (a table left incomplete aborts at once rather than crashing at its first call).
@@ -70,6 +70,7 @@ constexpr KernelTable kScalarTable = [] {
     t.hamming_rows_b1 = hamming_rows_b1_scalar;
     t.dot_b1 = dot_b1_scalar;
     t.sums_rows_b1 = sums_rows_b1_scalar;
+    t.hamming_select_b1 = hamming_select_b1_scalar;  // the batch prefilter runs where popcount is fast only
     return t;
 }();
 SIMDEX_CHECK_COMPLETE(kScalarTable);
@@ -97,6 +98,7 @@ constexpr KernelTable kAvx2Table = [] {
     t.hamming_rows_b1 = hamming_rows_b1_avx2;
     t.dot_b1 = dot_b1_avx2;
     t.sums_rows_b1 = sums_rows_b1_avx2;
+    t.hamming_select_b1 = hamming_select_b1_scalar;  // the batch prefilter runs where popcount is fast only
     return t;
 }();
 SIMDEX_CHECK_COMPLETE(kAvx2Table);
@@ -163,6 +165,8 @@ constexpr KernelTable with_vpopcntdq(KernelTable t) {
     t.b1_name = "avx512+vpopcntdq";
     t.hamming_b1 = hamming_b1_avx512_vpopcntdq;
     t.hamming_rows_b1 = hamming_rows_b1_avx512_vpopcntdq;
+    t.hamming_select_b1 = hamming_select_b1_avx512_vpopcntdq;
+    t.hamming_prefilter = true;
     return t;
 }
 constexpr KernelTable kAvx512PopcntTable = with_vpopcntdq(kAvx512Table);
@@ -196,6 +200,7 @@ constexpr KernelTable kNeonTable = [] {
     t.hamming_rows_b1 = hamming_rows_b1_neon;
     t.dot_b1 = dot_b1_neon;
     t.sums_rows_b1 = sums_rows_b1_neon;
+    t.hamming_select_b1 = hamming_select_b1_scalar;  // the batch prefilter runs where popcount is fast only
     return t;
 }();
 SIMDEX_CHECK_COMPLETE(kNeonTable);

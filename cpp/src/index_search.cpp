@@ -14,6 +14,7 @@
 #include "simdex/index.hpp"
 #include "simdex/ivf_scan.hpp"
 #include "simdex/scan.hpp"
+#include "simdex/thread_pool.hpp"
 #include "simdex/topk.hpp"
 
 namespace simdex {
@@ -223,23 +224,54 @@ void FlatIndex::search_b1(const KernelTable& kt, const float* queries, std::size
     }
     if (!bits_.trained() || ids_.size() == 0) return;
 
-    // Queries become float weights and a constant <q, c> each (binary.hpp).
-    std::vector<float> weights(nq * dim_);
-    std::vector<double> offset_term(nq);
-    for (std::size_t i = 0; i < nq; ++i)
-        bits_.encode_query(queries + i * dim_, weights.data() + i * dim_, &offset_term[i]);
-
-    // The scan ranks by the kernel's sums; min_score applies to final scores (finish_codes).
+    // Queries become float weights and a constant <q, c> each (binary.hpp); the scan ranks by the kernel's sums,
+    // and min_score applies to final scores (finish_codes).
     SearchParams sp = p;
     sp.k = p.rescore ? std::min(p.k * p.rescore, std::max(p.k, ids_.size())) : p.k;  // no more candidates than rows
     sp.min_score = -std::numeric_limits<float>::infinity();
     sp.rescore = 0;
-    std::vector<float> sums(nq * sp.k);
-    std::vector<std::int64_t> found(nq * sp.k);
     const ScanViewB1 all{reinterpret_cast<const std::uint8_t*>(codes_unlocked()), ids_.data(), ids_.size(), dim_,
                          nullptr};
-    b1_candidates(kt, all, slots, queries, weights.data(), nq, sp, sums.data(), found.data());
-    finish_codes(kt, queries, nq, p, sp.k, sums.data(), found.data(), nullptr, offset_term.data(), scores, ids);
+    const auto answer = [&](const float* qs, std::size_t n, std::vector<std::vector<HammingNear>>* pools,
+                            float* out_scores, std::int64_t* out_ids) {
+        std::vector<float> weights(n * dim_);
+        std::vector<double> offset_term(n);
+        for (std::size_t i = 0; i < n; ++i)
+            bits_.encode_query(qs + i * dim_, weights.data() + i * dim_, &offset_term[i]);
+        std::vector<float> sums(n * sp.k);
+        std::vector<std::int64_t> found(n * sp.k);
+        b1_candidates(kt, all, slots, qs, weights.data(), n, sp, pools, sums.data(), found.data());
+        finish_codes(kt, qs, n, p, sp.k, sums.data(), found.data(), nullptr, offset_term.data(), out_scores, out_ids);
+    };
+    std::vector<std::vector<HammingNear>> pools;  // filled when the batch took the Hamming prefilter
+    answer(queries, nq, &pools, scores, ids);
+    if (pools.empty()) return;
+    // A query is answered from its Hamming pool only when the rows it returns all lie among the nearer
+    // 1 / kB1HammingTrustShare of the pool, or the pool holds every row: where its best rows spread through the
+    // pool (a query unlike the data), rows past the pool may belong too, and the full scan answers it instead.
+    const std::size_t pool_size = std::max(kB1HammingPool, std::min(ids_.size(), 2 * sp.k + kB1PoolExtra));
+    std::vector<std::size_t> rest;
+    for (std::size_t i = 0; i < nq; ++i) {
+        const std::vector<HammingNear>& near = pools[i];
+        if (near.size() < pool_size) continue;
+        std::uint32_t deepest = 0;
+        for (std::size_t j = 0; j < p.k && ids[i * p.k + j] >= 0; ++j)
+            for (const HammingNear& h : near)
+                if (h.id == ids[i * p.k + j]) deepest = std::max(deepest, h.dist);
+        std::size_t nearer = 0;
+        for (const HammingNear& h : near) nearer += h.dist < deepest;
+        if (nearer * kB1HammingTrustShare > near.size()) rest.push_back(i);
+    }
+    if (rest.empty()) return;
+    const std::size_t m = rest.size();
+    std::vector<float> sub(m * dim_), sub_scores(m * p.k);
+    std::vector<std::int64_t> sub_ids(m * p.k);
+    for (std::size_t j = 0; j < m; ++j) std::memcpy(&sub[j * dim_], queries + rest[j] * dim_, dim_ * sizeof(float));
+    answer(sub.data(), m, nullptr, sub_scores.data(), sub_ids.data());
+    for (std::size_t j = 0; j < m; ++j) {
+        std::memcpy(scores + rest[j] * p.k, &sub_scores[j * p.k], p.k * sizeof(float));
+        std::memcpy(ids + rest[j] * p.k, &sub_ids[j * p.k], p.k * sizeof(std::int64_t));
+    }
 }
 
 namespace {
@@ -257,17 +289,89 @@ std::vector<T> round_weights(const float* weights, std::size_t nq, std::size_t d
     }
     return out;
 }
+
+bool by_rank(const std::pair<float, std::int64_t>& a, const std::pair<float, std::int64_t>& b) {
+    return ranks_before(a.first, a.second, b.first, b.second);
+}
+
+// Writes the sp.k best of cand (exact asymmetric scores) as query i's row of sums / found.
+void write_best(std::vector<std::pair<float, std::int64_t>>& cand, std::size_t i, std::size_t k, float* sums,
+                std::int64_t* found) {
+    const std::size_t keep = std::min(k, cand.size());
+    std::partial_sort(cand.begin(), cand.begin() + keep, cand.end(), by_rank);
+    for (std::size_t j = 0; j < k; ++j) {
+        sums[i * k + j] = j < keep ? cand[j].first : -kInf;
+        found[i * k + j] = j < keep ? cand[j].second : -1;
+    }
+}
 }  // namespace
+
+void FlatIndex::b1_hamming_pools(const KernelTable& kt, const ScanViewB1& all, const std::vector<std::size_t>* slots,
+                                 const float* weights, std::size_t nq, std::size_t gk, const SearchParams& sp,
+                                 std::vector<std::vector<HammingNear>>* pools, float* sums, std::int64_t* found) const {
+    const std::size_t words = kernels::b1_words(dim_), pool = std::max(kB1HammingPool, gk);
+    std::vector<std::uint64_t> signs(nq * words, 0);
+    for (std::size_t i = 0; i < nq; ++i)
+        for (std::size_t d = 0; d < dim_; ++d)
+            if (weights[i * dim_ + d] > 0.0f) signs[i * words + d / 64] |= std::uint64_t(1) << (d % 64);
+    with_filter(all, slots, [&](const ScanViewB1& v) {
+        run_hamming_pool_b1(kt, v, signs.data(), nq, pool, pools, sp.interrupt);
+    });
+    // Each pool ranked by the integer sums, as a single query's scan ranks its rows; its gk best then by dot_b1.
+    const std::uint8_t* codes = reinterpret_cast<const std::uint8_t*>(codes_unlocked());
+    const std::size_t cols = code_cols();
+    const auto w16 = round_weights<std::int16_t>(weights, nq, dim_, float(kernels::kB1WeightMax));
+    constexpr std::size_t kQueriesPerTask = 16;
+    const std::size_t workers = num_threads();
+    struct Scratch {
+        std::vector<std::pair<float, std::int64_t>> cand;
+        std::vector<std::uint8_t> rows;
+        std::vector<float> sums;
+        std::vector<std::uint32_t> order;
+    };
+    std::vector<Scratch> scratch(workers);
+    parallel_for(
+        (nq + kQueriesPerTask - 1) / kQueriesPerTask, workers,
+        [&](std::size_t t, std::size_t w) {
+            Scratch& s = scratch[w];
+            for (std::size_t i = t * kQueriesPerTask; i < std::min(nq, (t + 1) * kQueriesPerTask); ++i) {
+                const std::vector<HammingNear>& near = (*pools)[i];
+                const std::size_t n = near.size();
+                s.rows.resize(n * cols);
+                s.sums.resize(n);
+                for (std::size_t j = 0; j < n; ++j)
+                    std::memcpy(s.rows.data() + j * cols, codes + slot_of(near[j].id) * cols, cols);
+                kt.sums_rows_b1(w16.data() + i * dim_, s.rows.data(), n, dim_, s.sums.data());
+                s.order.resize(n);
+                for (std::size_t j = 0; j < n; ++j) s.order[j] = static_cast<std::uint32_t>(j);
+                const auto before = [&](std::uint32_t a, std::uint32_t b) {
+                    return ranks_before(s.sums[a], near[a].id, s.sums[b], near[b].id);
+                };
+                const std::size_t keep = std::min(gk, n);
+                std::nth_element(s.order.begin(), s.order.begin() + keep, s.order.end(), before);
+                s.cand.clear();
+                for (std::size_t j = 0; j < keep; ++j) {
+                    const std::int64_t id = near[s.order[j]].id;
+                    s.cand.emplace_back(kt.dot_b1(weights + i * dim_, codes + slot_of(id) * cols, dim_), id);
+                }
+                write_best(s.cand, i, sp.k, sums, found);
+            }
+        },
+        sp.interrupt);
+}
 
 void FlatIndex::b1_candidates(const KernelTable& kt, const ScanViewB1& all, const std::vector<std::size_t>* slots,
                               const float* queries, const float* weights, std::size_t nq, const SearchParams& sp,
-                              float* sums, std::int64_t* found) const {
+                              std::vector<std::vector<HammingNear>>* pools, float* sums, std::int64_t* found) const {
     // The rounded weights rank a wider pool; the pool's exact asymmetric scores (dot_b1 on the float weights) then
     // pick the sp.k best, so single queries and batches return the same rows unless a row of the true top sp.k
     // falls out of the pool (rounding moves a score by at most step / 2 * dim; measured on real embeddings, 2 *
     // sp.k + 16 lost none).
     SearchParams gp = sp;
     gp.k = std::min(ids_.size(), 2 * sp.k + kB1PoolExtra);
+    // Hamming ranks well only with enough bits, and pays only past a few pools of rows.
+    if (pools && !ivf_ && nq > 1 && kt.hamming_prefilter && dim_ >= kB1HammingMinDim && all.n >= kB1HammingMinRows)
+        return b1_hamming_pools(kt, all, slots, weights, nq, gp.k, sp, pools, sums, found);
     std::vector<float> dots(nq * gp.k);
     std::vector<std::int64_t> pool(nq * gp.k);
     // A partitioned index scans the probed lists with the integer sums (no GEMM path for lists yet).
@@ -289,22 +393,17 @@ void FlatIndex::b1_candidates(const KernelTable& kt, const ScanViewB1& all, cons
                 run_search_b1(kt, v, w16.data(), nq, gp, dots.data(), pool.data());
         });
     }
+    // The pool's exact asymmetric scores.
     const std::uint8_t* codes = reinterpret_cast<const std::uint8_t*>(codes_unlocked());
     const std::size_t cols = code_cols();
     std::vector<std::pair<float, std::int64_t>> cand;
     for (std::size_t i = 0; i < nq; ++i) {
         cand.clear();
-        for (std::size_t j = 0; j < gp.k && pool[i * gp.k + j] >= 0; ++j) {
-            const std::int64_t id = pool[i * gp.k + j];
+        for (std::size_t c = 0; c < gp.k && pool[i * gp.k + c] >= 0; ++c) {
+            const std::int64_t id = pool[i * gp.k + c];
             cand.emplace_back(kt.dot_b1(weights + i * dim_, codes + slot_of(id) * cols, dim_), id);
         }
-        std::sort(cand.begin(), cand.end(), [](const auto& a, const auto& b) {
-            return ranks_before(a.first, a.second, b.first, b.second);
-        });
-        for (std::size_t j = 0; j < sp.k; ++j) {
-            sums[i * sp.k + j] = j < cand.size() ? cand[j].first : -kInf;
-            found[i * sp.k + j] = j < cand.size() ? cand[j].second : -1;
-        }
+        write_best(cand, i, sp.k, sums, found);
     }
 }
 

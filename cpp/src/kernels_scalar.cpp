@@ -133,6 +133,55 @@ void hamming_rows_b1_scalar(const std::uint8_t* q, const std::uint8_t* x, std::s
     for (std::size_t r = 0; r < rows; ++r) out[r] = hamming_b1_scalar(q, x + r * nbytes, nbytes);
 }
 
+void pack_panels_b1(const std::uint8_t* x, std::size_t rows, std::size_t dim, std::uint64_t* out) noexcept {
+    const std::size_t nbytes = b1_bytes(dim), words = b1_words(dim), panels = (rows + 7) / 8;
+    if (nbytes % 8 == 0) {  // whole words (dim a multiple of 64): copied as they are (little-endian, like the bytes)
+        for (std::size_t p = 0; p < panels; ++p)
+            for (std::size_t lane = 0; lane < kHammingPanelRows; ++lane) {
+                const std::size_t r = p * kHammingPanelRows + lane;
+                for (std::size_t w = 0; w < words; ++w) {
+                    std::uint64_t v = 0;
+                    if (r < rows) std::memcpy(&v, x + r * nbytes + 8 * w, 8);
+                    out[(p * words + w) * kHammingPanelRows + lane] = v;
+                }
+            }
+        return;
+    }
+    for (std::size_t p = 0; p < panels; ++p)
+        for (std::size_t lane = 0; lane < kHammingPanelRows; ++lane) {
+            const std::size_t r = p * kHammingPanelRows + lane;
+            for (std::size_t w = 0; w < words; ++w) {
+                std::uint64_t v = 0;
+                if (r < rows) {
+                    const std::size_t b0 = w * 8, nb = nbytes - b0 < 8 ? nbytes - b0 : 8;
+                    for (std::size_t b = 0; b < nb; ++b) v |= std::uint64_t(x[r * nbytes + b0 + b]) << (8 * b);
+                }
+                out[(p * words + w) * kHammingPanelRows + lane] = v;
+            }
+        }
+}
+
+void hamming_select_b1_scalar(const std::uint64_t* q, std::size_t nq, std::size_t words, const std::uint64_t* panels,
+                              std::size_t n_panels, const std::uint32_t* thr, std::uint32_t* const* idx,
+                              std::uint16_t* const* dist, std::size_t* counts) noexcept {
+    for (std::size_t j = 0; j < nq; ++j) {
+        std::size_t c = 0;
+        for (std::size_t p = 0; p < n_panels; ++p)
+            for (std::size_t lane = 0; lane < kHammingPanelRows; ++lane) {
+                std::uint32_t d = 0;
+                for (std::size_t w = 0; w < words; ++w) {
+                    std::uint64_t v = q[j * words + w] ^ panels[(p * words + w) * kHammingPanelRows + lane];
+                    for (; v; v &= v - 1) ++d;
+                }
+                if (d <= thr[j]) {
+                    idx[j][c] = static_cast<std::uint32_t>(p * kHammingPanelRows + lane);
+                    dist[j][c++] = static_cast<std::uint16_t>(d);
+                }
+            }
+        counts[j] = c;
+    }
+}
+
 float dot_b1_scalar(const float* q, const std::uint8_t* code, std::size_t dim) noexcept {
     float s = 0.0f;
     for (std::size_t d = 0; d < dim; ++d) s += (code[d / 8] >> (d % 8)) & 1u ? q[d] : -q[d];

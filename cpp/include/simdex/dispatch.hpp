@@ -32,6 +32,8 @@ struct KernelTable {
     kernels::HammingRowsB1Fn hamming_rows_b1;
     kernels::DotB1Fn dot_b1;
     kernels::SumsRowsB1Fn sums_rows_b1;
+    kernels::HammingSelectB1Fn hamming_select_b1;
+    bool hamming_prefilter = false;  // batches rank binary rows by Hamming first (fast popcount: VPOPCNTDQ)
 };
 
 const char* isa_name(Isa isa) noexcept;

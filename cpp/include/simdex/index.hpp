@@ -98,6 +98,7 @@ struct MemoryUsage {
 };
 template <class T>
 struct RowsView;
+struct HammingNear;  // scan.hpp
 
 // A section the Python layer keeps in the index file beside the vectors (an index pre-transform's parameters and
 // matrices). Only names listed in io.cpp (kExtraSections, docs/format.md) are accepted.
@@ -258,11 +259,23 @@ class FlatIndex {
     // Binary (index_search.cpp): the query weights rounded to integers rank a pool of 2 * sp.k + kB1PoolExtra
     // rows per query (a batch: int8 weights in the int8 GEMM; a single query, or the probed lists of a partitioned
     // index: int16 weights in the integer-sum scan), whose exact asymmetric scores pick the sp.k best (sums /
-    // found: nq x sp.k, best first). queries: as search got them (normalized under cosine), for probing.
+    // found: nq x sp.k, best first). queries: as search got them (normalized under cosine), for probing. pools:
+    // when not null, a batch may take the Hamming prefilter (b1_hamming_pools), which fills it.
     static constexpr std::size_t kB1PoolExtra = 16;
     void b1_candidates(const KernelTable& kt, const RowsView<std::uint8_t>& all, const std::vector<std::size_t>* slots,
                        const float* queries, const float* weights, std::size_t nq, const SearchParams& sp,
-                       float* sums, std::int64_t* found) const;
+                       std::vector<std::vector<HammingNear>>* pools, float* sums, std::int64_t* found) const;
+    // Where popcount is fast, a batch first keeps each query's kB1HammingPool rows nearest in Hamming distance to
+    // its weights' signs (run_hamming_pool_b1, into pools) and ranks those as a single query ranks its rows (the
+    // integer sums, then dot_b1 on the gk best). search_b1 then keeps a query's answer only if its rows lie in the
+    // nearer 1 / kB1HammingTrustShare of its pool. On real-minilm (bench/README_quant.md) 500 kept recall@10 at
+    // R = 4 / 10 within 0.0005 of ranking every row.
+    static constexpr std::size_t kB1HammingPool = 500, kB1HammingTrustShare = 4;
+    static constexpr std::size_t kB1HammingMinDim = 256, kB1HammingMinRows = 8 * kB1HammingPool;
+    void b1_hamming_pools(const KernelTable& kt, const RowsView<std::uint8_t>& all,
+                          const std::vector<std::size_t>* slots, const float* weights, std::size_t nq, std::size_t gk,
+                          const SearchParams& sp, std::vector<std::vector<HammingNear>>* pools, float* sums,
+                          std::int64_t* found) const;
     bool has_codes() const noexcept { return dtype_ != Dtype::float32; }
     const std::int8_t* tier_unlocked() const noexcept { return base_ ? base_tier_ : tier_.data(); }
     // keep_int8_: the exact score of query q against the decoded int8 row at slot (the rescore of that tier).

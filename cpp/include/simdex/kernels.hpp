@@ -108,6 +108,26 @@ inline constexpr std::size_t kB1Chunk = 512;  // 512 / 8 lanes * 511 <= 32767
 using SumsRowsB1Fn = void (*)(const std::int16_t* w, const std::uint8_t* x, std::size_t rows, std::size_t dim,
                               float* out) noexcept;
 
+// The batch prefilter (Hamming between query sign bits and codes): rows are packed 8 to a panel, [panel][word][8]
+// uint64 words (pack_panels_b1), queries are `words` uint64 words each. For each of nq <= kHammingSelectQueries
+// queries j, the panel rows r (panel * 8 + lane) with distance <= thr[j] are written to idx[j] / dist[j] (room for
+// n_panels * 8 each; padding rows of a last panel count too, the caller drops them) and their number to counts[j].
+inline constexpr std::size_t kHammingPanelRows = 8, kHammingSelectQueries = 4;
+using HammingSelectB1Fn = void (*)(const std::uint64_t* q, std::size_t nq, std::size_t words,
+                                   const std::uint64_t* panels, std::size_t n_panels, const std::uint32_t* thr,
+                                   std::uint32_t* const* idx, std::uint16_t* const* dist, std::size_t* counts) noexcept;
+// Packs rows [0, rows) of codes (b1_bytes(dim) bytes each) into ceil(rows / 8) panels of words = ceil(dim / 64)
+// words per row (zero past dim and for missing rows).
+void pack_panels_b1(const std::uint8_t* x, std::size_t rows, std::size_t dim, std::uint64_t* out) noexcept;
+inline constexpr std::size_t b1_words(std::size_t dim) noexcept { return (dim + 63) / 64; }
+void hamming_select_b1_scalar(const std::uint64_t* q, std::size_t nq, std::size_t words, const std::uint64_t* panels,
+                              std::size_t n_panels, const std::uint32_t* thr, std::uint32_t* const* idx,
+                              std::uint16_t* const* dist, std::size_t* counts) noexcept;
+void hamming_select_b1_avx512_vpopcntdq(const std::uint64_t* q, std::size_t nq, std::size_t words,
+                                        const std::uint64_t* panels, std::size_t n_panels, const std::uint32_t* thr,
+                                        std::uint32_t* const* idx, std::uint16_t* const* dist,
+                                        std::size_t* counts) noexcept;
+
 #define SIMDEX_DECLARE_B1_HAMMING(isa)                                                                       \
     std::uint32_t hamming_b1_##isa(const std::uint8_t* a, const std::uint8_t* b, std::size_t nbytes) noexcept; \
     void hamming_rows_b1_##isa(const std::uint8_t* q, const std::uint8_t* x, std::size_t rows, std::size_t nbytes, \

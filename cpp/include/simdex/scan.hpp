@@ -68,6 +68,16 @@ namespace simdex {
 // each row's set bits (kernels::SumsRowsB1Fn), best first, ties to the lower id; p.min_score applies to them.
 void run_search_b1(const KernelTable& kt, const ScanViewB1& v, const std::int16_t* weights, std::size_t nq,
                    const SearchParams& p, float* scores, std::int64_t* ids);
+// The batch prefilter where popcount is fast (KernelTable::hamming_prefilter): for each of nq queries (sign bits,
+// kernels::b1_words(dim) words each), the rows of v (allowed ones) nearest in Hamming distance: the `pool`
+// nearest, with rows tied at the cut kept up to 2 * pool (the lower ids first). (*out)[q] in no order; fewer than
+// `pool` entries means every allowed row.
+struct HammingNear {
+    std::int64_t id;
+    std::uint32_t dist;
+};
+void run_hamming_pool_b1(const KernelTable& kt, const ScanViewB1& v, const std::uint64_t* qbits, std::size_t nq,
+                         std::size_t pool, std::vector<std::vector<HammingNear>>* out, const InterruptFn& interrupt);
 // The batch path: queries are nq x dim int8 weights (at most kernels::kMaxI8Depth dims), the rows' bits expanded
 // to +-1 int8 per database tile and scored by the int8 GEMM micro-kernel. scores: the integer sums <u, +-1>.
 void run_search_b1_gemm(const KernelTable& kt, const ScanViewB1& v, const std::int8_t* queries, std::size_t nq,
