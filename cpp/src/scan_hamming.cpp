@@ -18,9 +18,13 @@ namespace {
 
 constexpr std::size_t kTileRows = 4096;  // rows packed into panels per task (about 200 KB at 384 bits)
 
+// A row of the view and its distance, in one 64-bit word (two narrower fields, stored apart and read back as one,
+// stalled the store forwarding on every add).
 struct Candidate {
-    std::uint16_t dist;
-    std::uint32_t row;  // in the view
+    std::uint64_t bits;
+    Candidate(std::uint32_t dist, std::uint32_t row) : bits(std::uint64_t(dist) << 32 | row) {}
+    std::uint32_t dist() const noexcept { return static_cast<std::uint32_t>(bits >> 32); }
+    std::uint32_t row() const noexcept { return static_cast<std::uint32_t>(bits); }
 };
 
 // One query's candidates: every row seen with distance <= thr, thr never below the pool-th smallest seen.
@@ -33,7 +37,7 @@ class NearestList {
     std::uint32_t threshold() const noexcept { return thr_; }
     void add(std::uint16_t dist, std::uint32_t row) {
         if (dist > thr_) return;
-        items_.push_back({dist, row});
+        items_.emplace_back(dist, row);
         ++hist_[dist];
         if (items_.size() > 2 * pool_) prune();
     }
@@ -44,7 +48,7 @@ class NearestList {
         while (t < thr_ && kept + hist_[t] < pool_) kept += hist_[t++];
         for (std::uint32_t d = t + 1; d <= thr_; ++d) hist_[d] = 0;
         thr_ = t;
-        items_.erase(std::remove_if(items_.begin(), items_.end(), [t](const Candidate& c) { return c.dist > t; }),
+        items_.erase(std::remove_if(items_.begin(), items_.end(), [t](const Candidate& c) { return c.dist() > t; }),
                      items_.end());
     }
     const std::vector<Candidate>& items() const noexcept { return items_; }
@@ -113,17 +117,18 @@ std::vector<NearestList> scan(const KernelTable& kt, const ScanViewB1& v, const 
         merged.emplace_back(v.dim, pool, thr0[q]);
         for (const Worker& s : ws)
             if (!s.lists.empty())
-                for (const Candidate& c : s.lists[q].items()) merged[q].add(c.dist, c.row);
+                for (const Candidate& c : s.lists[q].items()) merged[q].add(c.dist(), c.row());
         merged[q].prune();
     }
     return merged;
 }
 
-// Each query's starting threshold: the distance under which an evenly spaced sample of the rows holds twice the
-// pool's share of it (the whole index when it is small).
+// Each query's starting threshold: the distance under which an evenly spaced sample of the rows holds
+// kStartPools times the pool's share of it (the whole index when it is small). Set high on purpose: a start too
+// low costs the query a second scan of every row, one too high only candidates that the list's first prune drops.
 std::vector<std::uint32_t> start_thresholds(const KernelTable& kt, const ScanViewB1& v, const std::uint64_t* qbits,
-                                            std::size_t nq, std::size_t pool) {
-    constexpr std::size_t kSampleRowsPerPool = 8;
+                                            std::size_t nq, std::size_t pool, const InterruptFn& interrupt) {
+    constexpr std::size_t kSampleRowsPerPool = 8, kStartPools = 4;
     std::vector<std::uint32_t> thr(nq, std::uint32_t(v.dim));
     const std::size_t sample = kSampleRowsPerPool * pool;
     if (v.n <= 2 * sample) return thr;
@@ -131,27 +136,25 @@ std::vector<std::uint32_t> start_thresholds(const KernelTable& kt, const ScanVie
     std::vector<std::uint8_t> rows(sample * nbytes);
     for (std::size_t i = 0; i < sample; ++i)
         std::memcpy(rows.data() + i * nbytes, v.data + (i * v.n / sample) * nbytes, nbytes);
-    std::vector<std::uint64_t> panels((sample + 7) / 8 * 8 * words);
-    kernels::pack_panels_b1(rows.data(), sample, v.dim, panels.data());
-    const std::size_t want = (2 * pool * sample + v.n - 1) / v.n;  // twice the pool's share of the sample
-    std::vector<std::uint32_t> idx(panels.size() / words);  // a slot for every panel row, padding included
-    std::vector<std::uint16_t> dist(panels.size() / words);
-    std::vector<std::uint32_t> hist(v.dim + 1);
-    for (std::size_t q = 0; q < nq; ++q) {
-        const std::uint32_t all = std::uint32_t(v.dim);
-        std::uint32_t* ip = idx.data();
-        std::uint16_t* dp = dist.data();
-        std::size_t count = 0;
-        kt.hamming_select_b1(qbits + q * words, 1, words, panels.data(), panels.size() / (8 * words), &all, &ip, &dp,
-                             &count);
-        std::fill(hist.begin(), hist.end(), 0);
-        for (std::size_t c = 0; c < count; ++c)
-            if (idx[c] < sample) ++hist[dist[c]];
-        std::size_t seen = 0;
-        std::uint32_t t = 0;
-        while (t < v.dim && seen + hist[t] < want) seen += hist[t++];
-        thr[q] = t;
-    }
+    const std::size_t want = (kStartPools * pool * sample + v.n - 1) / v.n;
+    constexpr std::size_t kQueriesPerTask = 64;
+    parallel_for(
+        (nq + kQueriesPerTask - 1) / kQueriesPerTask, num_threads(),
+        [&](std::size_t t, std::size_t) {
+            std::vector<std::uint32_t> dist(sample), hist(v.dim + 1);
+            for (std::size_t q = t * kQueriesPerTask; q < std::min(nq, (t + 1) * kQueriesPerTask); ++q) {
+                // The query's words are its bytes (little-endian), the layout the row kernels read.
+                kt.hamming_rows_b1(reinterpret_cast<const std::uint8_t*>(qbits + q * words), rows.data(), sample,
+                                   nbytes, dist.data());
+                std::fill(hist.begin(), hist.end(), 0);
+                for (std::uint32_t d : dist) ++hist[d];
+                std::size_t seen = 0;
+                std::uint32_t d = 0;
+                while (d < v.dim && seen + hist[d] < want) seen += hist[d++];
+                thr[q] = d;
+            }
+        },
+        interrupt);
     return thr;
 }
 
@@ -160,7 +163,7 @@ std::vector<std::uint32_t> start_thresholds(const KernelTable& kt, const ScanVie
 void run_hamming_pool_b1(const KernelTable& kt, const ScanViewB1& v, const std::uint64_t* qbits, std::size_t nq,
                          std::size_t pool, std::vector<std::vector<HammingNear>>* out, const InterruptFn& interrupt) {
     const std::size_t words = kernels::b1_words(v.dim);
-    std::vector<std::uint32_t> thr0 = start_thresholds(kt, v, qbits, nq, pool);
+    std::vector<std::uint32_t> thr0 = start_thresholds(kt, v, qbits, nq, pool, interrupt);
     std::vector<NearestList> lists = scan(kt, v, qbits, nq, pool, thr0, interrupt);
     // Queries whose start was too low: scanned again from the top.
     std::vector<std::size_t> again;
@@ -179,11 +182,11 @@ void run_hamming_pool_b1(const KernelTable& kt, const ScanViewB1& v, const std::
         std::vector<Candidate>& all = lists[q].items();
         if (all.size() > 2 * pool)  // ties at the threshold: the nearest first, then the lower id
             std::nth_element(all.begin(), all.begin() + 2 * pool, all.end(), [&](const Candidate& a, const Candidate& b) {
-                return a.dist != b.dist ? a.dist < b.dist : v.ids[a.row] < v.ids[b.row];
+                return a.dist() != b.dist() ? a.dist() < b.dist() : v.ids[a.row()] < v.ids[b.row()];
             });
         auto& near = (*out)[q];
         near.resize(std::min(all.size(), 2 * pool));
-        for (std::size_t c = 0; c < near.size(); ++c) near[c] = {v.ids[all[c].row], all[c].dist};
+        for (std::size_t c = 0; c < near.size(); ++c) near[c] = {v.ids[all[c].row()], all[c].dist()};
     }
 }
 
