@@ -13,6 +13,7 @@
 #include "simdex/dispatch.hpp"
 #include "simdex/index.hpp"
 #include "simdex/ivf_scan.hpp"
+#include "simdex/prefetch.hpp"
 #include "simdex/scan.hpp"
 #include "simdex/thread_pool.hpp"
 #include "simdex/topk.hpp"
@@ -328,6 +329,7 @@ void FlatIndex::b1_hamming_pools(const KernelTable& kt, const ScanViewB1& all, c
         std::vector<std::uint8_t> rows;
         std::vector<float> sums;
         std::vector<std::uint32_t> order;
+        std::vector<const std::uint8_t*> at;
     };
     std::vector<Scratch> scratch(workers);
     parallel_for(
@@ -339,8 +341,17 @@ void FlatIndex::b1_hamming_pools(const KernelTable& kt, const ScanViewB1& all, c
                 const std::size_t n = near.size();
                 s.rows.resize(n * cols);
                 s.sums.resize(n);
-                for (std::size_t j = 0; j < n; ++j)
-                    std::memcpy(s.rows.data() + j * cols, codes + slot_of(near[j].id) * cols, cols);
+                // The rows, gathered from the codes with the lines a few rows ahead asked for early.
+                constexpr std::size_t kAhead = 8;
+                s.at.resize(n);
+                for (std::size_t j = 0; j < n; ++j) s.at[j] = codes + slot_of(near[j].id) * cols;
+                for (std::size_t j = 0; j < n; ++j) {
+                    if (j + kAhead < n) {
+                        prefetch_line(s.at[j + kAhead]);
+                        prefetch_line(s.at[j + kAhead] + cols - 1);
+                    }
+                    std::memcpy(s.rows.data() + j * cols, s.at[j], cols);
+                }
                 kt.sums_rows_b1(w16.data() + i * dim_, s.rows.data(), n, dim_, s.sums.data());
                 s.order.resize(n);
                 for (std::size_t j = 0; j < n; ++j) s.order[j] = static_cast<std::uint32_t>(j);

@@ -61,6 +61,18 @@ class NearestList {
     std::size_t pool_;
 };
 
+// fn(q) for every query, blocks of queries spread over the pool of threads.
+template <class Fn>
+void for_each_query(std::size_t nq, Fn&& fn, const InterruptFn& interrupt) {
+    constexpr std::size_t kQueriesPerTask = 32;
+    parallel_for(
+        (nq + kQueriesPerTask - 1) / kQueriesPerTask, num_threads(),
+        [&](std::size_t t, std::size_t) {
+            for (std::size_t q = t * kQueriesPerTask; q < std::min(nq, (t + 1) * kQueriesPerTask); ++q) fn(q);
+        },
+        interrupt);
+}
+
 struct Worker {
     std::vector<NearestList> lists;
     std::vector<std::uint64_t> panels;
@@ -113,13 +125,13 @@ std::vector<NearestList> scan(const KernelTable& kt, const ScanViewB1& v, const 
     // A row within any worker's threshold is within the merged one or not needed.
     std::vector<NearestList> merged;
     merged.reserve(nq);
-    for (std::size_t q = 0; q < nq; ++q) {
-        merged.emplace_back(v.dim, pool, thr0[q]);
+    for (std::size_t q = 0; q < nq; ++q) merged.emplace_back(v.dim, pool, thr0[q]);
+    for_each_query(nq, [&](std::size_t q) {
         for (const Worker& s : ws)
             if (!s.lists.empty())
                 for (const Candidate& c : s.lists[q].items()) merged[q].add(c.dist(), c.row());
         merged[q].prune();
-    }
+    }, interrupt);
     return merged;
 }
 
@@ -178,7 +190,7 @@ void run_hamming_pool_b1(const KernelTable& kt, const ScanViewB1& v, const std::
         for (std::size_t j = 0; j < again.size(); ++j) lists[again[j]] = std::move(redo[j]);
     }
     out->assign(nq, {});
-    for (std::size_t q = 0; q < nq; ++q) {
+    for_each_query(nq, [&](std::size_t q) {
         std::vector<Candidate>& all = lists[q].items();
         if (all.size() > 2 * pool)  // ties at the threshold: the nearest first, then the lower id
             std::nth_element(all.begin(), all.begin() + 2 * pool, all.end(), [&](const Candidate& a, const Candidate& b) {
@@ -187,7 +199,7 @@ void run_hamming_pool_b1(const KernelTable& kt, const ScanViewB1& v, const std::
         auto& near = (*out)[q];
         near.resize(std::min(all.size(), 2 * pool));
         for (std::size_t c = 0; c < near.size(); ++c) near[c] = {v.ids[all[c].row()], all[c].dist()};
-    }
+    }, interrupt);
 }
 
 }  // namespace simdex
