@@ -73,3 +73,17 @@ def test_k_past_the_pool(index, data):
     single = np.vstack([index.search(q[i], 700).ids for i in range(8)])
     assert (batch.ids >= 0).all() and len(np.unique(batch.ids[0])) == 700
     assert np.mean([len(np.intersect1d(a, b)) / 700 for a, b in zip(batch.ids, single)]) >= 0.99
+
+
+@pytest.mark.parametrize("rescore", [None, 4])
+def test_queries_like_the_data(index, data, rescore):
+    """Queries near stored rows: the case the prefilter serves from its pools; the same rows as single queries."""
+    x, _ = data
+    q = x[::200] + 0.05 * np.random.default_rng(3).standard_normal((len(x[::200]), DIM)).astype(np.float32)
+    kw = {} if rescore is None else {"rescore": rescore}
+    batch = index.search(q, 10, **kw)
+    single = np.vstack([index.search(q[i], 10, **kw).ids for i in range(len(q))])
+    assert (batch.ids == single).all(axis=1).mean() >= 0.98
+    truth = brute(x, q, 10, "cosine")[0]
+    assert recall(batch.ids, truth) >= recall(single, truth) - 0.005
+    assert np.isin(np.arange(0, len(x), 200), batch.ids).mean() >= 0.95  # each query's own row comes back

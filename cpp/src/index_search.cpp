@@ -252,13 +252,15 @@ void FlatIndex::search_b1(const KernelTable& kt, const float* queries, std::size
     // pool (a query unlike the data), rows past the pool may belong too, and the full scan answers it instead.
     const std::size_t pool_size = std::max(kB1HammingPool, std::min(ids_.size(), 2 * sp.k + kB1PoolExtra));
     std::vector<std::size_t> rest;
+    std::vector<std::int64_t> returned;
     for (std::size_t i = 0; i < nq; ++i) {
         const std::vector<HammingNear>& near = pools[i];
         if (near.size() < pool_size) continue;
+        returned.assign(ids + i * p.k, ids + (i + 1) * p.k);
+        std::sort(returned.begin(), returned.end());
         std::uint32_t deepest = 0;
-        for (std::size_t j = 0; j < p.k && ids[i * p.k + j] >= 0; ++j)
-            for (const HammingNear& h : near)
-                if (h.id == ids[i * p.k + j]) deepest = std::max(deepest, h.dist);
+        for (const HammingNear& h : near)
+            if (std::binary_search(returned.begin(), returned.end(), h.id)) deepest = std::max(deepest, h.dist);
         std::size_t nearer = 0;
         for (const HammingNear& h : near) nearer += h.dist < deepest;
         if (nearer * kB1HammingTrustShare > near.size()) rest.push_back(i);
