@@ -383,7 +383,7 @@ void FlatIndex::b1_candidates(const KernelTable& kt, const ScanViewB1& all, cons
     SearchParams gp = sp;
     gp.k = std::min(ids_.size(), 2 * sp.k + kB1PoolExtra);
     // Hamming ranks well only with enough bits, and pays only past a few pools of rows.
-    if (pools && !ivf_ && nq > 1 && kt.hamming_prefilter && dim_ >= kB1HammingMinDim && all.n >= kB1HammingMinRows)
+    if (pools && !ivf_ && kt.hamming_prefilter && dim_ >= kB1HammingMinDim && all.n >= kB1HammingMinRows)
         return b1_hamming_pools(kt, all, slots, weights, nq, gp.k, sp, pools, sums, found);
     std::vector<float> dots(nq * gp.k);
     std::vector<std::int64_t> pool(nq * gp.k);

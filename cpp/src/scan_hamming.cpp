@@ -78,6 +78,7 @@ struct Worker {
     std::vector<std::uint64_t> panels;
     std::vector<std::uint32_t> idx;
     std::vector<std::uint16_t> dist;
+    std::vector<std::uint32_t> row_dist;
 };
 
 // Every row of v against each query from its starting threshold; the workers' lists, merged, per query.
@@ -99,6 +100,18 @@ std::vector<NearestList> scan(const KernelTable& kt, const ScanViewB1& v, const 
                 s.dist.resize(kQ * kTileRows);
             }
             const std::size_t r0 = t * kTileRows, rows = std::min(kTileRows, v.n - r0);
+            if (nq < kQ) {  // too few queries to repay packing the tile: the row kernel on the rows as stored
+                s.row_dist.resize(kTileRows);
+                for (std::size_t j = 0; j < nq; ++j) {
+                    kt.hamming_rows_b1(reinterpret_cast<const std::uint8_t*>(qbits + j * words), v.data + r0 * nbytes,
+                                       rows, nbytes, s.row_dist.data());
+                    NearestList& list = s.lists[j];
+                    for (std::size_t r = 0; r < rows; ++r)
+                        if (s.row_dist[r] <= list.threshold() && (!v.allow || (*v.allow)[r0 + r]))
+                            list.add(s.row_dist[r], static_cast<std::uint32_t>(r0 + r));
+                }
+                return;
+            }
             const std::size_t n_panels = (rows + kLanes - 1) / kLanes;
             kernels::pack_panels_b1(v.data + r0 * nbytes, rows, v.dim, s.panels.data());
             std::uint32_t* idx[kQ];
