@@ -250,7 +250,7 @@ void FlatIndex::search_b1(const KernelTable& kt, const float* queries, std::size
     // A query is answered from its Hamming pool only when the rows it returns all lie among the nearer
     // 1 / kB1HammingTrustShare of the pool, or the pool holds every row: where its best rows spread through the
     // pool (a query unlike the data), rows past the pool may belong too, and the full scan answers it instead.
-    const std::size_t pool_size = std::max(kB1HammingPool, std::min(ids_.size(), 2 * sp.k + kB1PoolExtra));
+    const std::size_t pool_size = b1_hamming_pool_rows(sp.k);
     std::vector<std::size_t> rest;
     std::vector<std::int64_t> returned;
     for (std::size_t i = 0; i < nq; ++i) {
@@ -312,7 +312,7 @@ void write_best(std::vector<std::pair<float, std::int64_t>>& cand, std::size_t i
 void FlatIndex::b1_hamming_pools(const KernelTable& kt, const ScanViewB1& all, const std::vector<std::size_t>* slots,
                                  const float* weights, std::size_t nq, std::size_t gk, const SearchParams& sp,
                                  std::vector<std::vector<HammingNear>>* pools, float* sums, std::int64_t* found) const {
-    const std::size_t words = kernels::b1_words(dim_), pool = std::max(kB1HammingPool, gk);
+    const std::size_t words = kernels::b1_words(dim_), pool = b1_hamming_pool_rows(sp.k);
     std::vector<std::uint64_t> signs(nq * words, 0);
     for (std::size_t i = 0; i < nq; ++i)
         for (std::size_t d = 0; d < dim_; ++d)
@@ -383,7 +383,8 @@ void FlatIndex::b1_candidates(const KernelTable& kt, const ScanViewB1& all, cons
     SearchParams gp = sp;
     gp.k = std::min(ids_.size(), 2 * sp.k + kB1PoolExtra);
     // Hamming ranks well only with enough bits, and pays only past a few pools of rows.
-    if (pools && !ivf_ && kt.hamming_prefilter && dim_ >= kB1HammingMinDim && all.n >= kB1HammingMinRows)
+    if (pools && !ivf_ && kt.hamming_prefilter && dim_ >= kB1HammingMinDim && dim_ <= kB1HammingMaxDim &&
+        all.n >= kB1HammingMinRows)
         return b1_hamming_pools(kt, all, slots, weights, nq, gp.k, sp, pools, sums, found);
     std::vector<float> dots(nq * gp.k);
     std::vector<std::int64_t> pool(nq * gp.k);
@@ -412,8 +413,8 @@ void FlatIndex::b1_candidates(const KernelTable& kt, const ScanViewB1& all, cons
     std::vector<std::pair<float, std::int64_t>> cand;
     for (std::size_t i = 0; i < nq; ++i) {
         cand.clear();
-        for (std::size_t c = 0; c < gp.k && pool[i * gp.k + c] >= 0; ++c) {
-            const std::int64_t id = pool[i * gp.k + c];
+        for (std::size_t j = 0; j < gp.k && pool[i * gp.k + j] >= 0; ++j) {
+            const std::int64_t id = pool[i * gp.k + j];
             cand.emplace_back(kt.dot_b1(weights + i * dim_, codes + slot_of(id) * cols, dim_), id);
         }
         write_best(cand, i, sp.k, sums, found);

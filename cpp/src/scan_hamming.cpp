@@ -1,10 +1,11 @@
-// The batch prefilter of binary indexes (run_hamming_pool_b1, scan.hpp): Hamming distances between each query's
-// sign bits and every row, on the panel kernel (kernels::HammingSelectB1Fn), keeping each query's `pool` nearest.
-// Distances are small integers, so each query keeps an unsorted list of candidates at or under a threshold and a
-// histogram of their distances: when the list passes twice the pool, the threshold drops to the distance that
-// still keeps `pool` of them and the rest go. No heap: a row costs one compare in the kernel. The threshold starts
-// where an evenly spaced sample of the rows puts twice the pool, so few rows are taken only to be dropped; a query
-// whose start proves too low (fewer than `pool` rows under it) is scanned again from the top.
+// The Hamming prefilter of binary indexes (run_hamming_pool_b1, scan.hpp): Hamming distances between each query's
+// sign bits and every row, keeping each query's `pool` nearest: batches on the panel kernel
+// (kernels::HammingSelectB1Fn, the rows packed per tile), one to three queries on the row kernel over the rows as
+// stored. Distances are small integers, so each query keeps an unsorted list of candidates at or under a threshold
+// and a histogram of their distances: when the list passes twice the pool, the threshold drops to the distance
+// that still keeps `pool` of them and the rest go. No heap: a row costs one compare. The threshold starts where an
+// evenly spaced sample of the rows puts four pools' share (start_thresholds); a query whose start proves too low
+// (fewer than `pool` rows under it) is scanned again from the top.
 #include <algorithm>
 #include <cstring>
 #include <vector>
@@ -35,7 +36,7 @@ class NearestList {
         items_.reserve(2 * pool + 1);
     }
     std::uint32_t threshold() const noexcept { return thr_; }
-    void add(std::uint16_t dist, std::uint32_t row) {
+    void add(std::uint32_t dist, std::uint32_t row) {
         if (dist > thr_) return;
         items_.emplace_back(dist, row);
         ++hist_[dist];

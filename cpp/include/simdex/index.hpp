@@ -1,6 +1,7 @@
 // Exact inner-product / cosine / squared-L2 index over float32 rows, with stable int64 ids, removal and filtered search; or
 // the same over int8 codes (Dtype::int8, docs/int8.md), optionally keeping the float rows for rescoring.
 #pragma once
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <limits>
@@ -271,7 +272,11 @@ class FlatIndex {
     // nearer 1 / kB1HammingTrustShare of its pool. On real-minilm (bench/README_quant.md) 500 kept recall@10 at
     // R = 4 / 10 within 0.0005 of ranking every row.
     static constexpr std::size_t kB1HammingPool = 500, kB1HammingTrustShare = 4;
-    static constexpr std::size_t kB1HammingMinDim = 256, kB1HammingMinRows = 8 * kB1HammingPool;
+    // Below 256 dims Hamming ranks too coarsely; past 4,096 each query's distance histograms grow large.
+    static constexpr std::size_t kB1HammingMinDim = 256, kB1HammingMaxDim = 4096, kB1HammingMinRows = 8 * kB1HammingPool;
+    std::size_t b1_hamming_pool_rows(std::size_t cand_k) const noexcept {  // rows each query's pool keeps
+        return std::max(kB1HammingPool, std::min(ids_.size(), 2 * cand_k + kB1PoolExtra));
+    }
     void b1_hamming_pools(const KernelTable& kt, const RowsView<std::uint8_t>& all,
                           const std::vector<std::size_t>* slots, const float* weights, std::size_t nq, std::size_t gk,
                           const SearchParams& sp, std::vector<std::vector<HammingNear>>* pools, float* sums,
