@@ -10,6 +10,7 @@
 #include <string>
 
 #include "simdex/dispatch.hpp"
+#include "simdex/scan.hpp"
 #include "simdex/topk.hpp"
 
 namespace simdex {
@@ -24,8 +25,22 @@ void score_rows(const KernelTable& kt, const float* x, std::size_t rows, const P
     gemm_nt(kt, x, rows, c, half_norms, out, c.n, interrupt);
 }
 
-std::uint32_t argmax(const float* s, std::size_t n) {
-    return static_cast<std::uint32_t>(std::max_element(s, s + n) - s);
+// Each row's best centroid (ties to the lower index): a search with k = 1 on the batch scan, which keeps its top-1
+// lists while it scores each tile in cache instead of writing an n x k score matrix out to memory and reading it
+// back for an argmax. l2: the best <x, c> - |c|^2 / 2.
+void nearest_centroids(const KernelTable& kt, const float* c, std::size_t k, std::size_t dim, Match how,
+                       const float* x, std::size_t n, std::uint32_t* out, const InterruptFn& interrupt) {
+    std::vector<std::int64_t> ids(k), best(n);
+    std::iota(ids.begin(), ids.end(), std::int64_t(0));
+    std::vector<float> best_score(n), sq_norms(how == Match::l2 ? k : 0), half(how == Match::l2 ? n : 0, 0.5f);
+    for (std::size_t j = 0; j < sq_norms.size(); ++j) sq_norms[j] = kt.dot_f32(c + j * dim, c + j * dim, dim);
+    const ScanView centroids{c, ids.data(), k, dim, nullptr, how == Match::l2 ? sq_norms.data() : nullptr,
+                             how == Match::l2 ? half.data() : nullptr};
+    SearchParams top1;
+    top1.k = 1;
+    top1.interrupt = interrupt;
+    run_search(kt, centroids, x, n, top1, best_score.data(), best.data());
+    for (std::size_t i = 0; i < n; ++i) out[i] = static_cast<std::uint32_t>(best[i]);
 }
 
 std::vector<float> half_norms_of(const float* c, std::size_t k, std::size_t dim) {
@@ -130,18 +145,10 @@ FloatBuffer kmeans(const KernelTable& kt, const float* x, std::size_t n, std::si
     if (opt.progress) opt.progress(0, opt.iterations);
 
     std::vector<std::uint32_t> assign(n);
-    std::vector<float> scores(kBlockRows * k);
     std::vector<double> sums(k * dim);
     std::vector<std::size_t> counts(k);
     for (std::size_t it = 0; it < opt.iterations; ++it) {
-        PackedRows p = pack_rows(kt, c.data(), k, dim);
-        std::vector<float> hn = half_norms_of(c.data(), k, dim);
-        for (std::size_t r0 = 0; r0 < n; r0 += kBlockRows) {
-            const std::size_t rows = std::min(kBlockRows, n - r0);
-            score_rows(kt, x + r0 * dim, rows, p, how == Match::l2 ? hn.data() : nullptr, scores.data(),
-                       opt.interrupt);
-            for (std::size_t i = 0; i < rows; ++i) assign[r0 + i] = argmax(scores.data() + i * k, k);
-        }
+        nearest_centroids(kt, c.data(), k, dim, how, x, n, assign.data(), opt.interrupt);
         std::fill(sums.begin(), sums.end(), 0.0);
         std::fill(counts.begin(), counts.end(), 0);
         for (std::size_t i = 0; i < n; ++i) {
@@ -226,12 +233,7 @@ void Partitions::score(const KernelTable& kt, const float* x, std::size_t rows, 
 
 void Partitions::nearest(const KernelTable& kt, const float* x, std::size_t n, std::uint32_t* out) const {
     if (!trained()) throw std::logic_error("partitions: not trained");
-    std::vector<float> s(std::min(n, kBlockRows) * count_);
-    for (std::size_t r0 = 0; r0 < n; r0 += kBlockRows) {
-        const std::size_t rows = std::min(kBlockRows, n - r0);
-        score(kt, x + r0 * dim_, rows, assign_, s.data(), {});
-        for (std::size_t i = 0; i < rows; ++i) out[r0 + i] = argmax(s.data() + i * count_, count_);
-    }
+    nearest_centroids(kt, centroids_.data(), count_, dim_, assign_, x, n, out, {});
 }
 
 void Partitions::probe(const KernelTable& kt, const float* q, std::size_t nq, std::size_t nprobe,
