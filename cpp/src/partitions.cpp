@@ -4,13 +4,16 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <numeric>
 #include <random>
 #include <stdexcept>
 #include <string>
 
 #include "simdex/dispatch.hpp"
+#include "simdex/kernels.hpp"
 #include "simdex/scan.hpp"
+#include "simdex/thread_pool.hpp"
 #include "simdex/topk.hpp"
 
 namespace simdex {
@@ -25,11 +28,31 @@ void score_rows(const KernelTable& kt, const float* x, std::size_t rows, const P
     gemm_nt(kt, x, rows, c, half_norms, out, c.n, interrupt);
 }
 
-// Each row's best centroid (ties to the lower index): a search with k = 1 on the batch scan, which keeps its top-1
-// lists while it scores each tile in cache instead of writing an n x k score matrix out to memory and reading it
-// back for an argmax. l2: the best <x, c> - |c|^2 / 2.
-void nearest_centroids(const KernelTable& kt, const float* c, std::size_t k, std::size_t dim, Match how,
-                       const float* x, std::size_t n, std::uint32_t* out, const InterruptFn& interrupt) {
+std::vector<float> half_norms_of(const float* c, std::size_t k, std::size_t dim) {
+    std::vector<float> h(k);
+    for (std::size_t j = 0; j < k; ++j) {
+        double s = 0.0;
+        for (std::size_t i = 0; i < dim; ++i) s += double(c[j * dim + i]) * c[j * dim + i];
+        h[j] = static_cast<float>(s / 2);
+    }
+    return h;
+}
+
+// v = rint(x / s) with s = max |x| / 127 over the n values (0 when all are 0); returns s.
+float quantize_symmetric(const float* x, std::size_t n, std::int8_t* v) {
+    float big = 0.0f;
+    for (std::size_t i = 0; i < n; ++i) big = std::max(big, std::fabs(x[i]));
+    const float s = big / 127.0f, inv = big > 0.0f ? 127.0f / big : 0.0f;
+    for (std::size_t i = 0; i < n; ++i)
+        v[i] = static_cast<std::int8_t>(std::max(-127.0f, std::min(127.0f, std::nearbyint(x[i] * inv))));
+    return s;
+}
+
+// Each row's best centroid (ties to the lower index) in float: a search with k = 1 on the batch scan, which keeps
+// its top-1 lists while it scores each tile in cache instead of writing an n x k score matrix out to memory and
+// reading it back for an argmax. l2: the best <x, c> - |c|^2 / 2.
+void nearest_f32(const KernelTable& kt, const float* c, std::size_t k, std::size_t dim, Match how, const float* x,
+                 std::size_t n, std::uint32_t* out, const InterruptFn& interrupt) {
     std::vector<std::int64_t> ids(k), best(n);
     std::iota(ids.begin(), ids.end(), std::int64_t(0));
     std::vector<float> best_score(n), sq_norms(how == Match::l2 ? k : 0), half(how == Match::l2 ? n : 0, 0.5f);
@@ -43,15 +66,72 @@ void nearest_centroids(const KernelTable& kt, const float* c, std::size_t k, std
     for (std::size_t i = 0; i < n; ++i) out[i] = static_cast<std::uint32_t>(best[i]);
 }
 
-std::vector<float> half_norms_of(const float* c, std::size_t k, std::size_t dim) {
-    std::vector<float> h(k);
-    for (std::size_t j = 0; j < k; ++j) {
-        double s = 0.0;
-        for (std::size_t i = 0; i < dim; ++i) s += double(c[j * dim + i]) * c[j * dim + i];
-        h[j] = static_cast<float>(s / 2);
+// The same answer from int8 first, for kmeans: each row quantized once, before the iterations, on its own step
+// (u = rint(x / t), t = max |x_d| / 127: RowCodes), the centroids on one step for them all each iteration
+// (v = rint(c / s)), so <x, c> ~ t s <u, v>; the kInt8Candidates best centroids per row by the int8 batch scan
+// (vpdpbusd / sdot: about three times the float GEMM's products per second) are then scored again in float, which
+// decides. A row lands elsewhere only if its best centroid is not among the int8 scan's few best.
+constexpr std::size_t kInt8Candidates = 3;
+struct RowCodes {
+    std::vector<std::int8_t> u;
+    std::vector<float> step;
+    RowCodes(const float* x, std::size_t n, std::size_t dim) : u(n * dim), step(n) {
+        constexpr std::size_t kRowsPerTask = 1024;
+        parallel_for((n + kRowsPerTask - 1) / kRowsPerTask, num_threads(), [&](std::size_t t, std::size_t) {
+            for (std::size_t i = t * kRowsPerTask; i < std::min(n, (t + 1) * kRowsPerTask); ++i)
+                step[i] = quantize_symmetric(x + i * dim, dim, u.data() + i * dim);
+        });
     }
-    return h;
+};
+void nearest_i8(const KernelTable& kt, const float* c, std::size_t k, std::size_t dim, Match how, const float* x,
+                std::size_t n, const RowCodes& rows, std::uint32_t* out, const InterruptFn& interrupt) {
+    std::vector<std::int8_t> v(k * dim);
+    const float s = quantize_symmetric(c, k * dim, v.data());
+    std::vector<std::int64_t> ids(k);
+    std::iota(ids.begin(), ids.end(), std::int64_t(0));
+    const std::vector<float> hn = half_norms_of(c, k, dim);  // exact |c|^2 / 2, for the float pass
+    // l2: per row, <u, v> - |c|^2 / (2 t s) ranks like <x, c> - |c|^2 / 2.
+    std::vector<float> sq_norms(how == Match::l2 ? k : 0), norm_scale(how == Match::l2 ? n : 0);
+    for (std::size_t j = 0; j < sq_norms.size(); ++j) sq_norms[j] = 2.0f * hn[j];
+    for (std::size_t i = 0; i < norm_scale.size(); ++i)
+        norm_scale[i] = rows.step[i] > 0 && s > 0 ? 0.5f / (rows.step[i] * s) : 0.5f;
+    const ScanViewI8 view{v.data(), ids.data(), k, dim, nullptr, how == Match::l2 ? sq_norms.data() : nullptr,
+                          how == Match::l2 ? norm_scale.data() : nullptr};
+    const std::size_t kc = std::min(kInt8Candidates, k);
+    std::vector<float> dots(n * kc);
+    std::vector<std::int64_t> found(n * kc);
+    SearchParams sp;
+    sp.k = kc;
+    sp.interrupt = interrupt;
+    run_search_i8(kt, view, rows.u.data(), n, sp, dots.data(), found.data());
+    constexpr std::size_t kRowsPerTask = 1024;
+    parallel_for((n + kRowsPerTask - 1) / kRowsPerTask, num_threads(), [&](std::size_t t, std::size_t) {
+        for (std::size_t i = t * kRowsPerTask; i < std::min(n, (t + 1) * kRowsPerTask); ++i) {
+            std::int64_t best = -1;
+            float best_score = -std::numeric_limits<float>::infinity();
+            for (std::size_t j = 0; j < kc; ++j) {
+                const std::int64_t id = found[i * kc + j];
+                if (id < 0) break;
+                float sc = kt.dot_f32(x + i * dim, c + std::size_t(id) * dim, dim);
+                if (how == Match::l2) sc -= hn[std::size_t(id)];
+                if (best < 0 || sc > best_score || (sc == best_score && id < best)) {
+                    best = id;
+                    best_score = sc;
+                }
+            }
+            out[i] = static_cast<std::uint32_t>(best);
+        }
+    }, interrupt);
 }
+
+// Where the CPU has an int8 dot-product instruction and there are enough centroids to repay quantizing them.
+constexpr std::size_t kInt8MinCentroids = 64;
+bool int8_pays(const KernelTable& kt, std::size_t k, std::size_t dim) {
+    const std::string name = kt.i8_name;
+    return k >= kInt8MinCentroids && dim <= kernels::kMaxI8Depth &&
+           (name.find("vnni") != std::string::npos || name.find("dotprod") != std::string::npos);
+}
+
 
 // D^2 seeding in rounds: each round draws `batch` new centers with probability proportional to the squared
 // distance to the nearest center so far, then one GEMM updates the distances.
@@ -144,11 +224,15 @@ FloatBuffer kmeans(const KernelTable& kt, const float* x, std::size_t n, std::si
     if (how == Match::dot) normalize_rows(c.data(), k, dim);
     if (opt.progress) opt.progress(0, opt.iterations);
 
+    const std::unique_ptr<RowCodes> codes = int8_pays(kt, k, dim) ? std::make_unique<RowCodes>(x, n, dim) : nullptr;
     std::vector<std::uint32_t> assign(n);
     std::vector<double> sums(k * dim);
     std::vector<std::size_t> counts(k);
     for (std::size_t it = 0; it < opt.iterations; ++it) {
-        nearest_centroids(kt, c.data(), k, dim, how, x, n, assign.data(), opt.interrupt);
+        if (codes)
+            nearest_i8(kt, c.data(), k, dim, how, x, n, *codes, assign.data(), opt.interrupt);
+        else
+            nearest_f32(kt, c.data(), k, dim, how, x, n, assign.data(), opt.interrupt);
         std::fill(sums.begin(), sums.end(), 0.0);
         std::fill(counts.begin(), counts.end(), 0);
         for (std::size_t i = 0; i < n; ++i) {
@@ -233,7 +317,13 @@ void Partitions::score(const KernelTable& kt, const float* x, std::size_t rows, 
 
 void Partitions::nearest(const KernelTable& kt, const float* x, std::size_t n, std::uint32_t* out) const {
     if (!trained()) throw std::logic_error("partitions: not trained");
-    nearest_centroids(kt, centroids_.data(), count_, dim_, assign_, x, n, out, {});
+    if (!int8_pays(kt, count_, dim_)) return nearest_f32(kt, centroids_.data(), count_, dim_, assign_, x, n, out, {});
+    constexpr std::size_t kChunkRows = 65536;  // rows quantized at a time (bounds their int8 copy)
+    for (std::size_t r0 = 0; r0 < n; r0 += kChunkRows) {
+        const std::size_t rows = std::min(kChunkRows, n - r0);
+        const RowCodes codes(x + r0 * dim_, rows, dim_);
+        nearest_i8(kt, centroids_.data(), count_, dim_, assign_, x + r0 * dim_, rows, codes, out + r0, {});
+    }
 }
 
 void Partitions::probe(const KernelTable& kt, const float* q, std::size_t nq, std::size_t nprobe,

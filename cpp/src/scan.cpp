@@ -73,8 +73,10 @@ template <class T>
 void offer(TopKSet& top, std::size_t q, const RowsView<T>& v, std::size_t row0, const float* s,
            const std::uint32_t* idx, std::size_t count) {
     for (std::size_t c = 0; c < count; ++c) {
+        // The threshold rises as the list fills: a score that fell below it since select_ge is dropped here,
+        // without the call (a fresh list's first tile passes select_ge whole).
         const std::size_t row = row0 + idx[c];
-        if (allowed(v, row)) top.push(q, s[idx[c]], v.ids[row]);
+        if (s[idx[c]] >= top.threshold(q) && allowed(v, row)) top.push(q, s[idx[c]], v.ids[row]);
     }
 }
 
