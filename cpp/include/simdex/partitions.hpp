@@ -34,8 +34,9 @@ struct KMeansOptions {
 };
 
 // Lloyd's k-means over n rows (x: n x dim, finite): D^2 seeding drawn in rounds of k / 16 centers (each round is
-// one GEMM over the sample), then iterations whose assignment step is one GEMM per block of rows; a cluster left
-// empty takes half of the largest one. Returns k x dim centroids, unit rows under Match::dot. Deterministic for a
+// one GEMM over the sample), then iterations whose assignment step is a k = 1 batch search of the centroids (on
+// int8 first, then float for the 3 best, where the CPU has an int8 dot instruction: partitions.cpp); a cluster
+// left empty takes half of the largest one. Returns k x dim centroids, unit rows under Match::dot. Deterministic for a
 // seed and a thread count. std::invalid_argument when n < k.
 FloatBuffer kmeans(const KernelTable& kt, const float* x, std::size_t n, std::size_t dim, std::size_t k, Match how,
                    const KMeansOptions& opt);
