@@ -8,6 +8,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "simdex/dispatch.hpp"
 #include "simdex/thread_pool.hpp"
 
 namespace py = pybind11;
@@ -58,7 +59,12 @@ class ByteView {
     Py_buffer view_{};
 };
 
-// The FlatIndex class (index_bindings.cpp).
-void bind_flat_index(py::module_& m);
+void bind_flat_index(py::module_& m);  // the FlatIndex class (index_bindings.cpp)
+void bind_b1_kernels(py::module_& m);  // the binary kernels (b1_bindings.cpp)
+
+// The kernel table a kernel function's isa argument names ("": the active one).
+inline const KernelTable& table_arg(const std::string& isa) {
+    return isa.empty() ? active_kernels() : kernels_for(parse_isa(isa));
+}
 
 }  // namespace simdex::bindings
