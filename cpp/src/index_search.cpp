@@ -14,6 +14,7 @@
 #include "simdex/index.hpp"
 #include "simdex/ivf_scan.hpp"
 #include "simdex/prefetch.hpp"
+#include "simdex/quantize.hpp"
 #include "simdex/scan.hpp"
 #include "simdex/thread_pool.hpp"
 #include "simdex/topk.hpp"
@@ -282,14 +283,7 @@ namespace {
 template <class T>
 std::vector<T> round_weights(const float* weights, std::size_t nq, std::size_t dim, float top) {
     std::vector<T> out(nq * dim);
-    for (std::size_t i = 0; i < nq; ++i) {
-        const float* w = weights + i * dim;
-        float big = 0.0f;
-        for (std::size_t d = 0; d < dim; ++d) big = std::max(big, std::fabs(w[d]));
-        const float inv = big > 0.0f ? top / big : 0.0f;
-        for (std::size_t d = 0; d < dim; ++d)
-            out[i * dim + d] = static_cast<T>(std::max(-top, std::min(top, std::nearbyint(w[d] * inv))));
-    }
+    for (std::size_t i = 0; i < nq; ++i) round_on_one_step(weights + i * dim, dim, top, out.data() + i * dim);
     return out;
 }
 
@@ -324,7 +318,6 @@ void FlatIndex::b1_hamming_pools(const KernelTable& kt, const ScanViewB1& all, c
     const std::uint8_t* codes = reinterpret_cast<const std::uint8_t*>(codes_unlocked());
     const std::size_t cols = code_cols();
     const auto w16 = round_weights<std::int16_t>(weights, nq, dim_, float(kernels::kB1WeightMax));
-    constexpr std::size_t kQueriesPerTask = 16;
     const std::size_t workers = num_threads();
     struct Scratch {
         std::vector<std::pair<float, std::int64_t>> cand;
@@ -334,11 +327,11 @@ void FlatIndex::b1_hamming_pools(const KernelTable& kt, const ScanViewB1& all, c
         std::vector<const std::uint8_t*> at;
     };
     std::vector<Scratch> scratch(workers);
-    parallel_for(
-        (nq + kQueriesPerTask - 1) / kQueriesPerTask, workers,
-        [&](std::size_t t, std::size_t w) {
+    parallel_for_blocks(
+        nq, 16, workers,
+        [&](std::size_t b, std::size_t e, std::size_t w) {
             Scratch& s = scratch[w];
-            for (std::size_t i = t * kQueriesPerTask; i < std::min(nq, (t + 1) * kQueriesPerTask); ++i) {
+            for (std::size_t i = b; i < e; ++i) {
                 const std::vector<HammingNear>& near = (*pools)[i];
                 const std::size_t n = near.size();
                 s.rows.resize(n * cols);
@@ -443,20 +436,18 @@ void FlatIndex::finish_l2(const KernelTable& kt, const float* queries, std::size
     // ||q - x||^2 from the difference itself: the error is relative to the distance, however close q and x are,
     // where ||q||^2 - 2 <q, x> + ||x||^2 would lose it to cancellation.
     const std::size_t workers = num_threads();
-    constexpr std::size_t kQueriesPerTask = 16;
-    const std::size_t tasks = (nq + kQueriesPerTask - 1) / kQueriesPerTask;
     const float* rows = rows_unlocked();
     const std::int8_t* codes = codes_unlocked();
     std::vector<FloatBuffer> scratch(workers);
-    parallel_for(
-        tasks, workers,
-        [&](std::size_t t, std::size_t w) {
+    parallel_for_blocks(
+        nq, 16, workers,
+        [&](std::size_t b, std::size_t e, std::size_t w) {
             FloatBuffer& buf = scratch[w];
             buf.resize(2 * dim_);
             float* diff = buf.data();
             float* decoded = buf.data() + dim_;
             std::vector<std::pair<float, std::int64_t>> cand;
-            for (std::size_t i = t * kQueriesPerTask; i < std::min(nq, (t + 1) * kQueriesPerTask); ++i) {
+            for (std::size_t i = b; i < e; ++i) {
                 const float* q = queries + i * dim_;
                 const std::int64_t* f = found + i * cand_k;
                 cand.clear();

@@ -12,6 +12,7 @@
 
 #include "simdex/dispatch.hpp"
 #include "simdex/kernels.hpp"
+#include "simdex/quantize.hpp"
 #include "simdex/scan.hpp"
 #include "simdex/thread_pool.hpp"
 #include "simdex/topk.hpp"
@@ -36,16 +37,6 @@ std::vector<float> half_norms_of(const float* c, std::size_t k, std::size_t dim)
         h[j] = static_cast<float>(s / 2);
     }
     return h;
-}
-
-// v = rint(x / s) with s = max |x| / 127 over the n values (0 when all are 0); returns s.
-float quantize_symmetric(const float* x, std::size_t n, std::int8_t* v) {
-    float big = 0.0f;
-    for (std::size_t i = 0; i < n; ++i) big = std::max(big, std::fabs(x[i]));
-    const float s = big / 127.0f, inv = big > 0.0f ? 127.0f / big : 0.0f;
-    for (std::size_t i = 0; i < n; ++i)
-        v[i] = static_cast<std::int8_t>(std::max(-127.0f, std::min(127.0f, std::nearbyint(x[i] * inv))));
-    return s;
 }
 
 // Each row's best centroid (ties to the lower index) in float: a search with k = 1 on the batch scan, which keeps
@@ -76,17 +67,15 @@ struct RowCodes {
     std::vector<std::int8_t> u;
     std::vector<float> step;
     RowCodes(const float* x, std::size_t n, std::size_t dim) : u(n * dim), step(n) {
-        constexpr std::size_t kRowsPerTask = 1024;
-        parallel_for((n + kRowsPerTask - 1) / kRowsPerTask, num_threads(), [&](std::size_t t, std::size_t) {
-            for (std::size_t i = t * kRowsPerTask; i < std::min(n, (t + 1) * kRowsPerTask); ++i)
-                step[i] = quantize_symmetric(x + i * dim, dim, u.data() + i * dim);
+        parallel_for_blocks(n, 1024, num_threads(), [&](std::size_t b, std::size_t e, std::size_t) {
+            for (std::size_t i = b; i < e; ++i) step[i] = round_on_one_step(x + i * dim, dim, 127.0f, &u[i * dim]);
         });
     }
 };
 void nearest_i8(const KernelTable& kt, const float* c, std::size_t k, std::size_t dim, Match how, const float* x,
                 std::size_t n, const RowCodes& rows, std::uint32_t* out, const InterruptFn& interrupt) {
     std::vector<std::int8_t> v(k * dim);
-    const float s = quantize_symmetric(c, k * dim, v.data());
+    const float s = round_on_one_step(c, k * dim, 127.0f, v.data());
     std::vector<std::int64_t> ids(k);
     std::iota(ids.begin(), ids.end(), std::int64_t(0));
     const std::vector<float> hn = half_norms_of(c, k, dim);  // exact |c|^2 / 2, for the float pass
@@ -104,9 +93,8 @@ void nearest_i8(const KernelTable& kt, const float* c, std::size_t k, std::size_
     sp.k = kc;
     sp.interrupt = interrupt;
     run_search_i8(kt, view, rows.u.data(), n, sp, dots.data(), found.data());
-    constexpr std::size_t kRowsPerTask = 1024;
-    parallel_for((n + kRowsPerTask - 1) / kRowsPerTask, num_threads(), [&](std::size_t t, std::size_t) {
-        for (std::size_t i = t * kRowsPerTask; i < std::min(n, (t + 1) * kRowsPerTask); ++i) {
+    parallel_for_blocks(n, 1024, num_threads(), [&](std::size_t b, std::size_t e, std::size_t) {
+        for (std::size_t i = b; i < e; ++i) {
             std::int64_t best = -1;
             float best_score = -std::numeric_limits<float>::infinity();
             for (std::size_t j = 0; j < kc; ++j) {
@@ -114,7 +102,7 @@ void nearest_i8(const KernelTable& kt, const float* c, std::size_t k, std::size_
                 if (id < 0) break;
                 float sc = kt.dot_f32(x + i * dim, c + std::size_t(id) * dim, dim);
                 if (how == Match::l2) sc -= hn[std::size_t(id)];
-                if (best < 0 || sc > best_score || (sc == best_score && id < best)) {
+                if (best < 0 || ranks_before(sc, id, best_score, best)) {
                     best = id;
                     best_score = sc;
                 }
@@ -127,11 +115,8 @@ void nearest_i8(const KernelTable& kt, const float* c, std::size_t k, std::size_
 // Where the CPU has an int8 dot-product instruction and there are enough centroids to repay quantizing them.
 constexpr std::size_t kInt8MinCentroids = 64;
 bool int8_pays(const KernelTable& kt, std::size_t k, std::size_t dim) {
-    const std::string name = kt.i8_name;
-    return k >= kInt8MinCentroids && dim <= kernels::kMaxI8Depth &&
-           (name.find("vnni") != std::string::npos || name.find("dotprod") != std::string::npos);
+    return kt.i8_dot && k >= kInt8MinCentroids && dim <= kernels::kMaxI8Depth;
 }
-
 
 // D^2 seeding in rounds: each round draws `batch` new centers with probability proportional to the squared
 // distance to the nearest center so far, then one GEMM updates the distances.
@@ -329,7 +314,6 @@ void Partitions::nearest(const KernelTable& kt, const float* x, std::size_t n, s
 void Partitions::probe(const KernelTable& kt, const float* q, std::size_t nq, std::size_t nprobe,
                        std::uint32_t* out, const InterruptFn& interrupt) const {
     if (!trained()) throw std::logic_error("partitions: not trained");
-    constexpr std::size_t kRowsPerTask = 64;
     std::vector<float> s(std::min(nq, kBlockRows) * count_);
     const std::size_t workers = num_threads();
     for (std::size_t r0 = 0; r0 < nq; r0 += kBlockRows) {
@@ -337,10 +321,10 @@ void Partitions::probe(const KernelTable& kt, const float* q, std::size_t nq, st
         score(kt, q + r0 * dim_, rows, probe_, s.data(), interrupt);
         // The nprobe best of each row: a top-k heap fed only the scores that pass its current worst (few do).
         TopKSet top(rows, nprobe, -std::numeric_limits<float>::infinity());
-        parallel_for((rows + kRowsPerTask - 1) / kRowsPerTask, workers, [&](std::size_t t, std::size_t) {
+        parallel_for_blocks(rows, 64, workers, [&](std::size_t b, std::size_t e, std::size_t) {
             std::vector<float> best_s(nprobe);
             std::vector<std::int64_t> best_p(nprobe);
-            for (std::size_t i = t * kRowsPerTask; i < std::min(rows, (t + 1) * kRowsPerTask); ++i) {
+            for (std::size_t i = b; i < e; ++i) {
                 const float* si = s.data() + i * count_;
                 for (std::size_t c = 0; c < count_; ++c)
                     if (si[c] >= top.threshold(i)) top.push(i, si[c], std::int64_t(c));

@@ -65,13 +65,14 @@ class NearestList {
 // fn(q) for every query, blocks of queries spread over the pool of threads.
 template <class Fn>
 void for_each_query(std::size_t nq, Fn&& fn, const InterruptFn& interrupt) {
-    constexpr std::size_t kQueriesPerTask = 32;
-    parallel_for(
-        (nq + kQueriesPerTask - 1) / kQueriesPerTask, num_threads(),
-        [&](std::size_t t, std::size_t) {
-            for (std::size_t q = t * kQueriesPerTask; q < std::min(nq, (t + 1) * kQueriesPerTask); ++q) fn(q);
-        },
-        interrupt);
+    parallel_for_blocks(nq, 32, num_threads(), [&](std::size_t b, std::size_t e, std::size_t) {
+        for (std::size_t q = b; q < e; ++q) fn(q);
+    }, interrupt);
+}
+
+// A query's sign bits as the bytes the row kernels read (its words, little-endian).
+const std::uint8_t* query_bytes(const std::uint64_t* qbits, std::size_t q, std::size_t words) {
+    return reinterpret_cast<const std::uint8_t*>(qbits + q * words);
 }
 
 struct Worker {
@@ -104,8 +105,8 @@ std::vector<NearestList> scan(const KernelTable& kt, const ScanViewB1& v, const 
             if (nq < kQ) {  // too few queries to repay packing the tile: the row kernel on the rows as stored
                 s.row_dist.resize(kTileRows);
                 for (std::size_t j = 0; j < nq; ++j) {
-                    kt.hamming_rows_b1(reinterpret_cast<const std::uint8_t*>(qbits + j * words), v.data + r0 * nbytes,
-                                       rows, nbytes, s.row_dist.data());
+                    kt.hamming_rows_b1(query_bytes(qbits, j, words), v.data + r0 * nbytes, rows, nbytes,
+                                       s.row_dist.data());
                     NearestList& list = s.lists[j];
                     for (std::size_t r = 0; r < rows; ++r)
                         if (s.row_dist[r] <= list.threshold() && (!v.allow || (*v.allow)[r0 + r]))
@@ -163,15 +164,12 @@ std::vector<std::uint32_t> start_thresholds(const KernelTable& kt, const ScanVie
     for (std::size_t i = 0; i < sample; ++i)
         std::memcpy(rows.data() + i * nbytes, v.data + (i * v.n / sample) * nbytes, nbytes);
     const std::size_t want = (kStartPools * pool * sample + v.n - 1) / v.n;
-    constexpr std::size_t kQueriesPerTask = 64;
-    parallel_for(
-        (nq + kQueriesPerTask - 1) / kQueriesPerTask, num_threads(),
-        [&](std::size_t t, std::size_t) {
+    parallel_for_blocks(
+        nq, 64, num_threads(),
+        [&](std::size_t b, std::size_t e, std::size_t) {
             std::vector<std::uint32_t> dist(sample), hist(v.dim + 1);
-            for (std::size_t q = t * kQueriesPerTask; q < std::min(nq, (t + 1) * kQueriesPerTask); ++q) {
-                // The query's words are its bytes (little-endian), the layout the row kernels read.
-                kt.hamming_rows_b1(reinterpret_cast<const std::uint8_t*>(qbits + q * words), rows.data(), sample,
-                                   nbytes, dist.data());
+            for (std::size_t q = b; q < e; ++q) {
+                kt.hamming_rows_b1(query_bytes(qbits, q, words), rows.data(), sample, nbytes, dist.data());
                 std::fill(hist.begin(), hist.end(), 0);
                 for (std::uint32_t d : dist) ++hist[d];
                 std::size_t seen = 0;

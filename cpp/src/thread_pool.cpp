@@ -1,5 +1,6 @@
 #include "simdex/thread_pool.hpp"
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -174,6 +175,13 @@ void parallel_for(std::size_t n_tasks, std::size_t workers, const TaskFn& fn, co
     if (n_tasks == 1 || workers <= 1) return run_inline(n_tasks, fn, interrupt);
     std::shared_ptr<Pool> p = pool();
     if (p->size() > workers || !p->try_run(n_tasks, fn, interrupt)) run_inline(n_tasks, fn, interrupt);
+}
+
+void parallel_for_blocks(std::size_t n, std::size_t block, std::size_t workers, const BlockFn& fn,
+                         const InterruptFn& interrupt) {
+    parallel_for(
+        (n + block - 1) / block, workers,
+        [&](std::size_t t, std::size_t w) { fn(t * block, std::min(n, (t + 1) * block), w); }, interrupt);
 }
 
 }  // namespace simdex

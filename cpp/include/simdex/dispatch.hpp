@@ -34,6 +34,7 @@ struct KernelTable {
     kernels::SumsRowsB1Fn sums_rows_b1;
     kernels::HammingSelectB1Fn hamming_select_b1;
     bool hamming_prefilter = false;  // batches rank binary rows by Hamming first (fast popcount: VPOPCNTDQ)
+    bool i8_dot = false;  // the int8 kernels run on a dot-product instruction (VNNI, dotprod): k-means goes int8 first
 };
 
 const char* isa_name(Isa isa) noexcept;

@@ -10,11 +10,25 @@
 // where <u, c> is an exact integer dot product (the int8 kernels) and <q, o> one float per query. The only
 // approximation beyond the decode of x is the rounding of the query weights.
 #pragma once
+#include <algorithm>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <vector>
 
 namespace simdex {
+
+// x rounded to integers on one step for all n values, s = max |x| / top: out = clamp(rint(x / s), -top, top) (all
+// 0 when x is). Returns s. (The binary scan's query weights, k-means' int8 rows and centroids.)
+template <class T>
+float round_on_one_step(const float* x, std::size_t n, float top, T* out) noexcept {
+    float big = 0.0f;
+    for (std::size_t i = 0; i < n; ++i) big = std::max(big, std::fabs(x[i]));
+    const float inv = big > 0.0f ? top / big : 0.0f;
+    for (std::size_t i = 0; i < n; ++i)
+        out[i] = static_cast<T>(std::max(-top, std::min(top, std::nearbyint(x[i] * inv))));
+    return big / top;
+}
 
 class Quantizer {
   public:

@@ -24,4 +24,10 @@ void set_num_threads(std::size_t n);  // 0 means "all cores this process may use
 // throws Interrupted if interrupt() returned true before the tasks finished.
 void parallel_for(std::size_t n_tasks, std::size_t workers, const TaskFn& fn, const InterruptFn& interrupt = {});
 
+// fn(begin, end, worker) over the items [0, n) in blocks of `block` (the last may be shorter): parallel_for with
+// one task per block.
+using BlockFn = std::function<void(std::size_t begin, std::size_t end, std::size_t worker)>;
+void parallel_for_blocks(std::size_t n, std::size_t block, std::size_t workers, const BlockFn& fn,
+                         const InterruptFn& interrupt = {});
+
 }  // namespace simdex
