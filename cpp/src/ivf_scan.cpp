@@ -28,7 +28,6 @@ struct Item {
     std::uint32_t q0, q1;  // into the partition's query list
 };
 
-
 template <class T>
 void grow(Buffer<T>& b, std::size_t n) {
     if (b.size() < n) b.resize(n);

@@ -222,7 +222,8 @@ std::unique_ptr<TopKSet> scan_many_rows(const S& sc, const RowsView<typename S::
 }
 
 // Scans in passes of kQueriesPerPass queries (bounding the workers' lists) and hands each pass's merged lists to
-// emit(first query, queries in the pass, lists). One query alone goes through the row kernel unless the scorer has none (kRowsForOne).
+// emit(first query, queries in the pass, lists). One query alone goes through the row kernel unless the scorer
+// has none (kRowsForOne).
 template <bool kRowsForOne, class S, class Emit>
 void scan_passes(const S& sc, const RowsView<typename S::Elem>& v, const typename S::Query* q, std::size_t nq,
                  const SearchParams& p, const Lists& lists, Emit&& emit) {

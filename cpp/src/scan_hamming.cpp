@@ -204,10 +204,11 @@ void run_hamming_pool_b1(const KernelTable& kt, const ScanViewB1& v, const std::
     out->assign(nq, {});
     for_each_query(nq, [&](std::size_t q) {
         std::vector<Candidate>& all = lists[q].items();
+        const auto nearer = [&](const Candidate& a, const Candidate& b) {
+            return a.dist() != b.dist() ? a.dist() < b.dist() : v.ids[a.row()] < v.ids[b.row()];
+        };
         if (all.size() > 2 * pool)  // ties at the threshold: the nearest first, then the lower id
-            std::nth_element(all.begin(), all.begin() + 2 * pool, all.end(), [&](const Candidate& a, const Candidate& b) {
-                return a.dist() != b.dist() ? a.dist() < b.dist() : v.ids[a.row()] < v.ids[b.row()];
-            });
+            std::nth_element(all.begin(), all.begin() + 2 * pool, all.end(), nearer);
         auto& near = (*out)[q];
         near.resize(std::min(all.size(), 2 * pool));
         for (std::size_t c = 0; c < near.size(); ++c) near[c] = {v.ids[all[c].row()], all[c].dist()};

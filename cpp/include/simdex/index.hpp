@@ -273,7 +273,8 @@ class FlatIndex {
     // R = 4 / 10 within 0.0005 of ranking every row.
     static constexpr std::size_t kB1HammingPool = 500, kB1HammingTrustShare = 4;
     // Below 256 dims Hamming ranks too coarsely; past 4,096 each query's distance histograms grow large.
-    static constexpr std::size_t kB1HammingMinDim = 256, kB1HammingMaxDim = 4096, kB1HammingMinRows = 8 * kB1HammingPool;
+    static constexpr std::size_t kB1HammingMinDim = 256, kB1HammingMaxDim = 4096;
+    static constexpr std::size_t kB1HammingMinRows = 8 * kB1HammingPool;
     std::size_t b1_hamming_pool_rows(std::size_t cand_k) const noexcept {  // rows each query's pool keeps
         return std::max(kB1HammingPool, std::min(ids_.size(), 2 * cand_k + kB1PoolExtra));
     }
